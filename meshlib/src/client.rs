@@ -1,0 +1,323 @@
+//! [`MeshClient`]: the outbound stack behind one hot-swappable configuration.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use tower_service::Service;
+
+use crate::body::{self, BoxBody};
+use crate::config::{ConfigError, FileSource, MeshConfig};
+use crate::connect::{Connect, EndpointClient, HttpConnect};
+use crate::error::{BoxError, Error};
+use crate::route::RouteTable;
+use crate::stack::{self, ClusterSet, Outbound};
+
+/// A `tower::Service` that sends each HTTP request where the mesh
+/// configuration routes it: virtual host and route matching, weighted cluster
+/// choice, the route's timeout, round-robin balancing over the cluster's
+/// endpoints, and pooled HTTP/1.1 or HTTP/2 connections.
+///
+/// The configuration is hot-swappable: [`MeshClient::update`] (or a watched
+/// file) applies a new one to new requests, while requests in flight finish
+/// on the one they started with. A configuration that fails validation is
+/// refused with its error and the current one keeps serving. Clones share
+/// the configuration and the connections.
+///
+/// ```no_run
+/// use http_body_util::{BodyExt, Empty};
+/// use meshlib::MeshClient;
+/// use tower::ServiceExt;
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let mesh = MeshClient::builder()
+///     .file("mesh.yaml")
+///     .watch(std::time::Duration::from_secs(1))
+///     .build()?;
+/// let request = http::Request::get("http://reviews/reviews/1").body(Empty::<bytes::Bytes>::new())?;
+/// let response = mesh.clone().oneshot(request).await?;
+/// let body = response.into_body().collect().await?.to_bytes();
+/// # Ok(())
+/// # }
+/// ```
+pub struct MeshClient<C: Connect = HttpConnect> {
+    shared: Arc<Shared<C>>,
+}
+
+impl<C: Connect> Clone for MeshClient<C> {
+    fn clone(&self) -> Self {
+        MeshClient {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<C: Connect> std::fmt::Debug for MeshClient<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let snapshot = self.shared.current.load();
+        f.debug_struct("MeshClient")
+            .field("version", &snapshot.version)
+            .field("clusters", &snapshot.clusters)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared<C: Connect> {
+    current: ArcSwap<Snapshot<C::Client>>,
+    connect: C,
+    /// Serializes updates; requests never take it.
+    updating: Mutex<()>,
+    rejected: ArcSwapOption<ConfigError>,
+}
+
+/// One applied configuration and the stack built from it.
+struct Snapshot<C> {
+    version: u64,
+    config: Arc<MeshConfig>,
+    clusters: Arc<ClusterSet<C>>,
+    service: Outbound<C>,
+}
+
+impl MeshClient {
+    /// A client for `config` with the default HTTP connections.
+    pub fn new(config: MeshConfig) -> Result<Self, ConfigError> {
+        Self::builder().config(config).build()
+    }
+
+    /// A builder, to choose the configuration source and connections.
+    pub fn builder() -> Builder {
+        Builder {
+            source: Source::Config(MeshConfig::default()),
+            watch: None,
+            connect: HttpConnect::default(),
+        }
+    }
+}
+
+impl<C: Connect> MeshClient<C> {
+    fn with_connect(config: MeshConfig, connect: C) -> Result<Self, ConfigError> {
+        let snapshot = Snapshot::build(1, config, None, &connect)?;
+        Ok(MeshClient {
+            shared: Arc::new(Shared {
+                current: ArcSwap::from_pointee(snapshot),
+                connect,
+                updating: Mutex::new(()),
+                rejected: ArcSwapOption::empty(),
+            }),
+        })
+    }
+
+    /// Applies `config` to every request from now on, or refuses it whole with
+    /// the reason, keeping the current one. Returns the new version number.
+    ///
+    /// Clusters whose policy did not change keep their connections; only their
+    /// endpoint sets are updated.
+    pub fn update(&self, config: MeshConfig) -> Result<u64, ConfigError> {
+        let _one_at_a_time = self
+            .shared
+            .updating
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let current = self.shared.current.load_full();
+        let result = Snapshot::build(
+            current.version + 1,
+            config,
+            Some(&current),
+            &self.shared.connect,
+        );
+        match result {
+            Ok(snapshot) => {
+                let version = snapshot.version;
+                self.shared.current.store(Arc::new(snapshot));
+                self.shared.rejected.store(None);
+                tracing::info!(version, "mesh configuration applied");
+                Ok(version)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "mesh configuration refused; the previous one stays in force");
+                self.shared.rejected.store(Some(Arc::new(error.clone())));
+                Err(error)
+            }
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<MeshConfig> {
+        self.shared.current.load().config.clone()
+    }
+
+    /// The version of the configuration in force: 1 for the first, one more
+    /// for each applied update.
+    pub fn version(&self) -> u64 {
+        self.shared.current.load().version
+    }
+
+    /// Why the most recent configuration was refused, if it was; cleared when
+    /// one is applied.
+    pub fn last_refused(&self) -> Option<Arc<ConfigError>> {
+        self.shared.rejected.load_full()
+    }
+
+    /// Watches `source` every `interval`, applying each new valid version of
+    /// the file and refusing (and logging) invalid ones. The first poll applies
+    /// the file unless its text equals `applied`. Stops when every clone of this
+    /// client is dropped.
+    fn spawn_watch(
+        &self,
+        source: FileSource,
+        interval: Duration,
+        applied: Option<String>,
+    ) -> Result<tokio::task::JoinHandle<()>, ConfigError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            ConfigError::source(
+                Some(&source.path().display().to_string()),
+                "watching a file needs a Tokio runtime: build the client inside one".to_owned(),
+            )
+        })?;
+        let shared: Weak<Shared<C>> = Arc::downgrade(&self.shared);
+        let mut watch = source.watcher(applied);
+        Ok(runtime.spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let change = watch.changed().await;
+                let Some(shared) = shared.upgrade() else {
+                    return;
+                };
+                match change {
+                    None => {}
+                    Some(Ok(config)) => {
+                        // A refusal is logged and recorded by `update`.
+                        let _ = MeshClient { shared }.update(config);
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "mesh configuration file refused; the previous configuration stays in force");
+                        shared.rejected.store(Some(Arc::new(error)));
+                    }
+                }
+            }
+        }))
+    }
+}
+
+impl<E: EndpointClient> Snapshot<E> {
+    fn build(
+        version: u64,
+        config: MeshConfig,
+        previous: Option<&Snapshot<E>>,
+        connect: &impl Connect<Client = E>,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let routes = Arc::new(RouteTable::new(&config)?);
+        let clusters = Arc::new(ClusterSet::build(
+            &config,
+            previous.map(|p| &*p.clusters),
+            connect,
+        ));
+        Ok(Snapshot {
+            version,
+            service: stack::outbound(routes, clusters.clone()),
+            config: Arc::new(config),
+            clusters,
+        })
+    }
+}
+
+impl<C, B> Service<Request<B>> for MeshClient<C>
+where
+    C: Connect,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<<C::Client as EndpointClient>::Body>;
+    type Error = Error;
+    type Future = <Outbound<C::Client> as Service<Request<BoxBody>>>::Future;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        // The stack below is always ready (see `Dispatch`).
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // One atomic load picks the configuration this request lives with.
+        let mut service = self.shared.current.load().service.clone();
+        service.call(request.map(body::boxed))
+    }
+}
+
+/// Builds a [`MeshClient`]: where its configuration comes from, and how it connects.
+///
+/// ```
+/// use meshlib::MeshClient;
+/// use meshlib::config::MeshConfig;
+///
+/// let config = MeshConfig::from_yaml("clusters: [{ name: a, endpoints: [{ address: '127.0.0.1:9000' }] }]")?;
+/// let mesh = MeshClient::builder().config(config).build()?;
+/// assert_eq!(mesh.version(), 1);
+/// # Ok::<(), meshlib::config::ConfigError>(())
+/// ```
+#[derive(Debug)]
+pub struct Builder<C = HttpConnect> {
+    source: Source,
+    watch: Option<Duration>,
+    connect: C,
+}
+
+#[derive(Debug)]
+enum Source {
+    Config(MeshConfig),
+    File(PathBuf),
+}
+
+impl<C: Connect> Builder<C> {
+    /// Starts from `config`.
+    pub fn config(mut self, config: MeshConfig) -> Self {
+        self.source = Source::Config(config);
+        self
+    }
+
+    /// Starts from the YAML or JSON file at `path` (`.json` is read as JSON).
+    pub fn file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.source = Source::File(path.into());
+        self
+    }
+
+    /// With [`Builder::file`]: re-reads the file every `interval` and applies
+    /// each valid new version; needs a Tokio runtime at [`Builder::build`].
+    pub fn watch(mut self, interval: Duration) -> Self {
+        self.watch = Some(interval);
+        self
+    }
+
+    /// Connects to endpoints with `connect` instead of plain HTTP.
+    pub fn connect<D: Connect>(self, connect: D) -> Builder<D> {
+        Builder {
+            source: self.source,
+            watch: self.watch,
+            connect,
+        }
+    }
+
+    /// The client, or the error that makes its first configuration unusable.
+    pub fn build(self) -> Result<MeshClient<C>, ConfigError> {
+        match self.source {
+            Source::Config(config) => MeshClient::with_connect(config, self.connect),
+            Source::File(path) => {
+                let source = FileSource::new(path);
+                let text = source.read_text()?;
+                let client = MeshClient::with_connect(source.parse(&text)?, self.connect)?;
+                if let Some(interval) = self.watch {
+                    client.spawn_watch(source, interval, Some(text))?;
+                }
+                Ok(client)
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! A configuration kept in a YAML or JSON file, read once or watched.
+//!
+//! A [`FileWatch`] polls the file's contents rather than using inotify: Kubernetes
+//! updates a mounted ConfigMap by swapping a symlink, which inotify-based
+//! watchers often miss, and a poll every second costs nothing worth counting.
+
+use std::path::{Path, PathBuf};
+
+use super::{ConfigError, MeshConfig};
+
+/// A configuration file: `.json` files are read as JSON, anything else as YAML.
+///
+/// ```no_run
+/// use meshlib::config::FileSource;
+///
+/// let config = FileSource::new("mesh.yaml").load()?;
+/// # Ok::<(), meshlib::config::ConfigError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct FileSource {
+    path: PathBuf,
+}
+
+impl FileSource {
+    /// The file at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        FileSource { path: path.into() }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads, parses and validates the file; errors name the file.
+    pub fn load(&self) -> Result<MeshConfig, ConfigError> {
+        self.parse(&self.read_text()?)
+    }
+
+    /// Parses and validates `text` as this file's contents; errors name the file.
+    pub fn parse(&self, text: &str) -> Result<MeshConfig, ConfigError> {
+        let origin = self.path.display().to_string();
+        if self.path.extension().is_some_and(|ext| ext == "json") {
+            MeshConfig::parse_json(text, Some(&origin))
+        } else {
+            MeshConfig::parse_yaml(text, Some(&origin))
+        }
+    }
+
+    fn io_error(&self, e: impl std::fmt::Display) -> ConfigError {
+        ConfigError::source(
+            Some(&self.path.display().to_string()),
+            format!("cannot read: {e}"),
+        )
+    }
+
+    /// A watch on this file that reports each new version of its text;
+    /// `applied` is the text already in force, not reported again.
+    pub fn watcher(self, applied: Option<String>) -> FileWatch {
+        FileWatch {
+            source: self,
+            last: applied.map(Ok),
+        }
+    }
+
+    /// Reads the file's text, for handing to [`FileSource::watch`] as `current`.
+    pub fn read_text(&self) -> Result<String, ConfigError> {
+        std::fs::read_to_string(&self.path).map_err(|e| self.io_error(e))
+    }
+}
+
+/// Reports each new version of a file: see [`FileSource::watcher`].
+#[derive(Debug)]
+pub struct FileWatch {
+    source: FileSource,
+    /// What the last read gave: the text, or why it could not be read.
+    last: Option<Result<String, String>>,
+}
+
+impl FileWatch {
+    /// Reads the file once. When its text (or the reason it cannot be read)
+    /// differs from the last read, the new version, parsed and validated, or
+    /// the error it has; `None` when nothing changed. A broken file is thus
+    /// reported once, not at every read.
+    pub async fn changed(&mut self) -> Option<Result<MeshConfig, ConfigError>> {
+        let read = tokio::fs::read_to_string(&self.source.path)
+            .await
+            .map_err(|e| e.to_string());
+        if self.last.as_ref() == Some(&read) {
+            return None;
+        }
+        let result = match &read {
+            Ok(text) => self.source.parse(text),
+            Err(message) => Err(self.source.io_error(message)),
+        };
+        self.last = Some(read);
+        Some(result)
+    }
+}

@@ -1,0 +1,322 @@
+//! The rules a configuration must keep beyond its types.
+//!
+//! Every problem is collected, so a user fixes a file in one pass. Regexes are
+//! compiled here only to check them; `route::RouteTable` compiles them for use.
+
+use std::collections::HashMap;
+
+use super::{Destination, HeaderMatcher, HeaderRule, MeshConfig, PathMatch, Problem, Route};
+
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn push(&mut self, resource: &str, field: &str, message: impl Into<String>) {
+        self.0.push(Problem {
+            resource: resource.to_owned(),
+            field: field.to_owned(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Checks `config`; the problems found, or `Ok`.
+pub(super) fn check(config: &MeshConfig) -> Result<(), Vec<Problem>> {
+    let mut problems = Problems(Vec::new());
+    check_clusters(config, &mut problems);
+    check_virtual_hosts(config, &mut problems);
+    if problems.0.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.0)
+    }
+}
+
+fn check_clusters(config: &MeshConfig, problems: &mut Problems) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, cluster) in config.clusters.iter().enumerate() {
+        if cluster.name.is_empty() {
+            problems.push(&format!("cluster #{i}"), "name", "must not be empty");
+            continue;
+        }
+        let resource = format!("cluster {:?}", cluster.name);
+        if let Some(first) = seen.insert(&cluster.name, i) {
+            problems.push(
+                &resource,
+                "name",
+                format!("defined twice (also cluster #{first})"),
+            );
+        }
+        if cluster.connect_timeout.is_zero() {
+            problems.push(&resource, "connect_timeout", "must be above 0");
+        }
+        let mut addresses = HashMap::new();
+        for (j, endpoint) in cluster.endpoints.iter().enumerate() {
+            let field = format!("endpoints[{j}]");
+            if endpoint.weight == 0 {
+                problems.push(&resource, &field, "weight must be at least 1");
+            }
+            if let Some(first) = addresses.insert(endpoint.address, j) {
+                problems.push(
+                    &resource,
+                    &field,
+                    format!(
+                        "address {} listed twice (also endpoints[{first}])",
+                        endpoint.address
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn check_virtual_hosts(config: &MeshConfig, problems: &mut Problems) {
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut domains: HashMap<String, &str> = HashMap::new();
+    for (i, vhost) in config.virtual_hosts.iter().enumerate() {
+        if vhost.name.is_empty() {
+            problems.push(&format!("virtual_host #{i}"), "name", "must not be empty");
+            continue;
+        }
+        let resource = format!("virtual_host {:?}", vhost.name);
+        if let Some(first) = names.insert(&vhost.name, i) {
+            problems.push(
+                &resource,
+                "name",
+                format!("defined twice (also virtual_host #{first})"),
+            );
+        }
+        if vhost.domains.is_empty() {
+            problems.push(
+                &resource,
+                "domains",
+                "must list at least one domain (`*` for any)",
+            );
+        }
+        for domain in &vhost.domains {
+            if let Err(message) = check_domain(domain) {
+                problems.push(&resource, "domains", message);
+            }
+            if let Some(other) = domains.insert(domain.to_ascii_lowercase(), &vhost.name) {
+                problems.push(
+                    &resource,
+                    "domains",
+                    format!("domain {domain:?} is also in virtual_host {other:?}"),
+                );
+            }
+        }
+        for (j, route) in vhost.routes.iter().enumerate() {
+            let resource = if route.name.is_empty() {
+                format!("{resource}: route #{j}")
+            } else {
+                format!("{resource}: route {:?}", route.name)
+            };
+            check_route(config, route, &resource, problems);
+        }
+    }
+}
+
+fn check_domain(domain: &str) -> Result<(), String> {
+    let ok = match domain.matches('*').count() {
+        0 => !domain.is_empty(),
+        1 => domain == "*" || domain.starts_with('*') || domain.ends_with('*'),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else if domain.is_empty() {
+        Err("a domain must not be empty".to_owned())
+    } else {
+        Err(format!(
+            "domain {domain:?}: a wildcard `*` may only stand alone, or at the start or end"
+        ))
+    }
+}
+
+fn check_route(config: &MeshConfig, route: &Route, resource: &str, problems: &mut Problems) {
+    if let PathMatch::Regex(pattern) = &route.matcher.path {
+        if let Err(e) = regex::Regex::new(pattern) {
+            problems.push(
+                resource,
+                "match: safe_regex",
+                format!("does not compile: {e}"),
+            );
+        }
+    }
+    for header in &route.matcher.headers {
+        check_header(header, resource, problems);
+    }
+    match &route.action.destination {
+        Destination::Cluster(name) => {
+            if config.cluster(name).is_none() {
+                problems.push(resource, "cluster", format!("no cluster named {name:?}"));
+            }
+        }
+        Destination::WeightedClusters(clusters) => {
+            let field = "weighted_clusters";
+            if clusters.is_empty() {
+                problems.push(resource, field, "lists no cluster");
+            }
+            let mut total: u64 = 0;
+            for weighted in clusters {
+                total += u64::from(weighted.weight);
+                if config.cluster(&weighted.name).is_none() {
+                    problems.push(
+                        resource,
+                        field,
+                        format!("no cluster named {:?}", weighted.name),
+                    );
+                }
+            }
+            if total == 0 && !clusters.is_empty() {
+                problems.push(resource, field, "weights sum to 0");
+            }
+            if total > u64::from(u32::MAX) {
+                problems.push(
+                    resource,
+                    field,
+                    format!("weights sum to {total}, above 2^32-1"),
+                );
+            }
+        }
+    }
+}
+
+fn check_header(header: &HeaderMatcher, resource: &str, problems: &mut Problems) {
+    let field = format!("match: headers: {:?}", header.name);
+    if header.name.is_empty() {
+        problems.push(resource, "match: headers", "a header matcher has no name");
+    } else if http::HeaderName::from_bytes(header.name.as_bytes()).is_err()
+        && !header.name.starts_with(':')
+    {
+        problems.push(resource, &field, "is not a valid header name");
+    }
+    match &header.rule {
+        HeaderRule::Regex(pattern) => {
+            if let Err(e) = regex::Regex::new(pattern) {
+                problems.push(
+                    resource,
+                    &field,
+                    format!("safe_regex does not compile: {e}"),
+                );
+            }
+        }
+        HeaderRule::Range { start, end } if start >= end => {
+            problems.push(resource, &field, format!("range [{start}, {end}) is empty"));
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::MeshConfig;
+
+    fn problems(yaml: &str) -> Vec<String> {
+        match MeshConfig::from_yaml(yaml) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.problems().iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    const CLUSTERS: &str = "
+clusters:
+  - name: v1
+    endpoints: [{ address: \"127.0.0.1:1\" }]
+  - name: v2
+    endpoints: [{ address: \"127.0.0.1:2\" }]
+";
+
+    #[test]
+    fn zero_weights_are_named_by_route() {
+        let yaml = format!(
+            "{CLUSTERS}
+virtual_hosts:
+  - name: reviews
+    domains: [reviews]
+    routes:
+      - name: reviews-canary
+        match: {{ prefix: / }}
+        route: {{ weighted_clusters: {{ clusters: [{{ name: v1, weight: 0 }}, {{ name: v2, weight: 0 }}] }} }}
+"
+        );
+        assert_eq!(
+            problems(&yaml),
+            [
+                "virtual_host \"reviews\": route \"reviews-canary\": weighted_clusters: weights sum to 0"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let yaml = format!(
+            "{CLUSTERS}
+  - name: v1
+    endpoints: [{{ address: \"127.0.0.1:3\", weight: 0 }}]
+virtual_hosts:
+  - name: a
+    domains: [\"a\", \"*b*\"]
+    routes:
+      - match: {{ safe_regex: {{ regex: \"(\" }} }}
+        route: {{ cluster: missing }}
+      - match: {{ prefix: /, headers: [{{ name: x, range: {{ start: 5, end: 1 }} }}] }}
+        route: {{ cluster: v1 }}
+  - name: b
+    domains: [\"A\"]
+"
+        );
+        let found = problems(&yaml);
+        let expected = [
+            "cluster \"v1\": name: defined twice (also cluster #0)",
+            "cluster \"v1\": endpoints[0]: weight must be at least 1",
+            "virtual_host \"a\": domains: domain \"*b*\": a wildcard `*` may only stand alone, or at the start or end",
+            "virtual_host \"a\": route #0: match: safe_regex: does not compile",
+            "virtual_host \"a\": route #0: cluster: no cluster named \"missing\"",
+            "virtual_host \"a\": route #1: match: headers: \"x\": range [5, 1) is empty",
+            "virtual_host \"b\": domains: domain \"A\" is also in virtual_host \"a\"",
+        ];
+        assert_eq!(found.len(), expected.len(), "{found:#?}");
+        for (found, expected) in found.iter().zip(expected) {
+            assert!(
+                found.starts_with(expected),
+                "{found:?} should start with {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_of_fields_name_the_keys() {
+        let err = MeshConfig::from_yaml(
+            "virtual_hosts: [{ name: a, domains: [a], routes: [{ match: { prefix: /, path: /x }, route: { cluster: c } }] }]",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(
+                "match: set only one of `prefix`, `path`, `safe_regex`, found `prefix` and `path`"
+            ),
+            "{err}"
+        );
+        let err = MeshConfig::from_yaml(
+            "virtual_hosts: [{ name: a, domains: [a], routes: [{ match: { prefix: / }, route: { } }] }]",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("route: set one of `cluster`, `weighted_clusters`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_not_ignored() {
+        let err = MeshConfig::from_yaml("clusters: [{ name: a, lb_polcy: round_robin }]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `lb_polcy`"), "{err}");
+        let err = MeshConfig::from_yaml("clusters: [{ name: a, lb_policy: maglev }]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown variant `maglev`"), "{err}");
+    }
+}

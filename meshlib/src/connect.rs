@@ -1,0 +1,228 @@
+//! How a request reaches one endpoint.
+//!
+//! A balancer hands each request to an [`EndpointClient`]: the connections to
+//! one endpoint. [`Connect`] makes one per endpoint address. The default,
+//! [`HttpConnect`], gives each endpoint its own pooled hyper-util client whose
+//! dialer always connects to that endpoint's address: the request keeps its
+//! logical authority (`Host` / `:authority` say `reviews`, not an IP), as it
+//! would through Envoy, while the connection goes to the endpoint picked.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper_util::client::legacy;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use crate::body::BoxBody;
+use crate::config::{Cluster, Protocol};
+use crate::error::{Error, ErrorKind};
+
+/// The connections to one endpoint: sends a request there.
+pub trait EndpointClient: Send + Sync + 'static {
+    /// The response body.
+    type Body;
+    /// The response future.
+    type Future: Future<Output = Result<Response<Self::Body>, Error>> + Send + 'static;
+
+    /// Sends `request` to this endpoint.
+    fn send(&self, request: Request<BoxBody>) -> Self::Future;
+}
+
+/// Makes the [`EndpointClient`] for each endpoint of a cluster.
+pub trait Connect: Send + Sync + 'static {
+    /// The per-endpoint client.
+    type Client: EndpointClient;
+
+    /// The client for the endpoint at `address` of `cluster`.
+    fn client(&self, cluster: &Cluster, address: SocketAddr) -> Self::Client;
+}
+
+/// The default [`Connect`]: plain TCP, HTTP/1.1 or HTTP/2 (h2c, prior
+/// knowledge) as the cluster's `protocol` says, pooled per endpoint.
+#[derive(Debug, Clone)]
+pub struct HttpConnect {
+    idle_timeout: Duration,
+}
+
+impl Default for HttpConnect {
+    fn default() -> Self {
+        HttpConnect {
+            idle_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+impl HttpConnect {
+    /// Pooled connections closed after 90 s idle.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Closes pooled connections idle for longer than `timeout`.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+}
+
+impl Connect for HttpConnect {
+    type Client = HttpEndpoint;
+
+    fn client(&self, cluster: &Cluster, address: SocketAddr) -> HttpEndpoint {
+        let mut builder = legacy::Client::builder(TokioExecutor::new());
+        builder
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(self.idle_timeout)
+            .timer(TokioTimer::new());
+        if cluster.protocol == Protocol::Http2 {
+            builder.http2_only(true);
+        }
+        let dialer = Dialer {
+            address,
+            timeout: cluster.connect_timeout,
+        };
+        HttpEndpoint {
+            client: builder.build(dialer),
+            cluster: Arc::from(cluster.name.as_str()),
+            address,
+        }
+    }
+}
+
+/// One endpoint's pooled hyper-util client; see [`HttpConnect`].
+#[derive(Debug, Clone)]
+pub struct HttpEndpoint {
+    client: legacy::Client<Dialer, BoxBody>,
+    cluster: Arc<str>,
+    address: SocketAddr,
+}
+
+impl EndpointClient for HttpEndpoint {
+    type Body = Incoming;
+    type Future = HttpFuture;
+
+    fn send(&self, mut request: Request<BoxBody>) -> HttpFuture {
+        if let Err(message) = absolute_uri(&mut request) {
+            return HttpFuture {
+                state: HttpState::Failed(Some(Error::new(ErrorKind::NoRoute, message))),
+            };
+        }
+        HttpFuture {
+            state: HttpState::Sending {
+                response: self.client.request(request),
+                cluster: self.cluster.clone(),
+                address: self.address,
+            },
+        }
+    }
+}
+
+/// hyper-util's client wants `http://authority/path`; a request may carry its
+/// authority in the `Host` header instead.
+fn absolute_uri(request: &mut Request<BoxBody>) -> Result<(), String> {
+    let uri = request.uri();
+    if uri.scheme().is_some() && uri.authority().is_some() {
+        return Ok(());
+    }
+    let authority = match uri.authority() {
+        Some(authority) => authority.clone(),
+        None => request
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|host| http::uri::Authority::try_from(host.as_bytes()).ok())
+            .ok_or("request has no authority or valid Host header")?,
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.scheme = Some(parts.scheme.unwrap_or(http::uri::Scheme::HTTP));
+    parts.authority = Some(authority);
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    *request.uri_mut() = Uri::from_parts(parts).map_err(|e| format!("bad request URI: {e}"))?;
+    Ok(())
+}
+
+/// The response of an [`HttpEndpoint`], its errors made into [`Error`]s that
+/// name the cluster and address.
+pub struct HttpFuture {
+    state: HttpState,
+}
+
+enum HttpState {
+    Sending {
+        response: legacy::ResponseFuture,
+        cluster: Arc<str>,
+        address: SocketAddr,
+    },
+    Failed(Option<Error>),
+}
+
+impl std::fmt::Debug for HttpFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpFuture").finish_non_exhaustive()
+    }
+}
+
+impl Future for HttpFuture {
+    type Output = Result<Response<Incoming>, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.state {
+            HttpState::Sending {
+                response,
+                cluster,
+                address,
+            } => Pin::new(response).poll(cx).map_err(|e| {
+                let kind = if e.is_connect() {
+                    ErrorKind::Connect
+                } else {
+                    ErrorKind::Upstream
+                };
+                Error::new(kind, format!("cluster {cluster:?} endpoint {address}")).with_source(e)
+            }),
+            HttpState::Failed(error) => Poll::Ready(Err(error.take().unwrap_or_else(|| {
+                Error::new(ErrorKind::Upstream, "response polled after completion")
+            }))),
+        }
+    }
+}
+
+/// Dials one fixed address, whatever the request's authority.
+#[derive(Debug, Clone, Copy)]
+struct Dialer {
+    address: SocketAddr,
+    timeout: Duration,
+}
+
+impl tower_service::Service<Uri> for Dialer {
+    type Response = TokioIo<TcpStream>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<TokioIo<TcpStream>>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Uri) -> Self::Future {
+        let Dialer { address, timeout } = *self;
+        Box::pin(async move {
+            let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("connect timed out after {timeout:?}"),
+                    )
+                })??;
+            stream.set_nodelay(true)?;
+            Ok(TokioIo::new(stream))
+        })
+    }
+}

@@ -1,0 +1,144 @@
+//! The error a request through the mesh can end with.
+//!
+//! Every failure carries an [`ErrorKind`] a program can branch on and a message a
+//! person can act on: it names the host, route, cluster or address involved. The
+//! kinds map to the HTTP status Envoy answers with (its response flags `NR`, `NC`,
+//! `UH`, `UF`, `UT`, `UR`) and to the gRPC status gRPC's proxyless clients use.
+
+use std::fmt;
+
+/// A boxed error, as Tower stacks pass them around.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What went wrong with a request, coarse enough to branch on.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// No virtual host or route matched the request (Envoy `NR`).
+    NoRoute,
+    /// The matched route names a cluster the configuration does not define (Envoy `NC`).
+    UnknownCluster,
+    /// The cluster has no endpoint that may take traffic (Envoy `UH`).
+    NoEndpoints,
+    /// Connecting to the chosen endpoint failed (Envoy `UF`).
+    Connect,
+    /// The route's timeout elapsed before the response arrived (Envoy `UT`).
+    Timeout,
+    /// The upstream connection failed after the request was sent (Envoy `UR`).
+    Upstream,
+}
+
+impl ErrorKind {
+    /// The HTTP status Envoy answers with for this kind of failure.
+    pub fn http_status(self) -> http::StatusCode {
+        match self {
+            ErrorKind::NoRoute => http::StatusCode::NOT_FOUND,
+            ErrorKind::Timeout => http::StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::UnknownCluster
+            | ErrorKind::NoEndpoints
+            | ErrorKind::Connect
+            | ErrorKind::Upstream => http::StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The gRPC status code (as its number) gRPC's xDS clients fail an RPC with.
+    ///
+    /// `UNAVAILABLE` (14) for everything but a timeout, which is
+    /// `DEADLINE_EXCEEDED` (4); gRPC also fails an RPC that matches no route with
+    /// `UNAVAILABLE`, where Envoy answers HTTP 404.
+    pub fn grpc_code(self) -> i32 {
+        match self {
+            ErrorKind::Timeout => 4,
+            _ => 14,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::NoRoute => "no route",
+            ErrorKind::UnknownCluster => "unknown cluster",
+            ErrorKind::NoEndpoints => "no healthy endpoint",
+            ErrorKind::Connect => "connect failed",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Upstream => "upstream error",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A request through the mesh failed.
+///
+/// ```
+/// use meshlib::{Error, ErrorKind};
+///
+/// let err = Error::new(ErrorKind::NoEndpoints, "cluster \"reviews-v1\" has no healthy endpoint");
+/// assert_eq!(err.kind(), ErrorKind::NoEndpoints);
+/// assert_eq!(err.http_status(), http::StatusCode::SERVICE_UNAVAILABLE);
+/// assert_eq!(err.to_string(), "no healthy endpoint: cluster \"reviews-v1\" has no healthy endpoint");
+/// ```
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    message: Box<str>,
+    source: Option<BoxError>,
+}
+
+impl Error {
+    /// An error of `kind` with a message that names what was involved.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into().into_boxed_str(),
+            source: None,
+        }
+    }
+
+    /// The same error, caused by `source`.
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The message without the kind, e.g. `cluster "reviews-v1" has no healthy endpoint`.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The HTTP status a proxy would answer with; see [`ErrorKind::http_status`].
+    pub fn http_status(&self) -> http::StatusCode {
+        self.kind.http_status()
+    }
+
+    /// The gRPC status code; see [`ErrorKind::grpc_code`].
+    pub fn grpc_code(&self) -> i32 {
+        self.kind.grpc_code()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}

@@ -1,0 +1,74 @@
+//! # meshlib
+//!
+//! A service mesh without a sidecar: Tower layers that do in-process what an
+//! Envoy sidecar does next to the process. Give [`MeshClient`] a mesh
+//! configuration and use it as your HTTP client (or, through
+//! [`MeshClient::channel`], as a tonic channel); each request is routed by
+//! host, path and headers to a cluster, possibly split by weight, and balanced
+//! over the cluster's endpoints on pooled HTTP/1.1 or HTTP/2 connections.
+//!
+//! ```no_run
+//! use http_body_util::Empty;
+//! use meshlib::MeshClient;
+//! use meshlib::config::MeshConfig;
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let config = MeshConfig::from_yaml(r#"
+//! virtual_hosts:
+//!   - name: reviews
+//!     domains: ["reviews"]
+//!     routes:
+//!       - name: split
+//!         match: { prefix: "/" }
+//!         route:
+//!           weighted_clusters:
+//!             clusters: [{ name: reviews-v1, weight: 90 }, { name: reviews-v2, weight: 10 }]
+//! clusters:
+//!   - name: reviews-v1
+//!     endpoints: [{ address: "10.0.0.1:8080" }, { address: "10.0.0.2:8080" }]
+//!   - name: reviews-v2
+//!     endpoints: [{ address: "10.0.0.3:8080" }]
+//! "#)?;
+//! let mesh = MeshClient::new(config)?;
+//! let request = http::Request::get("http://reviews/reviews/1").body(Empty::<bytes::Bytes>::new())?;
+//! let response = mesh.clone().oneshot(request).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## The layers
+//!
+//! ```text
+//! request ─► Route ─► Timeout ─► Dispatch ─► Balancer ─► endpoint's pooled client
+//! ```
+//!
+//! Each is usable alone: [`route::Route`] matches and records a
+//! [`route::RouteDecision`] in the request's extensions, [`timeout::Timeout`]
+//! applies the route's timeout, [`stack::Dispatch`] hands the request to the
+//! cluster's [`balance::Balancer`], which picks an endpoint and sends through
+//! its [`connect::EndpointClient`]. [`stack`] puts them in order.
+//!
+//! ## Features
+//!
+//! - `grpc` (default): [`MeshClient::channel`], a channel for tonic clients.
+
+pub mod balance;
+pub mod body;
+mod client;
+pub mod config;
+pub mod connect;
+mod error;
+pub mod future;
+#[cfg(feature = "grpc")]
+mod grpc;
+pub mod route;
+pub mod stack;
+pub mod timeout;
+
+pub use body::BoxBody;
+pub use client::{Builder, MeshClient};
+pub use error::{BoxError, Error, ErrorKind};
+#[cfg(feature = "grpc")]
+pub use grpc::{ChannelFuture, MeshChannel};
