@@ -1,0 +1,146 @@
+//! Loopback backends for the integration tests.
+#![allow(dead_code, unreachable_pub)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use meshlib::MeshClient;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+/// A loopback HTTP server (HTTP/1.1 and h2c) answering with its own name.
+///
+/// It answers `x-backend: NAME`, echoes the `Host`/`:authority` it saw in
+/// `x-seen-authority`, and waits `x-delay-ms` milliseconds first if asked.
+pub struct Backend {
+    pub name: &'static str,
+    pub address: SocketAddr,
+    pub requests: Arc<AtomicUsize>,
+    pub connections: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Backend {
+    pub async fn start(name: &'static str) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (req_count, conn_count) = (requests.clone(), connections.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                conn_count.fetch_add(1, Ordering::SeqCst);
+                let req_count = req_count.clone();
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    req_count.fetch_add(1, Ordering::SeqCst);
+                    answer(name, request)
+                });
+                tokio::spawn(async move {
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Backend {
+            name,
+            address,
+            requests,
+            connections,
+            task,
+        }
+    }
+
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+async fn answer(
+    name: &'static str,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let seen = request
+        .uri()
+        .authority()
+        .map(|a| a.to_string())
+        .or_else(|| {
+            request
+                .headers()
+                .get("host")
+                .map(|h| h.to_str().unwrap_or("").to_owned())
+        })
+        .unwrap_or_default();
+    if let Some(delay) = request.headers().get("x-delay-ms") {
+        let ms: u64 = delay.to_str().unwrap().parse().unwrap();
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let _ = request.into_body().collect().await;
+    Ok(Response::builder()
+        .header("x-backend", name)
+        .header("x-seen-authority", seen)
+        .body(Full::new(Bytes::from(name)))
+        .unwrap())
+}
+
+/// Sends `GET uri` with `headers` through `mesh`; the backend's name, or the error.
+pub async fn send(
+    mesh: &MeshClient,
+    uri: &str,
+    headers: &[(&str, &str)],
+) -> Result<String, meshlib::Error> {
+    let mut builder = Request::get(uri);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let response = mesh
+        .clone()
+        .oneshot(builder.body(Empty::<Bytes>::new()).unwrap())
+        .await?;
+    assert!(response.status().is_success(), "{response:?}");
+    let name = response.headers()["x-backend"].to_str().unwrap().to_owned();
+    let _ = response.into_body().collect().await;
+    Ok(name)
+}
+
+/// Sends `n` requests, `concurrency` at a time; how many went to each backend.
+pub async fn tally(
+    mesh: &MeshClient,
+    uri: &str,
+    headers: &[(&str, &str)],
+    n: usize,
+) -> std::collections::BTreeMap<String, usize> {
+    use futures_util::StreamExt;
+    let results: Vec<String> = futures_util::stream::iter(0..n)
+        .map(|_| async { send(mesh, uri, headers).await.unwrap() })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut counts = std::collections::BTreeMap::new();
+    for name in results {
+        *counts.entry(name).or_insert(0) += 1;
+    }
+    counts
+}
