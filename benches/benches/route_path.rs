@@ -1,0 +1,57 @@
+//! The in-process cost of meshlib's request path: route match, weighted
+//! cluster pick, balancer pick and dispatch, over an in-memory endpoint, next
+//! to the same endpoint called directly.
+
+use std::hint::black_box;
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::Request;
+use http_body_util::Empty;
+use meshlib::MeshClient;
+use meshlib::config::MeshConfig;
+use meshlib::connect::EndpointClient;
+use meshlib_benches::{InMemory, InMemoryEndpoint};
+use tower::ServiceExt;
+
+const DEMO: &str = include_str!("../../examples/config/reviews.yaml");
+
+fn request(canary: bool) -> Request<Empty<Bytes>> {
+    Request::get("http://reviews/reviews/42")
+        .header("x-canary", if canary { "true" } else { "false" })
+        .body(Empty::new())
+        .unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let config = MeshConfig::from_yaml(DEMO).unwrap();
+    let mesh = MeshClient::builder()
+        .connect(InMemory)
+        .config(config)
+        .build()
+        .unwrap();
+
+    let mut group = c.benchmark_group("request_path");
+    group.bench_function("bare_endpoint", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let request = request(false).map(meshlib::body::boxed);
+            black_box(InMemoryEndpoint.send(request).await.unwrap())
+        })
+    });
+    group.bench_function("mesh_weighted_split", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { black_box(mesh.clone().oneshot(request(false)).await.unwrap()) })
+    });
+    group.bench_function("mesh_header_route", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { black_box(mesh.clone().oneshot(request(true)).await.unwrap()) })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
