@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -21,7 +21,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use meshlib::MeshClient;
 use meshlib::config::{Destination, MeshConfig};
 use tokio::net::TcpListener;
-use tokio::sync::Mutex;
 use tower::ServiceExt;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -115,7 +114,7 @@ async fn send_many(mesh: &MeshClient, n: usize, canary: bool) -> Tally {
                     let went = send(&mesh, canary)
                         .await
                         .unwrap_or_else(|_| "failed".into());
-                    *tally.lock().await.entry(went).or_default() += 1;
+                    *tally.lock().unwrap().entry(went).or_default() += 1;
                 }
             })
         })
@@ -123,8 +122,7 @@ async fn send_many(mesh: &MeshClient, n: usize, canary: bool) -> Tally {
     for worker in workers {
         let _ = worker.await;
     }
-    let tally = tally.lock().await.clone();
-    tally
+    tally.lock().unwrap().clone()
 }
 
 /// Keeps 8 requests in flight; after `before` requests swaps the split to
@@ -151,7 +149,7 @@ async fn swap_under_traffic(
                 while started.fetch_add(1, Ordering::SeqCst) < total {
                     let after_swap = swapped.load(Ordering::SeqCst);
                     let went = send(&mesh, false).await.unwrap_or_else(|_| "failed".into());
-                    let mut tallies = tallies.lock().await;
+                    let mut tallies = tallies.lock().unwrap();
                     let tally = if after_swap {
                         &mut tallies.1
                     } else {
@@ -186,8 +184,7 @@ async fn swap_under_traffic(
     for worker in workers {
         let _ = worker.await;
     }
-    let tallies = tallies.lock().await.clone();
-    Ok(tallies)
+    Ok(tallies.lock().unwrap().clone())
 }
 
 fn print_table(rows: &[(&str, &Tally)]) {

@@ -54,6 +54,14 @@
 //!
 //! - `grpc` (default): [`MeshClient::channel`], a channel for tonic clients.
 
+// Library code does not panic on input; tests may unwrap.
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+// The README's examples compile as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 pub mod balance;
 pub mod body;
 mod client;

@@ -63,7 +63,7 @@ impl FileSource {
         }
     }
 
-    /// Reads the file's text, for handing to [`FileSource::watch`] as `current`.
+    /// Reads the file's text, for handing to [`FileSource::watcher`] as `applied`.
     pub fn read_text(&self) -> Result<String, ConfigError> {
         std::fs::read_to_string(&self.path).map_err(|e| self.io_error(e))
     }

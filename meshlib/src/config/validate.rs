@@ -133,14 +133,14 @@ fn check_domain(domain: &str) -> Result<(), String> {
 }
 
 fn check_route(config: &MeshConfig, route: &Route, resource: &str, problems: &mut Problems) {
-    if let PathMatch::Regex(pattern) = &route.matcher.path {
-        if let Err(e) = regex::Regex::new(pattern) {
-            problems.push(
-                resource,
-                "match: safe_regex",
-                format!("does not compile: {e}"),
-            );
-        }
+    if let PathMatch::Regex(pattern) = &route.matcher.path
+        && let Err(e) = regex::Regex::new(pattern)
+    {
+        problems.push(
+            resource,
+            "match: safe_regex",
+            format!("does not compile: {e}"),
+        );
     }
     for header in &route.matcher.headers {
         check_header(header, resource, problems);

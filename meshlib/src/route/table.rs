@@ -467,7 +467,7 @@ impl HeaderCheck {
             // An absent header matches only `present: false`; inverting any
             // other rule does not make an absent header match (Envoy, gRPC A28).
             return match self.rule {
-                ValueRule::Present(present) => !present != self.invert,
+                ValueRule::Present(present) => present == self.invert,
                 _ => false,
             };
         };
@@ -669,7 +669,8 @@ virtual_hosts:
             }
             builder.body(()).unwrap()
         };
-        let cases: &[(&str, &[(&str, &str)], bool)] = &[
+        type Headers<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(&str, Headers<'_>, bool)] = &[
             (
                 "{ name: x-user, exact: alice }",
                 &[("x-user", "alice")],
