@@ -117,3 +117,29 @@ async fn the_route_timeout_fails_a_slow_request_with_504() {
     );
     assert!(start.elapsed() >= Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn a_connection_dropped_mid_request_is_an_upstream_error() {
+    // A backend that accepts, reads the request, and hangs up without answering.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buffer = [0u8; 1024];
+        let _ = stream.read(&mut buffer).await;
+    });
+    let mesh = mesh(&format!(
+        "{{ name: backend, endpoints: [{{ address: '{address}' }}] }}"
+    ));
+    let err = send(&mesh, "http://api/users", &[]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Upstream);
+    assert_eq!(err.http_status(), http::StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        err.to_string().starts_with(&format!(
+            "upstream error: cluster \"backend\" endpoint {address}: "
+        )),
+        "{err}"
+    );
+    server.await.unwrap();
+}

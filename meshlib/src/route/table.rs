@@ -212,16 +212,6 @@ impl RouteTable {
         })
     }
 
-    /// The clusters `request` could be sent to, each with its weight, without
-    /// picking one: where the request would go, for offline checks.
-    pub fn destinations<B>(&self, request: &Request<B>) -> Result<Vec<(String, u64)>, Error> {
-        let route = self.find(request)?;
-        Ok(match &route.target {
-            Target::Cluster(name) => vec![(name.to_string(), 1)],
-            Target::Weighted(split) => split.iter().map(|(n, w)| (n.to_string(), w)).collect(),
-        })
-    }
-
     fn find<B>(&self, request: &Request<B>) -> Result<&RouteEntry, Error> {
         let authority = authority(request).ok_or_else(|| {
             Error::new(
