@@ -32,16 +32,6 @@ impl WeightedClusters {
         self.cumulative.get(i).map(|(name, _)| name)
     }
 
-    /// Each cluster with its weight, in configuration order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Arc<str>, u64)> {
-        let mut before = 0;
-        self.cumulative.iter().map(move |(name, upto)| {
-            let weight = upto - before;
-            before = *upto;
-            (name, weight)
-        })
-    }
-
     /// A pick with the thread's random number generator.
     pub(crate) fn pick_random(&self) -> Option<&Arc<str>> {
         if self.total == 0 {
@@ -78,7 +68,6 @@ mod tests {
     fn zero_weight_clusters_are_never_picked() {
         let picks: Vec<_> = (0..100).filter_map(|r| split().pick(r).cloned()).collect();
         assert!(picks.iter().all(|c| &**c != "never"));
-        let weights: Vec<_> = split().iter().map(|(c, w)| (c.to_string(), w)).collect();
-        assert_eq!(weights, [("a".to_owned(), 90), ("b".to_owned(), 10)]);
+        assert_eq!(split().cumulative.len(), 2);
     }
 }
