@@ -1,0 +1,707 @@
+//! The ADS protocol as a state machine: subscriptions, versions and nonces,
+//! the resource cache, does-not-exist timers, ACK and NACK.
+//!
+//! No I/O happens here. The transport task feeds in what happens (a watch
+//! added or dropped, a stream connected or lost, a response, the time) and
+//! sends the requests this returns. Watchers are told of changes through
+//! `tokio::sync::watch` channels, before the ACK for the response that
+//! carried them goes out.
+//!
+//! Semantics: Envoy's "xDS REST and gRPC protocol" for both variants; gRFC
+//! A46 (a NACK names each bad resource, good siblings still apply), A53
+//! (`ignore_resource_deletion`), A57 (timers run only while a request is out
+//! on a connected stream; the cache outlives the stream).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::pb::envoy::config::core::v3::Node;
+use crate::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use crate::pb::google::protobuf::Any;
+use crate::pb::google::rpc::Status;
+use crate::resource::{Erased, ResourceError, ResourceType};
+
+/// How long a subscribed resource may go unanswered on a connected stream
+/// before it is taken not to exist (gRFC A27, A57).
+pub(crate) const DOES_NOT_EXIST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// gRPC's code for a NACK's `error_detail`.
+const INVALID_ARGUMENT: i32 = 3;
+
+/// What watchers of one resource see.
+#[derive(Clone, Debug)]
+pub(crate) struct Snapshot {
+    pub(crate) resource: Option<Erased>,
+    pub(crate) version: String,
+    pub(crate) status: Presence,
+    pub(crate) error: Option<String>,
+}
+
+/// Whether a resource is known to exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Presence {
+    /// Asked for, no answer yet.
+    Requested,
+    /// Received (and kept, even if a later version was refused).
+    Exists,
+    /// The control plane said it does not exist, or did not send it in time.
+    DoesNotExist,
+}
+
+/// Every resource of a wildcard-subscribed type, by name.
+pub(crate) type AllResources = Arc<BTreeMap<String, Erased>>;
+
+/// One resource's line in a configuration dump (as CSDS reports it).
+#[derive(Clone, Debug)]
+pub struct DumpEntry {
+    /// The type URL.
+    pub type_url: String,
+    /// The resource name.
+    pub name: String,
+    /// Its presence.
+    pub presence: Presence,
+    /// The version of the copy in use.
+    pub version: String,
+    /// The copy in use, as received.
+    pub raw: Option<Any>,
+    /// Why the latest version was refused, if it was.
+    pub error: Option<String>,
+}
+
+/// A request for the transport to send.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Request {
+    Sotw(DiscoveryRequest),
+    Delta(DeltaDiscoveryRequest),
+}
+
+struct Entry {
+    sender: watch::Sender<Snapshot>,
+    /// Live `Watch` handles; the resource is subscribed while above zero.
+    watchers: usize,
+    raw: Option<Any>,
+    /// When the resource is taken not to exist, if still unanswered.
+    deadline: Option<Instant>,
+}
+
+impl Entry {
+    fn new() -> Self {
+        let (sender, _) = watch::channel(Snapshot {
+            resource: None,
+            version: String::new(),
+            status: Presence::Requested,
+            error: None,
+        });
+        Entry {
+            sender,
+            watchers: 0,
+            raw: None,
+            deadline: None,
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        self.sender.borrow().clone()
+    }
+
+    fn has_resource(&self) -> bool {
+        self.sender.borrow().resource.is_some()
+    }
+}
+
+struct TypeState {
+    kind: ResourceType,
+    entries: BTreeMap<String, Entry>,
+    /// Live wildcard watchers, and what they see.
+    wildcard: Option<(usize, watch::Sender<AllResources>)>,
+    /// SotW: the last accepted `version_info`, echoed in every request.
+    version_info: String,
+    /// SotW: the last response's nonce.
+    nonce: String,
+    /// SotW: whether this stream has sent a request of this type yet (an
+    /// empty name list means wildcard only in a type's first request).
+    sent_on_stream: bool,
+}
+
+impl TypeState {
+    fn subscribed_names(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.watchers > 0)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    fn is_wildcard(&self) -> bool {
+        self.wildcard.is_some()
+    }
+
+    /// Whether anything of this type is asked for.
+    fn is_subscribed(&self) -> bool {
+        self.is_wildcard() || self.entries.values().any(|e| e.watchers > 0)
+    }
+
+    fn publish_all(&self) {
+        if let Some((_, sender)) = &self.wildcard {
+            let all: BTreeMap<String, Erased> = self
+                .entries
+                .iter()
+                .filter_map(|(name, e)| {
+                    e.sender
+                        .borrow()
+                        .resource
+                        .clone()
+                        .map(|r| (name.clone(), r))
+                })
+                .collect();
+            sender.send_replace(Arc::new(all));
+        }
+    }
+}
+
+/// A watch could not be added.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WatchError {
+    /// Another Rust type already decodes this type URL in this client.
+    #[error("type URL {type_url} is already watched as {existing}, not {requested}")]
+    TypeConflict {
+        /// The type URL.
+        type_url: String,
+        /// The Rust type registered first.
+        existing: &'static str,
+        /// The Rust type asked for now.
+        requested: &'static str,
+    },
+    /// Wildcard subscriptions exist only for LDS and CDS.
+    #[error("type URL {0} has no wildcard subscription (only Listener and Cluster do)")]
+    NoWildcard(String),
+    /// The client has stopped.
+    #[error("the xDS client has stopped")]
+    Stopped,
+}
+
+/// The protocol state of one ADS stream's worth of subscriptions.
+pub(crate) struct AdsState {
+    node: Node,
+    delta: bool,
+    ignore_resource_deletion: bool,
+    types: BTreeMap<&'static str, TypeState>,
+    /// Whether a stream is up, and whether it has carried the node yet.
+    connected: bool,
+    node_sent: bool,
+}
+
+impl AdsState {
+    pub(crate) fn new(node: Node, delta: bool, ignore_resource_deletion: bool) -> Self {
+        AdsState {
+            node,
+            delta,
+            ignore_resource_deletion,
+            types: BTreeMap::new(),
+            connected: false,
+            node_sent: false,
+        }
+    }
+
+    fn type_state(&mut self, kind: ResourceType) -> Result<&mut TypeState, WatchError> {
+        let state = self
+            .types
+            .entry(kind.type_url)
+            .or_insert_with(|| TypeState {
+                kind,
+                entries: BTreeMap::new(),
+                wildcard: None,
+                version_info: String::new(),
+                nonce: String::new(),
+                sent_on_stream: false,
+            });
+        if state.kind.type_id != kind.type_id {
+            return Err(WatchError::TypeConflict {
+                type_url: kind.type_url.to_owned(),
+                existing: state.kind.type_name,
+                requested: kind.type_name,
+            });
+        }
+        Ok(state)
+    }
+
+    /// A new watcher of `name`: its receiver, and the requests to send.
+    pub(crate) fn watch(
+        &mut self,
+        kind: ResourceType,
+        name: &str,
+        now: Instant,
+    ) -> Result<(watch::Receiver<Snapshot>, Vec<Request>), WatchError> {
+        let state = self.type_state(kind)?;
+        let entry = state
+            .entries
+            .entry(name.to_owned())
+            .or_insert_with(Entry::new);
+        entry.watchers += 1;
+        let receiver = entry.sender.subscribe();
+        let newly = entry.watchers == 1;
+        let requests = if newly && self.connected {
+            self.subscription_changed(kind.type_url, &[name.to_owned()], &[], now)
+        } else {
+            Vec::new()
+        };
+        Ok((receiver, requests))
+    }
+
+    /// A watcher of `name` went away.
+    pub(crate) fn unwatch(&mut self, type_url: &str, name: &str, now: Instant) -> Vec<Request> {
+        let Some(state) = self.types.get_mut(type_url) else {
+            return Vec::new();
+        };
+        let Some(entry) = state.entries.get_mut(name) else {
+            return Vec::new();
+        };
+        entry.watchers = entry.watchers.saturating_sub(1);
+        if entry.watchers > 0 {
+            return Vec::new();
+        }
+        entry.deadline = None;
+        if !state.is_wildcard() {
+            state.entries.remove(name);
+        }
+        let type_url = state.kind.type_url;
+        if self.connected {
+            self.subscription_changed(type_url, &[], &[name.to_owned()], now)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// A new wildcard watcher of a type: its receiver, and the requests to send.
+    pub(crate) fn watch_all(
+        &mut self,
+        kind: ResourceType,
+        now: Instant,
+    ) -> Result<(watch::Receiver<AllResources>, Vec<Request>), WatchError> {
+        if !kind.all_in_each_response {
+            return Err(WatchError::NoWildcard(kind.type_url.to_owned()));
+        }
+        let state = self.type_state(kind)?;
+        let (receiver, newly) = match &mut state.wildcard {
+            Some((count, sender)) => {
+                *count += 1;
+                (sender.subscribe(), false)
+            }
+            None => {
+                let (sender, receiver) = watch::channel(AllResources::default());
+                state.wildcard = Some((1, sender));
+                state.publish_all();
+                (receiver, true)
+            }
+        };
+        let requests = if newly && self.connected {
+            self.subscription_changed(kind.type_url, &["*".to_owned()], &[], now)
+        } else {
+            Vec::new()
+        };
+        Ok((receiver, requests))
+    }
+
+    /// A wildcard watcher went away.
+    pub(crate) fn unwatch_all(&mut self, type_url: &str, now: Instant) -> Vec<Request> {
+        let Some(state) = self.types.get_mut(type_url) else {
+            return Vec::new();
+        };
+        let Some((count, _)) = &mut state.wildcard else {
+            return Vec::new();
+        };
+        *count -= 1;
+        if *count > 0 {
+            return Vec::new();
+        }
+        state.wildcard = None;
+        state.entries.retain(|_, e| e.watchers > 0);
+        let type_url = state.kind.type_url;
+        if self.connected {
+            self.subscription_changed(type_url, &[], &["*".to_owned()], now)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The requests that tell the server of a subscription change.
+    fn subscription_changed(
+        &mut self,
+        type_url: &'static str,
+        added: &[String],
+        removed: &[String],
+        now: Instant,
+    ) -> Vec<Request> {
+        let request = if self.delta {
+            let node = self.node_once();
+            Request::Delta(DeltaDiscoveryRequest {
+                node,
+                type_url: type_url.to_owned(),
+                resource_names_subscribe: added.to_vec(),
+                resource_names_unsubscribe: removed.to_vec(),
+                ..Default::default()
+            })
+        } else {
+            match self.sotw_request(type_url) {
+                Some(request) => request,
+                None => return Vec::new(),
+            }
+        };
+        self.arm_timers(type_url, now);
+        vec![request]
+    }
+
+    fn node_once(&mut self) -> Option<Node> {
+        if self.node_sent {
+            None
+        } else {
+            self.node_sent = true;
+            Some(self.node.clone())
+        }
+    }
+
+    /// The state-of-the-world request for a type, with the names subscribed now.
+    fn sotw_request(&mut self, type_url: &'static str) -> Option<Request> {
+        let node = self.node_once();
+        let state = self.types.get_mut(type_url)?;
+        let mut resource_names = state.subscribed_names();
+        if state.is_wildcard() {
+            resource_names.push("*".to_owned());
+        }
+        state.sent_on_stream = true;
+        Some(Request::Sotw(DiscoveryRequest {
+            node,
+            version_info: state.version_info.clone(),
+            resource_names,
+            type_url: type_url.to_owned(),
+            response_nonce: state.nonce.clone(),
+            ..Default::default()
+        }))
+    }
+
+    /// Starts the does-not-exist timer of every subscribed resource of this
+    /// type that has no answer and no running timer.
+    fn arm_timers(&mut self, type_url: &str, now: Instant) {
+        if let Some(state) = self.types.get_mut(type_url) {
+            for entry in state.entries.values_mut() {
+                let waiting = entry.watchers > 0
+                    && entry.sender.borrow().status == Presence::Requested
+                    && entry.deadline.is_none();
+                if waiting {
+                    entry.deadline = Some(now + DOES_NOT_EXIST_TIMEOUT);
+                }
+            }
+        }
+    }
+
+    /// A stream came up: the requests that (re)subscribe everything.
+    pub(crate) fn on_connected(&mut self, now: Instant) -> Vec<Request> {
+        self.connected = true;
+        self.node_sent = false;
+        let type_urls: Vec<&'static str> = self
+            .types
+            .iter()
+            .filter(|(_, s)| s.is_subscribed())
+            .map(|(url, _)| *url)
+            .collect();
+        let mut requests = Vec::new();
+        for type_url in type_urls {
+            if self.delta {
+                let node = self.node_once();
+                let Some(state) = self.types.get(type_url) else {
+                    continue;
+                };
+                let mut subscribe = state.subscribed_names();
+                if state.is_wildcard() {
+                    subscribe.push("*".to_owned());
+                }
+                let initial_resource_versions = state
+                    .entries
+                    .iter()
+                    .filter(|(_, e)| e.has_resource())
+                    .map(|(name, e)| (name.clone(), e.sender.borrow().version.clone()))
+                    .collect();
+                requests.push(Request::Delta(DeltaDiscoveryRequest {
+                    node,
+                    type_url: type_url.to_owned(),
+                    resource_names_subscribe: subscribe,
+                    initial_resource_versions,
+                    ..Default::default()
+                }));
+            } else {
+                if let Some(state) = self.types.get_mut(type_url) {
+                    // A new stream starts with no nonce; the version tells the
+                    // server what this client already has.
+                    state.nonce.clear();
+                    state.sent_on_stream = false;
+                }
+                requests.extend(self.sotw_request(type_url));
+            }
+            self.arm_timers(type_url, now);
+        }
+        requests
+    }
+
+    /// The stream failed: timers stop (they restart with the next request on
+    /// a new stream), the cache stays, and watchers hear of the error.
+    pub(crate) fn on_disconnected(&mut self, error: &str) {
+        self.connected = false;
+        for state in self.types.values_mut() {
+            for entry in state.entries.values_mut() {
+                entry.deadline = None;
+                entry
+                    .sender
+                    .send_modify(|s| s.error = Some(format!("xDS stream: {error}")));
+            }
+        }
+    }
+
+    /// The earliest running does-not-exist deadline.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.types
+            .values()
+            .flat_map(|s| s.entries.values())
+            .filter_map(|e| e.deadline)
+            .min()
+    }
+
+    /// Marks every resource whose deadline has passed as not existing.
+    pub(crate) fn on_time(&mut self, now: Instant) {
+        for state in self.types.values_mut() {
+            for (name, entry) in &mut state.entries {
+                if entry.deadline.is_some_and(|d| d <= now) {
+                    entry.deadline = None;
+                    tracing::warn!(type_url = state.kind.type_url, %name, "xDS resource does not exist (no answer in time)");
+                    entry
+                        .sender
+                        .send_modify(|s| s.status = Presence::DoesNotExist);
+                }
+            }
+        }
+    }
+
+    /// A state-of-the-world response: apply it, and return the ACK or NACK.
+    pub(crate) fn on_sotw_response(&mut self, response: DiscoveryResponse) -> Vec<Request> {
+        let ignore_deletion = self.ignore_resource_deletion;
+        let Some(state) = self.types.get_mut(response.type_url.as_str()) else {
+            tracing::warn!(type_url = %response.type_url, "xDS response for a type never subscribed; ignored");
+            return Vec::new();
+        };
+        state.nonce = response.nonce.clone();
+        let mut errors = Vec::new();
+        let mut seen = BTreeSet::new();
+        for any in &response.resources {
+            let outcome = decode_any(&state.kind, any);
+            apply(
+                state,
+                outcome,
+                any,
+                &response.version_info,
+                &mut seen,
+                &mut errors,
+            );
+        }
+        // A resource that could not even be named might be any of ours:
+        // such a response deletes nothing rather than the wrong thing.
+        let all_named = errors.iter().all(|e| e.name.is_some());
+        if state.kind.all_in_each_response && all_named {
+            // LDS and CDS responses carry every subscribed resource: one
+            // missing has been deleted (or, never sent, does not exist).
+            let missing: Vec<String> = state
+                .entries
+                .iter()
+                .filter(|(name, e)| !seen.contains(*name) && (e.watchers > 0 || e.has_resource()))
+                .map(|(name, _)| name.clone())
+                .collect();
+            for name in missing {
+                remove(state, &name, ignore_deletion);
+            }
+        }
+        state.publish_all();
+        if errors.is_empty() {
+            state.version_info = response.version_info.clone();
+        }
+        let error_detail = nack_detail(&errors);
+        let type_url = state.kind.type_url;
+        match self.sotw_request(type_url) {
+            Some(Request::Sotw(mut request)) => {
+                request.error_detail = error_detail;
+                vec![Request::Sotw(request)]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// A delta response: apply it, and return the ACK or NACK.
+    pub(crate) fn on_delta_response(&mut self, response: DeltaDiscoveryResponse) -> Vec<Request> {
+        let ignore_deletion = self.ignore_resource_deletion;
+        let node = self.node_once();
+        let Some(state) = self.types.get_mut(response.type_url.as_str()) else {
+            tracing::warn!(type_url = %response.type_url, "xDS response for a type never subscribed; ignored");
+            return Vec::new();
+        };
+        let mut errors = Vec::new();
+        let mut seen = BTreeSet::new();
+        for resource in &response.resources {
+            let Some(any) = &resource.resource else {
+                errors.push(ResourceError::named(
+                    &resource.name,
+                    "the Resource wrapper has no resource",
+                ));
+                continue;
+            };
+            let outcome = decode_any(&state.kind, any).and_then(|(name, decoded)| {
+                if name == resource.name {
+                    Ok((name, decoded))
+                } else {
+                    Err(ResourceError::named(
+                        &resource.name,
+                        format!("the resource inside is named {name:?}"),
+                    ))
+                }
+            });
+            apply(
+                state,
+                outcome,
+                any,
+                &resource.version,
+                &mut seen,
+                &mut errors,
+            );
+        }
+        for name in &response.removed_resources {
+            remove(state, name, ignore_deletion);
+        }
+        state.publish_all();
+        vec![Request::Delta(DeltaDiscoveryRequest {
+            node,
+            type_url: response.type_url.clone(),
+            response_nonce: response.nonce.clone(),
+            error_detail: nack_detail(&errors),
+            ..Default::default()
+        })]
+    }
+
+    /// What every resource's state is, for a configuration dump.
+    pub(crate) fn dump(&self) -> Vec<DumpEntry> {
+        self.types
+            .iter()
+            .flat_map(|(type_url, state)| {
+                state.entries.iter().map(move |(name, entry)| {
+                    let snapshot = entry.snapshot();
+                    DumpEntry {
+                        type_url: (*type_url).to_owned(),
+                        name: name.clone(),
+                        presence: snapshot.status,
+                        version: snapshot.version,
+                        raw: entry.raw.clone(),
+                        error: snapshot.error,
+                    }
+                })
+            })
+            .collect()
+    }
+}
+
+fn decode_any(kind: &ResourceType, any: &Any) -> Result<(String, Erased), ResourceError> {
+    if any.type_url != kind.type_url {
+        return Err(ResourceError::unnamed(format!(
+            "type URL {:?} in a response for {:?}",
+            any.type_url, kind.type_url
+        )));
+    }
+    kind.decode(&any.value)
+}
+
+/// Applies one decoded (or refused) resource of a response.
+fn apply(
+    state: &mut TypeState,
+    outcome: Result<(String, Erased), ResourceError>,
+    any: &Any,
+    version: &str,
+    seen: &mut BTreeSet<String>,
+    errors: &mut Vec<ResourceError>,
+) {
+    let wildcard = state.is_wildcard();
+    match outcome {
+        Ok((name, resource)) => {
+            if !seen.insert(name.clone()) {
+                errors.push(ResourceError::named(name, "appears twice in the response"));
+                return;
+            }
+            // Resources nobody asked for are not cached (a server may send
+            // more than was asked); under a wildcard everything is wanted.
+            let entry = match state.entries.get_mut(&name) {
+                Some(entry) => entry,
+                None if wildcard => state.entries.entry(name.clone()).or_insert_with(Entry::new),
+                None => return,
+            };
+            entry.deadline = None;
+            entry.raw = Some(any.clone());
+            entry.sender.send_replace(Snapshot {
+                resource: Some(resource),
+                version: version.to_owned(),
+                status: Presence::Exists,
+                error: None,
+            });
+        }
+        Err(error) => {
+            if let Some(name) = &error.name {
+                seen.insert(name.clone());
+                if let Some(entry) = state.entries.get_mut(name) {
+                    // The last good copy stays in force (A46); watchers hear why
+                    // the new one was refused.
+                    entry.deadline = None;
+                    let reason = error.reason.clone();
+                    entry.sender.send_modify(|s| s.error = Some(reason));
+                }
+            }
+            errors.push(error);
+        }
+    }
+}
+
+/// The control plane removed `name` (explicitly in delta, by omission in
+/// SotW for LDS/CDS).
+fn remove(state: &mut TypeState, name: &str, ignore_deletion: bool) {
+    let Some(entry) = state.entries.get_mut(name) else {
+        return;
+    };
+    if ignore_deletion && entry.has_resource() {
+        tracing::warn!(type_url = state.kind.type_url, %name, "xDS resource deleted by the control plane; kept (ignore_resource_deletion)");
+        return;
+    }
+    entry.deadline = None;
+    entry.raw = None;
+    entry.sender.send_modify(|s| {
+        s.resource = None;
+        s.status = Presence::DoesNotExist;
+        s.error = None;
+    });
+    if entry.watchers == 0 {
+        state.entries.remove(name);
+    }
+}
+
+/// The NACK's `error_detail`, naming each refused resource; `None` to ACK.
+fn nack_detail(errors: &[ResourceError]) -> Option<Status> {
+    if errors.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    Some(Status {
+        code: INVALID_ARGUMENT,
+        message: format!("xDS response validation errors: [{}]", list.join("; ")),
+        details: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests;
