@@ -250,7 +250,10 @@ impl Bootstrap {
                 Ok((
                     name,
                     Authority {
-                        servers: parse_servers(authority.xds_servers, &format!("{field}.xds_servers"))?,
+                        servers: parse_servers(
+                            authority.xds_servers,
+                            &format!("{field}.xds_servers"),
+                        )?,
                         client_listener_resource_name_template: template,
                     },
                 ))

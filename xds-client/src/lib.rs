@@ -9,8 +9,12 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod bootstrap;
+mod client;
 mod resource;
+#[cfg(feature = "server")]
+pub mod server;
 mod state;
+mod transport;
 
 /// Envoy's protobuf types, re-exported from `envoy-types` so users of this
 /// crate need not depend on it.
@@ -19,6 +23,10 @@ pub use envoy_types::pb;
 pub use bootstrap::{
     Authority, Bootstrap, BootstrapError, ChannelCredentials, DELTA_ADS, IGNORE_RESOURCE_DELETION,
     Locality, Node, XdsServer,
+};
+pub use client::{
+    ClientError, DEFAULT_MAX_MESSAGE_SIZE, ResourceState, Watch, WatchAll, XdsClient,
+    XdsClientBuilder,
 };
 pub use resource::{Resource, ResourceError};
 pub use state::{DumpEntry, Presence, WatchError};

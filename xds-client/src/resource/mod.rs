@@ -155,6 +155,9 @@ impl Resource for ClusterLoadAssignment {
 /// A decoded resource of some type.
 pub(crate) type Erased = Arc<dyn Any + Send + Sync>;
 
+/// Decodes one resource of some type into its name and the erased value.
+type Decoder = fn(&[u8]) -> Result<(String, Erased), ResourceError>;
+
 /// A [`Resource`] type with its Rust type erased, for the type-agnostic state.
 #[derive(Clone, Copy)]
 pub(crate) struct ResourceType {
@@ -162,7 +165,7 @@ pub(crate) struct ResourceType {
     pub(crate) all_in_each_response: bool,
     pub(crate) type_id: TypeId,
     pub(crate) type_name: &'static str,
-    decode: fn(&[u8]) -> Result<(String, Erased), ResourceError>,
+    decode: Decoder,
 }
 
 impl std::fmt::Debug for ResourceType {

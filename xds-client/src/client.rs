@@ -1,0 +1,342 @@
+//! The client handle and typed watches.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::bootstrap::Bootstrap;
+use crate::pb::envoy::config::core::v3 as core;
+use crate::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
+use crate::resource::{Resource, ResourceType};
+use crate::state::{AdsState, AllResources, DumpEntry, Presence, Snapshot, WatchError};
+use crate::transport::{self, Backoff, Command, TransportConfig};
+
+/// Default largest message accepted from the control plane: large meshes send
+/// tens of MiB in one response, far above tonic's 4 MiB default.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 256 * 1024 * 1024;
+
+/// An xDS client: one ADS stream to the bootstrap's first control plane,
+/// shared by every watch. Clones share the stream.
+///
+/// ```no_run
+/// use meshlib_xds::{Bootstrap, XdsClient};
+/// use meshlib_xds::pb::envoy::config::listener::v3::Listener;
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = XdsClient::new(Bootstrap::from_env()?)?;
+/// let mut listener = client.watch::<Listener>("greeter").await?;
+/// let state = listener.changed().await?;
+/// println!("{} version {}: {:?}", listener.name(), state.version, state.resource);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct XdsClient {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+/// Builds an [`XdsClient`] with settings other than the defaults.
+#[derive(Debug)]
+pub struct XdsClientBuilder {
+    bootstrap: Bootstrap,
+    config: TransportConfig,
+}
+
+impl XdsClientBuilder {
+    /// The largest message accepted from or sent to the control plane
+    /// (default [`DEFAULT_MAX_MESSAGE_SIZE`]).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.config.max_message_size = bytes;
+        self
+    }
+
+    /// How long one connection attempt may take (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// The reconnect backoff's first and largest delay (default 1 s and
+    /// 120 s, growing ×1.6 with ±20 % jitter, as gRPC).
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.config.backoff = Backoff::new(initial, max);
+        self
+    }
+
+    /// Starts the client's task on the current Tokio runtime.
+    pub fn build(self) -> Result<XdsClient, ClientError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| ClientError::NoRuntime)?;
+        let server = self
+            .bootstrap
+            .servers
+            .first()
+            .cloned()
+            .ok_or(ClientError::NoServer)?;
+        let state = AdsState::new(
+            node(&self.bootstrap),
+            server.delta(),
+            server.ignore_resource_deletion(),
+        );
+        let (commands, receiver) = mpsc::unbounded_channel();
+        runtime.spawn(transport::run(server, self.config, state, receiver));
+        Ok(XdsClient { commands })
+    }
+}
+
+/// The client could not start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// It was built outside a Tokio runtime.
+    #[error("the xDS client needs a Tokio runtime: build it inside one")]
+    NoRuntime,
+    /// The bootstrap lists no control plane.
+    #[error("the xDS bootstrap lists no server")]
+    NoServer,
+}
+
+impl XdsClient {
+    /// A client for `bootstrap` with the default settings; needs a Tokio runtime.
+    pub fn new(bootstrap: Bootstrap) -> Result<Self, ClientError> {
+        Self::builder(bootstrap).build()
+    }
+
+    /// A builder for a client of `bootstrap`.
+    pub fn builder(bootstrap: Bootstrap) -> XdsClientBuilder {
+        XdsClientBuilder {
+            bootstrap,
+            config: TransportConfig {
+                max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+                connect_timeout: Duration::from_secs(10),
+                backoff: Backoff::default(),
+            },
+        }
+    }
+
+    /// Watches the resource `name` of type `T`, subscribing to it if no one
+    /// else watches it; the subscription ends when the last watch is dropped.
+    pub async fn watch<T: Resource>(&self, name: &str) -> Result<Watch<T>, WatchError> {
+        let (reply, answer) = oneshot::channel();
+        let kind = ResourceType::of::<T>();
+        self.commands
+            .send(Command::Watch {
+                kind,
+                name: name.to_owned(),
+                reply,
+            })
+            .map_err(|_| WatchError::Stopped)?;
+        let receiver = answer.await.map_err(|_| WatchError::Stopped)??;
+        Ok(Watch {
+            receiver: Some(receiver),
+            commands: self.commands.clone(),
+            type_url: T::TYPE_URL,
+            name: name.to_owned(),
+            _type: PhantomData,
+        })
+    }
+
+    /// Watches every resource of type `T` (a wildcard subscription; Listener
+    /// and Cluster only).
+    pub async fn watch_all<T: Resource>(&self) -> Result<WatchAll<T>, WatchError> {
+        let (reply, answer) = oneshot::channel();
+        let kind = ResourceType::of::<T>();
+        self.commands
+            .send(Command::WatchAll { kind, reply })
+            .map_err(|_| WatchError::Stopped)?;
+        let receiver = answer.await.map_err(|_| WatchError::Stopped)??;
+        Ok(WatchAll {
+            receiver: Some(receiver),
+            commands: self.commands.clone(),
+            type_url: T::TYPE_URL,
+            _type: PhantomData,
+        })
+    }
+
+    /// Every watched resource's state: what a CSDS dump reports.
+    pub async fn dump(&self) -> Result<Vec<DumpEntry>, WatchError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Dump { reply })
+            .map_err(|_| WatchError::Stopped)?;
+        answer.await.map_err(|_| WatchError::Stopped)
+    }
+}
+
+/// One resource's state as a watcher sees it.
+#[derive(Debug)]
+pub struct ResourceState<T> {
+    /// The resource in use: the last good version received, if any.
+    pub resource: Option<Arc<T>>,
+    /// The version of `resource`.
+    pub version: String,
+    /// Whether it is known to exist.
+    pub presence: Presence,
+    /// The latest problem: why a newer version was refused (NACKed), or why
+    /// the stream to the control plane is down. `resource` stays in use.
+    pub error: Option<String>,
+}
+
+impl<T> Clone for ResourceState<T> {
+    fn clone(&self) -> Self {
+        ResourceState {
+            resource: self.resource.clone(),
+            version: self.version.clone(),
+            presence: self.presence,
+            error: self.error.clone(),
+        }
+    }
+}
+
+/// A watch on one resource; see [`XdsClient::watch`].
+#[derive(Debug)]
+pub struct Watch<T> {
+    receiver: Option<watch::Receiver<Snapshot>>,
+    commands: mpsc::UnboundedSender<Command>,
+    type_url: &'static str,
+    name: String,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: Resource> Watch<T> {
+    /// The watched resource's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The state now.
+    pub fn current(&self) -> ResourceState<T> {
+        match &self.receiver {
+            Some(receiver) => typed(&receiver.borrow()),
+            None => stopped(),
+        }
+    }
+
+    /// Waits for the next change and returns the state after it.
+    pub async fn changed(&mut self) -> Result<ResourceState<T>, WatchError> {
+        let receiver = self.receiver.as_mut().ok_or(WatchError::Stopped)?;
+        receiver.changed().await.map_err(|_| WatchError::Stopped)?;
+        Ok(typed(&receiver.borrow_and_update()))
+    }
+}
+
+impl<T> Drop for Watch<T> {
+    fn drop(&mut self) {
+        // The receiver goes first, so the task sees it gone when it unsubscribes.
+        self.receiver.take();
+        let _ = self.commands.send(Command::Unwatch {
+            type_url: self.type_url,
+            name: std::mem::take(&mut self.name),
+        });
+    }
+}
+
+fn typed<T: Resource>(snapshot: &Snapshot) -> ResourceState<T> {
+    ResourceState {
+        resource: snapshot
+            .resource
+            .clone()
+            .and_then(|r| r.downcast::<T>().ok()),
+        version: snapshot.version.clone(),
+        presence: snapshot.status,
+        error: snapshot.error.clone(),
+    }
+}
+
+fn stopped<T>() -> ResourceState<T> {
+    ResourceState {
+        resource: None,
+        version: String::new(),
+        presence: Presence::Requested,
+        error: Some("the xDS client has stopped".to_owned()),
+    }
+}
+
+/// A wildcard watch on every resource of one type; see [`XdsClient::watch_all`].
+#[derive(Debug)]
+pub struct WatchAll<T> {
+    receiver: Option<watch::Receiver<AllResources>>,
+    commands: mpsc::UnboundedSender<Command>,
+    type_url: &'static str,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: Resource> WatchAll<T> {
+    /// Every resource of the type now, by name.
+    pub fn current(&self) -> Vec<(String, Arc<T>)> {
+        match &self.receiver {
+            Some(receiver) => all_typed(&receiver.borrow()),
+            None => Vec::new(),
+        }
+    }
+
+    /// Waits for the next change and returns every resource after it.
+    pub async fn changed(&mut self) -> Result<Vec<(String, Arc<T>)>, WatchError> {
+        let receiver = self.receiver.as_mut().ok_or(WatchError::Stopped)?;
+        receiver.changed().await.map_err(|_| WatchError::Stopped)?;
+        Ok(all_typed(&receiver.borrow_and_update()))
+    }
+}
+
+impl<T> Drop for WatchAll<T> {
+    fn drop(&mut self) {
+        self.receiver.take();
+        let _ = self.commands.send(Command::UnwatchAll {
+            type_url: self.type_url,
+        });
+    }
+}
+
+fn all_typed<T: Resource>(all: &AllResources) -> Vec<(String, Arc<T>)> {
+    all.iter()
+        .filter_map(|(name, r)| r.clone().downcast::<T>().ok().map(|r| (name.clone(), r)))
+        .collect()
+}
+
+/// The bootstrap's node as Envoy's `Node`, with this client's user agent.
+fn node(bootstrap: &Bootstrap) -> core::Node {
+    let node = &bootstrap.node;
+    core::Node {
+        id: node.id.clone(),
+        cluster: node.cluster.clone(),
+        locality: Some(core::Locality {
+            region: node.locality.region.clone(),
+            zone: node.locality.zone.clone(),
+            sub_zone: node.locality.sub_zone.clone(),
+        }),
+        metadata: (!node.metadata.is_empty()).then(|| Struct {
+            fields: node
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), json_value(v)))
+                .collect(),
+        }),
+        user_agent_name: "meshlib-xds".to_owned(),
+        user_agent_version_type: Some(core::node::UserAgentVersionType::UserAgentVersion(
+            env!("CARGO_PKG_VERSION").to_owned(),
+        )),
+        client_features: vec!["envoy.lb.does_not_support_overprovisioning".to_owned()],
+        ..Default::default()
+    }
+}
+
+fn json_value(value: &serde_json::Value) -> Value {
+    let kind = match value {
+        serde_json::Value::Null => Kind::NullValue(0),
+        serde_json::Value::Bool(b) => Kind::BoolValue(*b),
+        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        serde_json::Value::String(s) => Kind::StringValue(s.clone()),
+        serde_json::Value::Array(items) => Kind::ListValue(ListValue {
+            values: items.iter().map(json_value).collect(),
+        }),
+        serde_json::Value::Object(fields) => Kind::StructValue(Struct {
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.clone(), json_value(v)))
+                .collect(),
+        }),
+    };
+    Value { kind: Some(kind) }
+}

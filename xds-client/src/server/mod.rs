@@ -1,0 +1,288 @@
+//! An in-memory snapshot control plane (feature `server`): ADS in both
+//! variants, one versioned snapshot per node, and a log of every ACK and NACK.
+//!
+//! It is for tests, examples and the interop suite, and for users' own tests;
+//! production meshes already run a control plane (istiod, go-control-plane,
+//! Traffic Director…) that meshlib joins over the same protocol.
+//!
+//! ```no_run
+//! use meshlib_xds::server::{Snapshot, SnapshotServer};
+//! use meshlib_xds::pb::envoy::config::cluster::v3::Cluster;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = SnapshotServer::new();
+//! server.set_default(Snapshot::new("1").with(Cluster { name: "reviews".into(), ..Default::default() }));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! println!("control plane on {}", listener.local_addr()?);
+//! server.serve(listener).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod delta;
+mod sotw;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use prost::{Message, Name};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use crate::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use crate::pb::google::protobuf::Any;
+
+/// The resources served to a node at one version.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    version: String,
+    /// type URL → name → resource.
+    resources: BTreeMap<String, BTreeMap<String, Any>>,
+}
+
+impl Snapshot {
+    /// An empty snapshot at `version`.
+    pub fn new(version: impl Into<String>) -> Self {
+        Snapshot {
+            version: version.into(),
+            resources: BTreeMap::new(),
+        }
+    }
+
+    /// The snapshot's version.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Adds `resource`, named as its type names resources (`name`, or
+    /// `cluster_name` for a ClusterLoadAssignment).
+    pub fn with<T: Message + Name + crate::Resource>(self, resource: T) -> Self {
+        let name = resource.resource_name().to_owned();
+        self.with_any(
+            name,
+            Any {
+                type_url: T::type_url(),
+                value: resource.encode_to_vec(),
+            },
+        )
+    }
+
+    /// Adds a resource as it goes on the wire: served under `name`, whatever
+    /// its bytes say (which lets a test serve a broken resource).
+    pub fn with_any(mut self, name: impl Into<String>, resource: Any) -> Self {
+        self.resources
+            .entry(resource.type_url.clone())
+            .or_default()
+            .insert(name.into(), resource);
+        self
+    }
+
+    fn of_type(&self, type_url: &str) -> Option<&BTreeMap<String, Any>> {
+        self.resources.get(type_url)
+    }
+}
+
+/// One ACK or NACK a client sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    /// The node that sent it.
+    pub node: String,
+    /// The type URL.
+    pub type_url: String,
+    /// SotW: the version it accepted (on a NACK, the last it accepted).
+    pub version_info: String,
+    /// The nonce of the response it answers.
+    pub nonce: String,
+    /// For a NACK, the `error_detail` message.
+    pub error: Option<String>,
+    /// Whether it came on a delta stream.
+    pub delta: bool,
+}
+
+impl Ack {
+    /// Whether this is a NACK.
+    pub fn is_nack(&self) -> bool {
+        self.error.is_some()
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    by_node: HashMap<String, Arc<Snapshot>>,
+    default: Option<Arc<Snapshot>>,
+    acks: Vec<Ack>,
+    /// (node, type URL) → what its latest stream subscribes to (`*` for wildcard).
+    subscriptions: HashMap<(String, String), Vec<String>>,
+}
+
+/// The snapshot control plane; clones share state. See the module docs.
+#[derive(Clone)]
+pub struct SnapshotServer {
+    shared: Arc<Mutex<Shared>>,
+    /// Bumped on every snapshot change; streams wake on it.
+    generation: Arc<watch::Sender<u64>>,
+    nonces: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl std::fmt::Debug for SnapshotServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotServer").finish_non_exhaustive()
+    }
+}
+
+impl Default for SnapshotServer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SnapshotServer {
+    /// A server with no snapshot: clients get empty responses until one is set.
+    pub fn new() -> Self {
+        SnapshotServer {
+            shared: Arc::default(),
+            generation: Arc::new(watch::channel(0).0),
+            nonces: Arc::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Serves `snapshot` to the node with id `node_id`, pushing it to the
+    /// node's open streams.
+    pub fn set(&self, node_id: &str, snapshot: Snapshot) {
+        self.lock()
+            .by_node
+            .insert(node_id.to_owned(), Arc::new(snapshot));
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Serves `snapshot` to every node that has none of its own.
+    pub fn set_default(&self, snapshot: Snapshot) {
+        self.lock().default = Some(Arc::new(snapshot));
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Every ACK and NACK received so far, oldest first.
+    pub fn acks(&self) -> Vec<Ack> {
+        self.lock().acks.clone()
+    }
+
+    /// The NACKs received so far.
+    pub fn nacks(&self) -> Vec<Ack> {
+        self.acks().into_iter().filter(Ack::is_nack).collect()
+    }
+
+    /// What `node`'s latest stream subscribes to for `type_url`: resource
+    /// names, with `*` for a wildcard subscription.
+    pub fn subscribed(&self, node: &str, type_url: &str) -> Vec<String> {
+        self.lock()
+            .subscriptions
+            .get(&(node.to_owned(), type_url.to_owned()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn set_subscribed(&self, node: &str, type_url: &str, names: &BTreeSet<String>, wildcard: bool) {
+        let mut list: Vec<String> = names.iter().cloned().collect();
+        if wildcard {
+            list.push("*".to_owned());
+        }
+        self.lock()
+            .subscriptions
+            .insert((node.to_owned(), type_url.to_owned()), list);
+    }
+
+    fn snapshot_for(&self, node: &str) -> Arc<Snapshot> {
+        let shared = self.lock();
+        shared
+            .by_node
+            .get(node)
+            .or(shared.default.as_ref())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn record(&self, ack: Ack) {
+        if let Some(error) = &ack.error {
+            tracing::info!(node = %ack.node, type_url = %ack.type_url, %error, "NACK");
+        }
+        self.lock().acks.push(ack);
+    }
+
+    fn next_nonce(&self) -> String {
+        let n = self
+            .nonces
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        n.to_string()
+    }
+
+    /// The tonic service, to mount on a server of one's own.
+    pub fn service(&self) -> AggregatedDiscoveryServiceServer<SnapshotServer> {
+        AggregatedDiscoveryServiceServer::new(self.clone())
+            .max_decoding_message_size(crate::DEFAULT_MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(crate::DEFAULT_MAX_MESSAGE_SIZE)
+    }
+
+    /// Serves ADS on `listener` until the future is dropped.
+    pub async fn serve(self, listener: TcpListener) -> Result<(), tonic::transport::Error> {
+        tonic::transport::Server::builder()
+            .add_service(self.service())
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+    }
+}
+
+/// Whether a type's SotW responses carry all of a client's resources (LDS, CDS).
+fn all_in_each_response(type_url: &str) -> bool {
+    type_url == <crate::pb::envoy::config::listener::v3::Listener as Name>::type_url()
+        || type_url == <crate::pb::envoy::config::cluster::v3::Cluster as Name>::type_url()
+}
+
+/// A per-resource version for delta: a hash of its bytes, so an unchanged
+/// resource is not sent again when the snapshot's version moves.
+fn resource_version(any: &Any) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    any.type_url.hash(&mut hasher);
+    any.value.hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+type ResponseStream<T> =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, tonic::Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for SnapshotServer {
+    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: tonic::Request<tonic::Streaming<DiscoveryRequest>>,
+    ) -> Result<tonic::Response<Self::StreamAggregatedResourcesStream>, tonic::Status> {
+        Ok(tonic::Response::new(sotw::stream(
+            self.clone(),
+            request.into_inner(),
+        )))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: tonic::Request<tonic::Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<tonic::Response<Self::DeltaAggregatedResourcesStream>, tonic::Status> {
+        Ok(tonic::Response::new(delta::stream(
+            self.clone(),
+            request.into_inner(),
+        )))
+    }
+}

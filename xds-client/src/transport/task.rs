@@ -1,0 +1,275 @@
+use std::future::pending;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::{Instant, sleep, sleep_until};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+
+use super::Backoff;
+use crate::bootstrap::XdsServer;
+use crate::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use crate::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use crate::resource::ResourceType;
+use crate::state::{AdsState, AllResources, DumpEntry, Request, Snapshot, WatchError};
+
+/// What the client handle asks of the task.
+pub(crate) enum Command {
+    Watch {
+        kind: ResourceType,
+        name: String,
+        reply: oneshot::Sender<Result<watch::Receiver<Snapshot>, WatchError>>,
+    },
+    Unwatch {
+        type_url: &'static str,
+        name: String,
+    },
+    WatchAll {
+        kind: ResourceType,
+        reply: oneshot::Sender<Result<watch::Receiver<AllResources>, WatchError>>,
+    },
+    UnwatchAll {
+        type_url: &'static str,
+    },
+    Dump {
+        reply: oneshot::Sender<Vec<DumpEntry>>,
+    },
+}
+
+/// Settings of the transport.
+#[derive(Debug, Clone)]
+pub(crate) struct TransportConfig {
+    pub(crate) max_message_size: usize,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) backoff: Backoff,
+}
+
+enum Outbound {
+    Sotw(mpsc::UnboundedSender<DiscoveryRequest>),
+    Delta(mpsc::UnboundedSender<DeltaDiscoveryRequest>),
+}
+
+impl Outbound {
+    fn send(&self, request: Request) {
+        // A closed channel means the stream is going down; the inbound side
+        // reports why, and everything is re-sent on the next stream.
+        match (self, request) {
+            (Outbound::Sotw(tx), Request::Sotw(r)) => {
+                let _ = tx.send(r);
+            }
+            (Outbound::Delta(tx), Request::Delta(r)) => {
+                let _ = tx.send(r);
+            }
+            _ => tracing::error!("xDS request of the wrong protocol variant dropped"),
+        }
+    }
+}
+
+enum Inbound {
+    Sotw(tonic::Streaming<DiscoveryResponse>),
+    Delta(tonic::Streaming<DeltaDiscoveryResponse>),
+}
+
+enum Response {
+    Sotw(DiscoveryResponse),
+    Delta(DeltaDiscoveryResponse),
+}
+
+impl Inbound {
+    async fn next(&mut self) -> Result<Option<Response>, tonic::Status> {
+        Ok(match self {
+            Inbound::Sotw(s) => s.message().await?.map(Response::Sotw),
+            Inbound::Delta(s) => s.message().await?.map(Response::Delta),
+        })
+    }
+}
+
+/// Runs until every handle (client and watches) is gone.
+pub(crate) async fn run(
+    server: XdsServer,
+    mut config: TransportConfig,
+    mut state: AdsState,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
+    loop {
+        let channel = {
+            let connecting = connect(&server, &config);
+            tokio::pin!(connecting);
+            loop {
+                tokio::select! {
+                    result = &mut connecting => break result,
+                    command = commands.recv() => match command {
+                        Some(command) => { handle(&mut state, command, Instant::now()); }
+                        None => return,
+                    },
+                }
+            }
+        };
+        let mut received = false;
+        let error = match channel {
+            Ok(channel) => {
+                match stream(
+                    &server,
+                    &config,
+                    channel,
+                    &mut state,
+                    &mut commands,
+                    &mut received,
+                )
+                .await
+                {
+                    Some(error) => error,
+                    None => return,
+                }
+            }
+            Err(error) => format!("cannot connect to {}: {error}", server.uri),
+        };
+        tracing::warn!(server = %server.uri, %error, "xDS stream failed; cached resources stay in use");
+        state.on_disconnected(&error);
+        if received {
+            config.backoff.reset();
+        }
+        let retry = sleep(config.backoff.next_delay());
+        tokio::pin!(retry);
+        loop {
+            tokio::select! {
+                _ = &mut retry => break,
+                command = commands.recv() => match command {
+                    Some(command) => { handle(&mut state, command, Instant::now()); }
+                    None => return,
+                },
+            }
+        }
+    }
+}
+
+async fn connect(server: &XdsServer, config: &TransportConfig) -> Result<Channel, String> {
+    let endpoint = Endpoint::from_shared(server.uri.clone())
+        .map_err(|e| e.to_string())?
+        .connect_timeout(config.connect_timeout)
+        .tcp_nodelay(true);
+    endpoint.connect().await.map_err(|e| {
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        message
+    })
+}
+
+/// One ADS stream, from the first request to its end. `None` when every
+/// handle is gone; otherwise why the stream ended.
+async fn stream(
+    server: &XdsServer,
+    config: &TransportConfig,
+    channel: Channel,
+    state: &mut AdsState,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    received: &mut bool,
+) -> Option<String> {
+    let mut client = AggregatedDiscoveryServiceClient::new(channel)
+        .max_decoding_message_size(config.max_message_size)
+        .max_encoding_message_size(config.max_message_size);
+    // The first requests go into the stream before it is opened: some
+    // control planes answer the call's headers only with a first response.
+    let (outbound, inbound) = if server.delta() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let outbound = Outbound::Delta(tx);
+        state
+            .on_connected(Instant::now())
+            .into_iter()
+            .for_each(|r| outbound.send(r));
+        let call = client.delta_aggregated_resources(UnboundedReceiverStream::new(rx));
+        match call.await {
+            Ok(response) => (outbound, Inbound::Delta(response.into_inner())),
+            Err(status) => return Some(format!("cannot open the delta ADS stream: {status}")),
+        }
+    } else {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let outbound = Outbound::Sotw(tx);
+        state
+            .on_connected(Instant::now())
+            .into_iter()
+            .for_each(|r| outbound.send(r));
+        let call = client.stream_aggregated_resources(UnboundedReceiverStream::new(rx));
+        match call.await {
+            Ok(response) => (outbound, Inbound::Sotw(response.into_inner())),
+            Err(status) => return Some(format!("cannot open the ADS stream: {status}")),
+        }
+    };
+    let mut inbound = inbound;
+    tracing::info!(server = %server.uri, delta = server.delta(), "xDS stream open");
+    loop {
+        let deadline = state.next_deadline();
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some(command) => {
+                    for request in handle(state, command, Instant::now()) {
+                        outbound.send(request);
+                    }
+                }
+                None => return None,
+            },
+            message = inbound.next() => match message {
+                Ok(Some(response)) => {
+                    *received = true;
+                    let requests = match response {
+                        Response::Sotw(r) => state.on_sotw_response(r),
+                        Response::Delta(r) => state.on_delta_response(r),
+                    };
+                    requests.into_iter().for_each(|r| outbound.send(r));
+                }
+                Ok(None) => return Some("the control plane closed the stream".to_owned()),
+                Err(status) => return Some(format!("stream error: {status}")),
+            },
+            _ = async {
+                match deadline {
+                    Some(deadline) => sleep_until(deadline).await,
+                    None => pending().await,
+                }
+            } => state.on_time(Instant::now()),
+        }
+    }
+}
+
+/// Applies a command; the requests it calls for (none while disconnected).
+fn handle(state: &mut AdsState, command: Command, now: Instant) -> Vec<Request> {
+    match command {
+        Command::Watch { kind, name, reply } => match state.watch(kind, &name, now) {
+            Ok((receiver, requests)) => {
+                if reply.send(Ok(receiver)).is_err() {
+                    // The caller gave up waiting: undo the watch.
+                    return state.unwatch(kind.type_url, &name, now);
+                }
+                requests
+            }
+            Err(error) => {
+                let _ = reply.send(Err(error));
+                Vec::new()
+            }
+        },
+        Command::Unwatch { type_url, name } => state.unwatch(type_url, &name, now),
+        Command::WatchAll { kind, reply } => match state.watch_all(kind, now) {
+            Ok((receiver, requests)) => {
+                if reply.send(Ok(receiver)).is_err() {
+                    return state.unwatch_all(kind.type_url, now);
+                }
+                requests
+            }
+            Err(error) => {
+                let _ = reply.send(Err(error));
+                Vec::new()
+            }
+        },
+        Command::UnwatchAll { type_url } => state.unwatch_all(type_url, now),
+        Command::Dump { reply } => {
+            let _ = reply.send(state.dump());
+            Vec::new()
+        }
+    }
+}

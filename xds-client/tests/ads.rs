@@ -1,0 +1,427 @@
+//! The xDS client against the snapshot control plane over loopback gRPC,
+//! in both protocol variants.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use meshlib_xds::pb::envoy::config::cluster::v3::Cluster;
+use meshlib_xds::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use meshlib_xds::pb::google::protobuf::Any;
+use meshlib_xds::server::{Snapshot, SnapshotServer};
+use meshlib_xds::{Bootstrap, DELTA_ADS, Presence, Resource, ResourceState, XdsClient, XdsServer};
+
+/// A control plane on its own thread and runtime, so a test can kill it
+/// outright (every stream cut at once, as a crashed process would).
+struct ControlPlane {
+    address: SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl ControlPlane {
+    fn start(server: &SnapshotServer, port: u16) -> ControlPlane {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let _context = runtime.enter();
+        // SO_REUSEADDR: a restarted control plane takes its predecessor's port
+        // while that one's connections linger in TIME_WAIT.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket.bind(([127, 0, 0, 1], port).into()).unwrap();
+        let listener = socket.listen(1024).unwrap();
+        let address = listener.local_addr().unwrap();
+        runtime.spawn(server.clone().serve(listener));
+        ControlPlane {
+            address,
+            runtime: Some(runtime),
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn client(address: SocketAddr, delta: bool) -> XdsClient {
+    let mut bootstrap = Bootstrap::new(&address.to_string(), "test-node").unwrap();
+    if delta {
+        bootstrap.servers[0] = XdsServer::insecure(&address.to_string())
+            .unwrap()
+            .with_feature(DELTA_ADS);
+    }
+    XdsClient::builder(bootstrap)
+        .backoff(Duration::from_millis(20), Duration::from_millis(100))
+        .build()
+        .unwrap()
+}
+
+fn cluster(name: &str, connect_timeout_secs: i64) -> Cluster {
+    Cluster {
+        name: name.into(),
+        connect_timeout: Some(meshlib_xds::pb::google::protobuf::Duration {
+            seconds: connect_timeout_secs,
+            nanos: 0,
+        }),
+        ..Default::default()
+    }
+}
+
+fn timeout_of(state: &ResourceState<Cluster>) -> Option<i64> {
+    state
+        .resource
+        .as_ref()
+        .and_then(|c| c.connect_timeout.as_ref())
+        .map(|d| d.seconds)
+}
+
+/// Waits, at most 10 s, for the watch to reach a state that `done` accepts.
+async fn until<T: Resource>(
+    watch: &mut meshlib_xds::Watch<T>,
+    what: &str,
+    done: impl Fn(&ResourceState<T>) -> bool,
+) -> ResourceState<T> {
+    let wait = async {
+        let mut state = watch.current();
+        while !done(&state) {
+            state = watch.changed().await.unwrap();
+        }
+        state
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+async fn initial_fetch_update_and_removal(delta: bool) {
+    let server = SnapshotServer::new();
+    server.set_default(
+        Snapshot::new("1")
+            .with(cluster("a", 1))
+            .with(cluster("b", 1)),
+    );
+    let plane = ControlPlane::start(&server, 0);
+    let client = client(plane.address, delta);
+
+    let mut a = client.watch::<Cluster>("a").await.unwrap();
+    let mut b = client.watch::<Cluster>("b").await.unwrap();
+    let state = until(&mut a, "a arrives", |s| s.presence == Presence::Exists).await;
+    assert_eq!(timeout_of(&state), Some(1));
+    until(&mut b, "b arrives", |s| s.presence == Presence::Exists).await;
+
+    server.set_default(Snapshot::new("2").with(cluster("a", 7)));
+    let state = until(&mut a, "a is updated", |s| timeout_of(s) == Some(7)).await;
+    if !delta {
+        assert_eq!(state.version, "2");
+    }
+    let state = until(&mut b, "b is removed", |s| {
+        s.presence == Presence::DoesNotExist
+    })
+    .await;
+    assert!(state.resource.is_none());
+    assert!(server.nacks().is_empty(), "{:?}", server.nacks());
+}
+
+#[tokio::test]
+async fn sotw_initial_fetch_update_and_removal() {
+    initial_fetch_update_and_removal(false).await;
+}
+
+#[tokio::test]
+async fn delta_initial_fetch_update_and_removal() {
+    initial_fetch_update_and_removal(true).await;
+}
+
+async fn invalid_resource_is_nacked_and_the_old_one_stays(delta: bool) {
+    let server = SnapshotServer::new();
+    server.set_default(
+        Snapshot::new("1")
+            .with(cluster("a", 1))
+            .with(cluster("b", 1)),
+    );
+    let plane = ControlPlane::start(&server, 0);
+    let client = client(plane.address, delta);
+    let mut a = client.watch::<Cluster>("a").await.unwrap();
+    let mut b = client.watch::<Cluster>("b").await.unwrap();
+    until(&mut a, "a arrives", |s| s.presence == Presence::Exists).await;
+    until(&mut b, "b arrives", |s| s.presence == Presence::Exists).await;
+
+    // Version 2: a good `a`, and garbage served as `b`.
+    let garbage = Any {
+        type_url: Cluster::TYPE_URL.into(),
+        value: vec![0x0a, 0x01, 0x62, 0xff],
+    };
+    server.set_default(
+        Snapshot::new("2")
+            .with(cluster("a", 2))
+            .with_any("b", garbage),
+    );
+    until(&mut a, "the good sibling applies", |s| {
+        timeout_of(s) == Some(2)
+    })
+    .await;
+
+    let nack = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(nack) = server.nacks().into_iter().next() {
+                return nack;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the client NACKs");
+    let error = nack.error.unwrap();
+    assert!(error.starts_with("xDS response validation errors: [unnamed resource: cannot decode envoy.config.cluster.v3.Cluster"), "{error}");
+    if !delta {
+        assert_eq!(
+            nack.version_info, "1",
+            "a NACK names the last accepted version"
+        );
+    }
+    assert_eq!(
+        timeout_of(&b.current()),
+        Some(1),
+        "the last good b stays in force"
+    );
+}
+
+#[tokio::test]
+async fn sotw_invalid_resource_is_nacked_and_the_old_one_stays() {
+    invalid_resource_is_nacked_and_the_old_one_stays(false).await;
+}
+
+#[tokio::test]
+async fn delta_invalid_resource_is_nacked_and_the_old_one_stays() {
+    invalid_resource_is_nacked_and_the_old_one_stays(true).await;
+}
+
+async fn control_plane_restart_keeps_the_cache_then_resumes(delta: bool) {
+    let server = SnapshotServer::new();
+    server.set_default(Snapshot::new("1").with(cluster("a", 1)));
+    let mut plane = ControlPlane::start(&server, 0);
+    let port = plane.address.port();
+    let client = client(plane.address, delta);
+    let mut a = client.watch::<Cluster>("a").await.unwrap();
+    until(&mut a, "a arrives", |s| s.presence == Presence::Exists).await;
+
+    plane.kill();
+    let state = until(&mut a, "the stream error is reported", |s| {
+        s.error.is_some()
+    })
+    .await;
+    assert_eq!(
+        timeout_of(&state),
+        Some(1),
+        "the cached resource stays in use"
+    );
+    assert_eq!(state.presence, Presence::Exists);
+
+    // A new control plane on the same port with a new version.
+    let restarted = SnapshotServer::new();
+    restarted.set_default(Snapshot::new("2").with(cluster("a", 5)));
+    let _plane = ControlPlane::start(&restarted, port);
+    let state = until(&mut a, "the new version after reconnecting", |s| {
+        timeout_of(s) == Some(5)
+    })
+    .await;
+    assert!(state.error.is_none());
+    let subscribed = restarted.subscribed("test-node", Cluster::TYPE_URL);
+    assert_eq!(subscribed, ["a"], "re-subscribed on the new stream");
+}
+
+#[tokio::test]
+async fn sotw_control_plane_restart_keeps_the_cache_then_resumes() {
+    control_plane_restart_keeps_the_cache_then_resumes(false).await;
+}
+
+#[tokio::test]
+async fn delta_control_plane_restart_keeps_the_cache_then_resumes() {
+    control_plane_restart_keeps_the_cache_then_resumes(true).await;
+}
+
+async fn missing_resource_does_not_exist_after_15_seconds(delta: bool) {
+    let server = SnapshotServer::new();
+    server.set_default(Snapshot::new("1").with(ClusterLoadAssignment {
+        cluster_name: "present".into(),
+        ..Default::default()
+    }));
+    let plane = ControlPlane::start(&server, 0);
+    let client = client(plane.address, delta);
+    let mut present = client
+        .watch::<ClusterLoadAssignment>("present")
+        .await
+        .unwrap();
+    until(&mut present, "the present resource", |s| {
+        s.presence == Presence::Exists
+    })
+    .await;
+    let mut missing = client
+        .watch::<ClusterLoadAssignment>("missing")
+        .await
+        .unwrap();
+    if delta {
+        // Delta servers say so at once, by removing the name.
+        until(&mut missing, "removal", |s| {
+            s.presence == Presence::DoesNotExist
+        })
+        .await;
+        return;
+    }
+    // Let the subscription reach the server and its answer come back.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while server.acks().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap();
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_secs(14)).await;
+    assert_eq!(
+        missing.current().presence,
+        Presence::Requested,
+        "not before 15 s"
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let state = until(&mut missing, "does-not-exist", |s| {
+        s.presence == Presence::DoesNotExist
+    })
+    .await;
+    assert!(state.resource.is_none());
+    assert_eq!(present.current().presence, Presence::Exists);
+}
+
+#[tokio::test]
+async fn sotw_missing_resource_does_not_exist_after_15_seconds() {
+    missing_resource_does_not_exist_after_15_seconds(false).await;
+}
+
+#[tokio::test]
+async fn delta_missing_resource_is_removed_by_the_server() {
+    missing_resource_does_not_exist_after_15_seconds(true).await;
+}
+
+async fn two_watchers_share_one_subscription(delta: bool) {
+    let server = SnapshotServer::new();
+    server.set_default(
+        Snapshot::new("1")
+            .with(cluster("a", 1))
+            .with(cluster("b", 1)),
+    );
+    let plane = ControlPlane::start(&server, 0);
+    let client = client(plane.address, delta);
+    let mut first = client.watch::<Cluster>("a").await.unwrap();
+    let mut second = client.watch::<Cluster>("a").await.unwrap();
+    let mut b = client.watch::<Cluster>("b").await.unwrap();
+    until(&mut first, "a for the first watcher", |s| {
+        s.presence == Presence::Exists
+    })
+    .await;
+    until(&mut second, "a for the second watcher", |s| {
+        s.presence == Presence::Exists
+    })
+    .await;
+    until(&mut b, "b", |s| s.presence == Presence::Exists).await;
+    let subscribed = || server.subscribed("test-node", Cluster::TYPE_URL);
+    assert_eq!(subscribed(), ["a", "b"]);
+
+    drop(first);
+    server.set_default(
+        Snapshot::new("2")
+            .with(cluster("a", 3))
+            .with(cluster("b", 3)),
+    );
+    until(
+        &mut second,
+        "the remaining watcher still gets updates",
+        |s| timeout_of(s) == Some(3),
+    )
+    .await;
+    assert_eq!(subscribed(), ["a", "b"]);
+
+    drop(second);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while subscribed() != ["b"] {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the last watcher's drop unsubscribes");
+}
+
+#[tokio::test]
+async fn sotw_two_watchers_share_one_subscription() {
+    two_watchers_share_one_subscription(false).await;
+}
+
+#[tokio::test]
+async fn delta_two_watchers_share_one_subscription() {
+    two_watchers_share_one_subscription(true).await;
+}
+
+#[tokio::test]
+async fn wildcard_watch_sees_every_cluster() {
+    for delta in [false, true] {
+        let server = SnapshotServer::new();
+        server.set_default(
+            Snapshot::new("1")
+                .with(cluster("x", 1))
+                .with(cluster("y", 1)),
+        );
+        let plane = ControlPlane::start(&server, 0);
+        let client = client(plane.address, delta);
+        let mut all = client.watch_all::<Cluster>().await.unwrap();
+        let names = |v: Vec<(String, std::sync::Arc<Cluster>)>| {
+            v.into_iter().map(|(n, _)| n).collect::<Vec<_>>()
+        };
+        let mut seen = names(all.current());
+        while seen != ["x", "y"] {
+            seen = names(
+                tokio::time::timeout(Duration::from_secs(10), all.changed())
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            );
+        }
+        server.set_default(
+            Snapshot::new("2")
+                .with(cluster("y", 1))
+                .with(cluster("z", 1)),
+        );
+        while seen != ["y", "z"] {
+            seen = names(
+                tokio::time::timeout(Duration::from_secs(10), all.changed())
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_control_plane_is_reported_to_watchers() {
+    let address: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let client = client(address, false);
+    let mut a = client.watch::<Cluster>("a").await.unwrap();
+    let state = until(&mut a, "a connection error", |s| s.error.is_some()).await;
+    let error = state.error.unwrap();
+    assert!(
+        error.starts_with(&format!("xDS stream: cannot connect to http://{address}")),
+        "{error}"
+    );
+    assert_eq!(state.presence, Presence::Requested);
+}
