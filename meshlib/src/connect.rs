@@ -76,30 +76,38 @@ impl Connect for HttpConnect {
     type Client = HttpEndpoint;
 
     fn client(&self, cluster: &Cluster, address: SocketAddr) -> HttpEndpoint {
-        let mut builder = legacy::Client::builder(TokioExecutor::new());
-        builder
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(self.idle_timeout)
-            .timer(TokioTimer::new());
-        if cluster.protocol == Protocol::Http2 {
-            builder.http2_only(true);
-        }
         let dialer = Dialer {
             address,
             timeout: cluster.connect_timeout,
         };
+        let client = |http2: bool| {
+            let mut builder = legacy::Client::builder(TokioExecutor::new());
+            builder
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(self.idle_timeout)
+                .timer(TokioTimer::new())
+                .http2_only(http2);
+            builder.build(dialer)
+        };
         HttpEndpoint {
-            client: builder.build(dialer),
+            http1: (cluster.protocol == Protocol::Http1).then(|| client(false)),
+            http2: client(true),
             cluster: Arc::from(cluster.name.as_str()),
             address,
         }
     }
 }
 
-/// One endpoint's pooled hyper-util client; see [`HttpConnect`].
+/// One endpoint's pooled hyper-util clients; see [`HttpConnect`].
+///
+/// An `http2` cluster sends everything over HTTP/2. An `http1` cluster sends
+/// HTTP/1.x requests over HTTP/1.1 and HTTP/2 requests (gRPC calls, which
+/// cannot travel over HTTP/1.1) over HTTP/2 with prior knowledge, as Envoy's
+/// `USE_DOWNSTREAM_PROTOCOL` does; each pool is used only if needed.
 #[derive(Debug, Clone)]
 pub struct HttpEndpoint {
-    client: legacy::Client<Dialer, BoxBody>,
+    http1: Option<legacy::Client<Dialer, BoxBody>>,
+    http2: legacy::Client<Dialer, BoxBody>,
     cluster: Arc<str>,
     address: SocketAddr,
 }
@@ -116,7 +124,12 @@ impl EndpointClient for HttpEndpoint {
         }
         HttpFuture {
             state: HttpState::Sending {
-                response: self.client.request(request),
+                response: match &self.http1 {
+                    Some(http1) if request.version() != http::Version::HTTP_2 => {
+                        http1.request(request)
+                    }
+                    _ => self.http2.request(request),
+                },
                 cluster: self.cluster.clone(),
                 address: self.address,
             },

@@ -18,7 +18,8 @@ use crate::error::Error;
 ///
 /// Each RPC's `/package.Service/Method` path is routed like any other path,
 /// with the channel's authority (`greeter` for `mesh.channel("greeter")`)
-/// choosing the virtual host. The cluster must speak `http2`. A request the
+/// choosing the virtual host. Calls go over HTTP/2 whatever the cluster's
+/// `protocol` (gRPC needs it). A request the
 /// mesh cannot send fails with the gRPC status gRPC's own xDS clients use:
 /// `UNAVAILABLE`, or `DEADLINE_EXCEEDED` for a route timeout.
 ///
@@ -68,6 +69,8 @@ impl<C: Connect> Service<Request<tonic::body::Body>> for MeshChannel<C> {
                 *request.uri_mut() = uri;
             }
         }
+        // gRPC is HTTP/2 whatever the cluster's default protocol.
+        *request.version_mut() = http::Version::HTTP_2;
         ChannelFuture {
             inner: self.client.call(request),
         }

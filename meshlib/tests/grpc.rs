@@ -46,7 +46,8 @@ virtual_hosts:
         match: {{ path: /grpc.health.v1.Health/Check }}
         route: {{ cluster: stable }}
 clusters:
-  - {{ name: stable, protocol: http2, endpoints: [{{ address: "{serving}" }}] }}
+  # No `protocol`: gRPC calls still go over HTTP/2.
+  - {{ name: stable, endpoints: [{{ address: "{serving}" }}] }}
   - {{ name: canary, protocol: http2, endpoints: [{{ address: "{not_serving}" }}] }}
 "#
     ))

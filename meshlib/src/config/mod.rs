@@ -277,7 +277,8 @@ pub enum LbPolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
-    /// HTTP/1.1, with pooled keep-alive connections.
+    /// HTTP/1.1, with pooled keep-alive connections; HTTP/2 requests (gRPC
+    /// calls) still go over HTTP/2, as they cannot travel over HTTP/1.1.
     #[default]
     Http1,
     /// HTTP/2 over cleartext with prior knowledge (h2c), as gRPC needs; one
