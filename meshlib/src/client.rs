@@ -70,6 +70,8 @@ impl<C: Connect> std::fmt::Debug for MeshClient<C> {
 
 struct Shared<C: Connect> {
     current: ArcSwap<Snapshot<C::Client>>,
+    /// Dropped with the last clone: background tasks watch it to stop.
+    alive: tokio::sync::watch::Sender<()>,
     connect: C,
     /// Serializes updates; requests never take it.
     updating: Mutex<()>,
@@ -106,6 +108,7 @@ impl<C: Connect> MeshClient<C> {
         Ok(MeshClient {
             shared: Arc::new(Shared {
                 current: ArcSwap::from_pointee(snapshot),
+                alive: tokio::sync::watch::channel(()).0,
                 connect,
                 updating: Mutex::new(()),
                 rejected: ArcSwapOption::empty(),
@@ -249,6 +252,35 @@ where
         // One atomic load picks the configuration this request lives with.
         let mut service = self.shared.current.load().service.clone();
         service.call(request.map(body::boxed))
+    }
+}
+
+/// A handle a background task holds on a [`MeshClient`] without keeping it alive.
+pub(crate) struct WeakMeshClient<C: Connect = HttpConnect> {
+    shared: Weak<Shared<C>>,
+    alive: tokio::sync::watch::Receiver<()>,
+}
+
+impl<C: Connect> MeshClient<C> {
+    pub(crate) fn downgrade(&self) -> WeakMeshClient<C> {
+        WeakMeshClient {
+            shared: Arc::downgrade(&self.shared),
+            alive: self.shared.alive.subscribe(),
+        }
+    }
+}
+
+impl<C: Connect> WeakMeshClient<C> {
+    /// The client, if any clone of it is still alive.
+    pub(crate) fn upgrade(&self) -> Option<MeshClient<C>> {
+        self.shared.upgrade().map(|shared| MeshClient { shared })
+    }
+
+    /// Resolves when the last clone of the client has been dropped.
+    pub(crate) async fn closed(&mut self) {
+        // The value never changes: `changed` only returns when the sender,
+        // owned by the client, is dropped.
+        while self.alive.changed().await.is_ok() {}
     }
 }
 

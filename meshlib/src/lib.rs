@@ -53,6 +53,8 @@
 //! ## Features
 //!
 //! - `grpc` (default): [`MeshClient::channel`], a channel for tonic clients.
+//! - `xds` (default): [`MeshClient::from_xds`], configuration from an xDS
+//!   control plane through [`meshlib_xds`].
 
 // Library code does not panic on input; tests may unwrap.
 #![warn(clippy::unwrap_used, clippy::expect_used)]
@@ -74,9 +76,13 @@ mod grpc;
 pub mod route;
 pub mod stack;
 pub mod timeout;
+#[cfg(feature = "xds")]
+pub mod xds;
 
 pub use body::BoxBody;
 pub use client::{Builder, MeshClient};
 pub use error::{BoxError, Error, ErrorKind};
 #[cfg(feature = "grpc")]
 pub use grpc::{ChannelFuture, MeshChannel};
+#[cfg(feature = "xds")]
+pub use meshlib_xds;

@@ -1,0 +1,458 @@
+//! meshlib configured from an xDS control plane over loopback gRPC: the
+//! snapshot server serves Envoy resources; real backends take the traffic.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use meshlib::MeshClient;
+use meshlib::xds::XdsError;
+use meshlib_xds::pb::envoy::config::cluster::v3::{Cluster, cluster};
+use meshlib_xds::pb::envoy::config::core::v3::{
+    Address, AggregatedConfigSource, ConfigSource, SocketAddress, address, config_source,
+    socket_address,
+};
+use meshlib_xds::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
+};
+use meshlib_xds::pb::envoy::config::listener::v3::{ApiListener, Listener};
+use meshlib_xds::pb::envoy::config::route::v3::{
+    HeaderMatcher, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
+    WeightedCluster, header_matcher, route, route_action, route_match, weighted_cluster,
+};
+use meshlib_xds::pb::envoy::extensions::filters::http::router::v3::Router;
+use meshlib_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, HttpFilter, Rds, http_connection_manager, http_filter,
+};
+use meshlib_xds::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
+use meshlib_xds::pb::google::protobuf::{Any, UInt32Value};
+use meshlib_xds::server::{Snapshot, SnapshotServer};
+use meshlib_xds::{Bootstrap, DELTA_ADS, XdsClient, XdsServer};
+use prost::{Message, Name};
+use support::{Backend, send, tally};
+
+fn any<M: Message + Name>(message: &M) -> Any {
+    Any {
+        type_url: M::type_url(),
+        value: message.encode_to_vec(),
+    }
+}
+
+fn ads() -> Option<ConfigSource> {
+    Some(ConfigSource {
+        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
+            AggregatedConfigSource {},
+        )),
+        ..Default::default()
+    })
+}
+
+fn listener(name: &str, route_config: &str) -> Listener {
+    let manager = HttpConnectionManager {
+        route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
+            config_source: ads(),
+            route_config_name: route_config.into(),
+        })),
+        http_filters: vec![HttpFilter {
+            name: "envoy.filters.http.router".into(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(
+                any(&Router::default()),
+            )),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    Listener {
+        name: name.into(),
+        api_listener: Some(ApiListener {
+            api_listener: Some(any(&manager)),
+        }),
+        ..Default::default()
+    }
+}
+
+fn weighted(clusters: &[(&str, u32)]) -> route::Action {
+    route::Action::Route(RouteAction {
+        cluster_specifier: Some(route_action::ClusterSpecifier::WeightedClusters(
+            WeightedCluster {
+                clusters: clusters
+                    .iter()
+                    .map(|(name, weight)| weighted_cluster::ClusterWeight {
+                        name: (*name).into(),
+                        weight: Some(UInt32Value { value: *weight }),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    })
+}
+
+/// `reviews`: `x-canary: true` → v2, everything else split v1/v2 by weight.
+fn routes(v1_weight: u32, v2_weight: u32) -> RouteConfiguration {
+    let prefix = |headers: Vec<HeaderMatcher>| RouteMatch {
+        path_specifier: Some(route_match::PathSpecifier::Prefix("/".into())),
+        headers,
+        ..Default::default()
+    };
+    let canary = HeaderMatcher {
+        name: "x-canary".into(),
+        header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
+            StringMatcher {
+                match_pattern: Some(string_matcher::MatchPattern::Exact("true".into())),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    };
+    RouteConfiguration {
+        name: "reviews-routes".into(),
+        virtual_hosts: vec![VirtualHost {
+            name: "reviews".into(),
+            domains: vec!["reviews".into()],
+            routes: vec![
+                Route {
+                    name: "canary".into(),
+                    r#match: Some(prefix(vec![canary])),
+                    action: Some(weighted(&[("reviews-v2", 1)])),
+                    ..Default::default()
+                },
+                Route {
+                    name: "split".into(),
+                    r#match: Some(prefix(Vec::new())),
+                    action: Some(weighted(&[
+                        ("reviews-v1", v1_weight),
+                        ("reviews-v2", v2_weight),
+                    ])),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn eds_cluster(name: &str) -> Cluster {
+    Cluster {
+        name: name.into(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Eds as i32,
+        )),
+        eds_cluster_config: Some(cluster::EdsClusterConfig {
+            eds_config: ads(),
+            service_name: String::new(),
+        }),
+        ..Default::default()
+    }
+}
+
+fn endpoints(name: &str, address: SocketAddr) -> ClusterLoadAssignment {
+    ClusterLoadAssignment {
+        cluster_name: name.into(),
+        endpoints: vec![LocalityLbEndpoints {
+            load_balancing_weight: Some(UInt32Value { value: 1 }),
+            lb_endpoints: vec![LbEndpoint {
+                host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(
+                    meshlib_xds::pb::envoy::config::endpoint::v3::Endpoint {
+                        address: Some(Address {
+                            address: Some(address::Address::SocketAddress(SocketAddress {
+                                address: address.ip().to_string(),
+                                port_specifier: Some(socket_address::PortSpecifier::PortValue(
+                                    u32::from(address.port()),
+                                )),
+                                ..Default::default()
+                            })),
+                        }),
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn snapshot(version: &str, v1: &Backend, v2: &Backend, v1_weight: u32, v2_weight: u32) -> Snapshot {
+    Snapshot::new(version)
+        .with(listener("reviews", "reviews-routes"))
+        .with(routes(v1_weight, v2_weight))
+        .with(eds_cluster("reviews-v1"))
+        .with(eds_cluster("reviews-v2"))
+        .with(endpoints("reviews-v1", v1.address))
+        .with(endpoints("reviews-v2", v2.address))
+}
+
+/// A control plane on its own runtime, so it can be killed outright.
+struct ControlPlane {
+    address: SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl ControlPlane {
+    fn start(server: &SnapshotServer, port: u16) -> ControlPlane {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let _context = runtime.enter();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket.bind(([127, 0, 0, 1], port).into()).unwrap();
+        let listener = socket.listen(1024).unwrap();
+        let address = listener.local_addr().unwrap();
+        runtime.spawn(server.clone().serve(listener));
+        ControlPlane {
+            address,
+            runtime: Some(runtime),
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn xds_client(address: SocketAddr, delta: bool) -> XdsClient {
+    let mut server = XdsServer::insecure(&address.to_string()).unwrap();
+    if delta {
+        server = server.with_feature(DELTA_ADS);
+    }
+    let mut bootstrap = Bootstrap::new(&address.to_string(), "test-node").unwrap();
+    bootstrap.servers = vec![server];
+    XdsClient::builder(bootstrap)
+        .backoff(Duration::from_millis(20), Duration::from_millis(100))
+        .build()
+        .unwrap()
+}
+
+/// Waits, at most 10 s, until `done` holds.
+async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let wait = async {
+        while !done().await {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
+}
+
+async fn routes_by_weight_and_header_then_follows_updates(delta: bool) {
+    let (v1, v2) = (Backend::start("v1").await, Backend::start("v2").await);
+    let server = SnapshotServer::new();
+    server.set("test-node", snapshot("1", &v1, &v2, 80, 20));
+    let plane = ControlPlane::start(&server, 0);
+    let xds = xds_client(plane.address, delta);
+    let mesh = MeshClient::from_xds(&xds, "xds:///reviews").await.unwrap();
+
+    let counts = tally(&mesh, "http://reviews/r", &[], 1000).await;
+    let v1_share = counts.get("v1").copied().unwrap_or(0) as f64 / 10.0;
+    assert!(
+        (75.0..=85.0).contains(&v1_share),
+        "v1 took {v1_share}%: {counts:?}"
+    );
+    let canary = tally(&mesh, "http://reviews/r", &[("x-canary", "true")], 50).await;
+    assert_eq!(canary.get("v2"), Some(&50));
+
+    let version = mesh.version();
+    server.set("test-node", snapshot("2", &v1, &v2, 0, 100));
+    until("the new weights apply", async || mesh.version() > version).await;
+    let counts = tally(&mesh, "http://reviews/r", &[], 100).await;
+    assert_eq!(counts.get("v2"), Some(&100), "{counts:?}");
+    assert!(server.nacks().is_empty(), "{:?}", server.nacks());
+}
+
+#[tokio::test]
+async fn sotw_routes_by_weight_and_header_then_follows_updates() {
+    routes_by_weight_and_header_then_follows_updates(false).await;
+}
+
+#[tokio::test]
+async fn delta_routes_by_weight_and_header_then_follows_updates() {
+    routes_by_weight_and_header_then_follows_updates(true).await;
+}
+
+async fn an_unsupported_cluster_is_nacked_and_traffic_keeps_the_old_config(delta: bool) {
+    let (v1, v2) = (Backend::start("v1").await, Backend::start("v2").await);
+    let server = SnapshotServer::new();
+    server.set("test-node", snapshot("1", &v1, &v2, 100, 0));
+    let plane = ControlPlane::start(&server, 0);
+    let xds = xds_client(plane.address, delta);
+    let mesh = MeshClient::from_xds(&xds, "reviews").await.unwrap();
+    let version = mesh.version();
+
+    // Version 2 shifts traffic, but its v1 cluster asks for MAGLEV.
+    let mut maglev = eds_cluster("reviews-v1");
+    maglev.lb_policy = cluster::LbPolicy::Maglev as i32;
+    server.set("test-node", snapshot("2", &v1, &v2, 0, 100).with(maglev));
+    until("the cluster is NACKed", async || !server.nacks().is_empty()).await;
+    let nack = &server.nacks()[0];
+    assert_eq!(nack.type_url, Cluster::type_url());
+    let error = nack.error.as_deref().unwrap();
+    assert!(
+        error.contains("resource \"reviews-v1\": lb_policy MAGLEV: not supported yet"),
+        "{error}"
+    );
+
+    // The routes of version 2 are valid and apply; reviews-v1 keeps its last
+    // good cluster, so nothing fails.
+    until("the valid routes apply", async || mesh.version() > version).await;
+    let counts = tally(&mesh, "http://reviews/r", &[], 100).await;
+    assert_eq!(counts.get("v2"), Some(&100), "{counts:?}");
+    let dump = xds.dump().await.unwrap();
+    let v1_cluster = dump
+        .iter()
+        .find(|e| e.name == "reviews-v1" && e.type_url == Cluster::type_url())
+        .unwrap();
+    assert!(v1_cluster.error.as_deref().unwrap().contains("MAGLEV"));
+    assert!(v1_cluster.raw.is_some(), "the last good version is kept");
+}
+
+#[tokio::test]
+async fn sotw_an_unsupported_cluster_is_nacked_and_traffic_keeps_the_old_config() {
+    an_unsupported_cluster_is_nacked_and_traffic_keeps_the_old_config(false).await;
+}
+
+#[tokio::test]
+async fn delta_an_unsupported_cluster_is_nacked_and_traffic_keeps_the_old_config() {
+    an_unsupported_cluster_is_nacked_and_traffic_keeps_the_old_config(true).await;
+}
+
+async fn a_control_plane_restart_under_load_fails_no_request(delta: bool) {
+    let (v1, v2) = (Backend::start("v1").await, Backend::start("v2").await);
+    let server = SnapshotServer::new();
+    server.set("test-node", snapshot("1", &v1, &v2, 100, 0));
+    let mut plane = ControlPlane::start(&server, 0);
+    let port = plane.address.port();
+    let xds = xds_client(plane.address, delta);
+    let mesh = MeshClient::from_xds(&xds, "xds:///reviews").await.unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (mesh, stop, ok, failed) = (mesh.clone(), stop.clone(), ok.clone(), failed.clone());
+            tokio::spawn(async move {
+                for _ in 0..20_000 {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    match send(&mesh, "http://reviews/", &[]).await {
+                        Ok(_) => ok.fetch_add(1, Ordering::SeqCst),
+                        Err(_) => failed.fetch_add(1, Ordering::SeqCst),
+                    };
+                }
+            })
+        })
+        .collect();
+
+    let before = ok.load(Ordering::SeqCst);
+    until("traffic flows", async || {
+        ok.load(Ordering::SeqCst) > before + 50
+    })
+    .await;
+    plane.kill();
+    let during = ok.load(Ordering::SeqCst);
+    until("traffic flows without a control plane", async || {
+        ok.load(Ordering::SeqCst) > during + 200
+    })
+    .await;
+
+    let restarted = SnapshotServer::new();
+    restarted.set("test-node", snapshot("2", &v1, &v2, 0, 100));
+    let _plane = ControlPlane::start(&restarted, port);
+    let version = mesh.version();
+    until("the restarted control plane's config applies", async || {
+        mesh.version() > version
+    })
+    .await;
+    let after = v2.requests();
+    until("traffic moves to v2", async || v2.requests() > after + 50).await;
+    stop.store(true, Ordering::SeqCst);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    assert_eq!(failed.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sotw_a_control_plane_restart_under_load_fails_no_request() {
+    a_control_plane_restart_under_load_fails_no_request(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delta_a_control_plane_restart_under_load_fails_no_request() {
+    a_control_plane_restart_under_load_fails_no_request(true).await;
+}
+
+#[tokio::test]
+async fn an_unknown_listener_is_unavailable_with_the_reason() {
+    let server = SnapshotServer::new();
+    server.set_default(Snapshot::new("1").with(listener("other", "r")));
+    let plane = ControlPlane::start(&server, 0);
+    let xds = xds_client(plane.address, false);
+    match MeshClient::from_xds(&xds, "xds:///reviews").await {
+        Err(XdsError::Unavailable { reason, client }) => {
+            assert_eq!(reason, "listener \"reviews\" does not exist");
+            let err = send(&client, "http://reviews/", &[]).await.unwrap_err();
+            assert_eq!(err.kind(), meshlib::ErrorKind::NoRoute);
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert!(matches!(
+        MeshClient::from_xds(&xds, "dns:///reviews").await,
+        Err(XdsError::Target(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_listener_without_a_router_is_nacked_with_grpcs_reason() {
+    let server = SnapshotServer::new();
+    let mut bad = listener("reviews", "r");
+    let manager = HttpConnectionManager {
+        route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
+            config_source: ads(),
+            route_config_name: "r".into(),
+        })),
+        ..Default::default()
+    };
+    bad.api_listener = Some(ApiListener {
+        api_listener: Some(any(&manager)),
+    });
+    server.set_default(Snapshot::new("1").with(bad));
+    let plane = ControlPlane::start(&server, 0);
+    let xds = xds_client(plane.address, false);
+    match MeshClient::from_xds(&xds, "reviews").await {
+        Err(XdsError::Unavailable { reason, .. }) => assert_eq!(
+            reason,
+            "listener \"reviews\": http_filters: expected at least one HTTP filter (the router)"
+        ),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    // Watchers hear first; the NACK follows.
+    until("the NACK arrives", async || !server.nacks().is_empty()).await;
+    let nack = &server.nacks()[0];
+    assert_eq!(
+        nack.error.as_deref(),
+        Some(
+            "xDS response validation errors: [resource \"reviews\": http_filters: expected at least one HTTP filter (the router)]"
+        )
+    );
+}
