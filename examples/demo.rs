@@ -6,7 +6,12 @@
 //! swaps in a 50/50 split while traffic runs and prints where traffic went
 //! before and after the swap.
 //!
-//! Run it with `cargo run -p meshlib-examples --bin demo`.
+//! With `--xds`, the same configuration comes from an xDS control plane
+//! instead: the embedded snapshot server serves it as Envoy resources
+//! (Listener → RouteConfiguration → Clusters → ClusterLoadAssignments) over
+//! ADS on loopback, and the swap is a new snapshot pushed mid-run.
+//!
+//! Run it with `cargo run -p meshlib-examples --bin demo` (add `-- --xds`).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -20,6 +25,8 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use meshlib::MeshClient;
 use meshlib::config::{Destination, MeshConfig};
+use meshlib_xds::server::{Snapshot, SnapshotServer, build};
+use meshlib_xds::{Bootstrap, XdsClient};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
@@ -36,10 +43,25 @@ async fn main() -> Result<(), BoxError> {
     let v2 = backend("reviews-v2").await?;
     println!("backends: reviews-v1 on {v1}, reviews-v2 on {v2}");
 
-    let yaml = CONFIG
-        .replace("127.0.0.1:9081", &v1.to_string())
-        .replace("127.0.0.1:9082", &v2.to_string());
-    let mesh = MeshClient::new(MeshConfig::from_yaml(&yaml)?)?;
+    let xds_mode = std::env::args().any(|a| a == "--xds");
+    let control_plane = if xds_mode {
+        Some(control_plane(v1, v2).await?)
+    } else {
+        None
+    };
+    let mesh = match &control_plane {
+        Some((_, address)) => {
+            println!("control plane: the snapshot server on {address}, ADS state-of-the-world");
+            let xds = XdsClient::new(Bootstrap::new(&address.to_string(), "demo")?)?;
+            MeshClient::from_xds(&xds, "xds:///reviews").await?
+        }
+        None => {
+            let yaml = CONFIG
+                .replace("127.0.0.1:9081", &v1.to_string())
+                .replace("127.0.0.1:9082", &v2.to_string());
+            MeshClient::new(MeshConfig::from_yaml(&yaml)?)?
+        }
+    };
 
     println!(
         "\nconfiguration {}: reviews-split 90/10, x-canary: true → v2",
@@ -53,7 +75,40 @@ async fn main() -> Result<(), BoxError> {
     ]);
 
     println!("\nswapping in a 50/50 split while traffic runs…");
-    let (before, after) = swap_under_traffic(&mesh, 400, 1000).await?;
+    let (before, after) = match &control_plane {
+        Some((server, _)) => {
+            swap_under_traffic(&mesh, 400, 1000, async || {
+                let version = mesh.version();
+                server.set_default(reviews_snapshot("2", v1, v2, 50));
+                let applied = async {
+                    while mesh.version() == version {
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    }
+                };
+                tokio::time::timeout(std::time::Duration::from_secs(10), applied)
+                    .await
+                    .map_err(|_| "the new snapshot was not applied within 10 s")?;
+                Ok(mesh.version())
+            })
+            .await?
+        }
+        None => {
+            swap_under_traffic(&mesh, 400, 1000, async || {
+                let mut config = (*mesh.config()).clone();
+                for route in config
+                    .virtual_hosts
+                    .iter_mut()
+                    .flat_map(|v| v.routes.iter_mut())
+                {
+                    if let Destination::WeightedClusters(clusters) = &mut route.action.destination {
+                        clusters.iter_mut().for_each(|c| c.weight = 50);
+                    }
+                }
+                Ok(mesh.update(config)?)
+            })
+            .await?
+        }
+    };
     print_table(&[
         ("before the swap (90/10)", &before),
         ("after the swap (50/50)", &after),
@@ -125,13 +180,55 @@ async fn send_many(mesh: &MeshClient, n: usize, canary: bool) -> Tally {
     tally.lock().unwrap().clone()
 }
 
-/// Keeps 8 requests in flight; after `before` requests swaps the split to
-/// 50/50, then stops after `after` more. Tallies each side of the swap by
-/// when the request started.
+/// The demo's configuration as Envoy resources: the same routes as
+/// `config/reviews.yaml`, with `v1_weight`/`100 - v1_weight` as the split.
+fn reviews_snapshot(version: &str, v1: SocketAddr, v2: SocketAddr, v1_weight: u32) -> Snapshot {
+    let routes = vec![
+        build::with_exact_header(
+            build::prefix_route("reviews-canary-header", "/", &[("reviews-v2", 1)]),
+            "x-canary",
+            "true",
+        ),
+        build::prefix_route(
+            "reviews-split",
+            "/",
+            &[("reviews-v1", v1_weight), ("reviews-v2", 100 - v1_weight)],
+        ),
+    ];
+    let domains = ["reviews", "reviews.default.svc.cluster.local"];
+    Snapshot::new(version)
+        .with(build::api_listener("reviews", "reviews-routes"))
+        .with(build::route_configuration(
+            "reviews-routes",
+            vec![build::virtual_host("reviews", &domains, routes)],
+        ))
+        .with(build::eds_cluster("reviews-v1"))
+        .with(build::eds_cluster("reviews-v2"))
+        .with(build::cluster_load_assignment("reviews-v1", &[v1]))
+        .with(build::cluster_load_assignment("reviews-v2", &[v2]))
+}
+
+/// Starts the snapshot server on a free loopback port, serving the 90/10 split.
+async fn control_plane(
+    v1: SocketAddr,
+    v2: SocketAddr,
+) -> Result<(SnapshotServer, SocketAddr), BoxError> {
+    let server = SnapshotServer::new();
+    server.set_default(reviews_snapshot("1", v1, v2, 90));
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    tokio::spawn(server.clone().serve(listener));
+    Ok((server, address))
+}
+
+/// Keeps 8 requests in flight; after `before` requests runs `swap`, then
+/// stops after `after` more. Tallies each side of the swap by when the
+/// request started.
 async fn swap_under_traffic(
     mesh: &MeshClient,
     before: usize,
     after: usize,
+    swap: impl AsyncFnOnce() -> Result<u64, BoxError>,
 ) -> Result<(Tally, Tally), BoxError> {
     let swapped = Arc::new(AtomicBool::new(false));
     let started = Arc::new(AtomicUsize::new(0));
@@ -164,17 +261,7 @@ async fn swap_under_traffic(
     while started.load(Ordering::SeqCst) < before {
         tokio::task::yield_now().await;
     }
-    let mut config = (*mesh.config()).clone();
-    for route in config
-        .virtual_hosts
-        .iter_mut()
-        .flat_map(|v| v.routes.iter_mut())
-    {
-        if let Destination::WeightedClusters(clusters) = &mut route.action.destination {
-            clusters.iter_mut().for_each(|c| c.weight = 50);
-        }
-    }
-    let version = mesh.update(config)?;
+    let version = swap().await?;
     swapped.store(true, Ordering::SeqCst);
     println!(
         "configuration {version} applied after {} requests",

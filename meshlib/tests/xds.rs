@@ -11,183 +11,43 @@ use std::time::Duration;
 use meshlib::MeshClient;
 use meshlib::xds::XdsError;
 use meshlib_xds::pb::envoy::config::cluster::v3::{Cluster, cluster};
-use meshlib_xds::pb::envoy::config::core::v3::{
-    Address, AggregatedConfigSource, ConfigSource, SocketAddress, address, config_source,
-    socket_address,
-};
-use meshlib_xds::pb::envoy::config::endpoint::v3::{
-    ClusterLoadAssignment, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
-};
-use meshlib_xds::pb::envoy::config::listener::v3::{ApiListener, Listener};
-use meshlib_xds::pb::envoy::config::route::v3::{
-    HeaderMatcher, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
-    WeightedCluster, header_matcher, route, route_action, route_match, weighted_cluster,
-};
-use meshlib_xds::pb::envoy::extensions::filters::http::router::v3::Router;
+use meshlib_xds::pb::envoy::config::listener::v3::ApiListener;
 use meshlib_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpConnectionManager, HttpFilter, Rds, http_connection_manager, http_filter,
+    HttpConnectionManager, Rds, http_connection_manager,
 };
-use meshlib_xds::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
-use meshlib_xds::pb::google::protobuf::{Any, UInt32Value};
+use meshlib_xds::server::build::{
+    ads, any, api_listener, cluster_load_assignment, eds_cluster, prefix_route,
+    route_configuration, virtual_host, with_exact_header,
+};
 use meshlib_xds::server::{Snapshot, SnapshotServer};
 use meshlib_xds::{Bootstrap, DELTA_ADS, XdsClient, XdsServer};
-use prost::{Message, Name};
+use prost::Name;
 use support::{Backend, send, tally};
 
-fn any<M: Message + Name>(message: &M) -> Any {
-    Any {
-        type_url: M::type_url(),
-        value: message.encode_to_vec(),
-    }
-}
-
-fn ads() -> Option<ConfigSource> {
-    Some(ConfigSource {
-        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
-            AggregatedConfigSource {},
-        )),
-        ..Default::default()
-    })
-}
-
-fn listener(name: &str, route_config: &str) -> Listener {
-    let manager = HttpConnectionManager {
-        route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
-            config_source: ads(),
-            route_config_name: route_config.into(),
-        })),
-        http_filters: vec![HttpFilter {
-            name: "envoy.filters.http.router".into(),
-            config_type: Some(http_filter::ConfigType::TypedConfig(
-                any(&Router::default()),
-            )),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
-    Listener {
-        name: name.into(),
-        api_listener: Some(ApiListener {
-            api_listener: Some(any(&manager)),
-        }),
-        ..Default::default()
-    }
-}
-
-fn weighted(clusters: &[(&str, u32)]) -> route::Action {
-    route::Action::Route(RouteAction {
-        cluster_specifier: Some(route_action::ClusterSpecifier::WeightedClusters(
-            WeightedCluster {
-                clusters: clusters
-                    .iter()
-                    .map(|(name, weight)| weighted_cluster::ClusterWeight {
-                        name: (*name).into(),
-                        weight: Some(UInt32Value { value: *weight }),
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            },
-        )),
-        ..Default::default()
-    })
-}
-
 /// `reviews`: `x-canary: true` → v2, everything else split v1/v2 by weight.
-fn routes(v1_weight: u32, v2_weight: u32) -> RouteConfiguration {
-    let prefix = |headers: Vec<HeaderMatcher>| RouteMatch {
-        path_specifier: Some(route_match::PathSpecifier::Prefix("/".into())),
-        headers,
-        ..Default::default()
-    };
-    let canary = HeaderMatcher {
-        name: "x-canary".into(),
-        header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
-            StringMatcher {
-                match_pattern: Some(string_matcher::MatchPattern::Exact("true".into())),
-                ..Default::default()
-            },
-        )),
-        ..Default::default()
-    };
-    RouteConfiguration {
-        name: "reviews-routes".into(),
-        virtual_hosts: vec![VirtualHost {
-            name: "reviews".into(),
-            domains: vec!["reviews".into()],
-            routes: vec![
-                Route {
-                    name: "canary".into(),
-                    r#match: Some(prefix(vec![canary])),
-                    action: Some(weighted(&[("reviews-v2", 1)])),
-                    ..Default::default()
-                },
-                Route {
-                    name: "split".into(),
-                    r#match: Some(prefix(Vec::new())),
-                    action: Some(weighted(&[
-                        ("reviews-v1", v1_weight),
-                        ("reviews-v2", v2_weight),
-                    ])),
-                    ..Default::default()
-                },
-            ],
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
-
-fn eds_cluster(name: &str) -> Cluster {
-    Cluster {
-        name: name.into(),
-        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
-            cluster::DiscoveryType::Eds as i32,
-        )),
-        eds_cluster_config: Some(cluster::EdsClusterConfig {
-            eds_config: ads(),
-            service_name: String::new(),
-        }),
-        ..Default::default()
-    }
-}
-
-fn endpoints(name: &str, address: SocketAddr) -> ClusterLoadAssignment {
-    ClusterLoadAssignment {
-        cluster_name: name.into(),
-        endpoints: vec![LocalityLbEndpoints {
-            load_balancing_weight: Some(UInt32Value { value: 1 }),
-            lb_endpoints: vec![LbEndpoint {
-                host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(
-                    meshlib_xds::pb::envoy::config::endpoint::v3::Endpoint {
-                        address: Some(Address {
-                            address: Some(address::Address::SocketAddress(SocketAddress {
-                                address: address.ip().to_string(),
-                                port_specifier: Some(socket_address::PortSpecifier::PortValue(
-                                    u32::from(address.port()),
-                                )),
-                                ..Default::default()
-                            })),
-                        }),
-                        ..Default::default()
-                    },
-                )),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
-
 fn snapshot(version: &str, v1: &Backend, v2: &Backend, v1_weight: u32, v2_weight: u32) -> Snapshot {
+    let routes = vec![
+        with_exact_header(
+            prefix_route("canary", "/", &[("reviews-v2", 1)]),
+            "x-canary",
+            "true",
+        ),
+        prefix_route(
+            "split",
+            "/",
+            &[("reviews-v1", v1_weight), ("reviews-v2", v2_weight)],
+        ),
+    ];
     Snapshot::new(version)
-        .with(listener("reviews", "reviews-routes"))
-        .with(routes(v1_weight, v2_weight))
+        .with(api_listener("reviews", "reviews-routes"))
+        .with(route_configuration(
+            "reviews-routes",
+            vec![virtual_host("reviews", &["reviews"], routes)],
+        ))
         .with(eds_cluster("reviews-v1"))
         .with(eds_cluster("reviews-v2"))
-        .with(endpoints("reviews-v1", v1.address))
-        .with(endpoints("reviews-v2", v2.address))
+        .with(cluster_load_assignment("reviews-v1", &[v1.address]))
+        .with(cluster_load_assignment("reviews-v2", &[v2.address]))
 }
 
 /// A control plane on its own runtime, so it can be killed outright.
@@ -405,7 +265,7 @@ async fn delta_a_control_plane_restart_under_load_fails_no_request() {
 #[tokio::test]
 async fn an_unknown_listener_is_unavailable_with_the_reason() {
     let server = SnapshotServer::new();
-    server.set_default(Snapshot::new("1").with(listener("other", "r")));
+    server.set_default(Snapshot::new("1").with(api_listener("other", "r")));
     let plane = ControlPlane::start(&server, 0);
     let xds = xds_client(plane.address, false);
     match MeshClient::from_xds(&xds, "xds:///reviews").await {
@@ -425,10 +285,10 @@ async fn an_unknown_listener_is_unavailable_with_the_reason() {
 #[tokio::test]
 async fn a_listener_without_a_router_is_nacked_with_grpcs_reason() {
     let server = SnapshotServer::new();
-    let mut bad = listener("reviews", "r");
+    let mut bad = api_listener("reviews", "r");
     let manager = HttpConnectionManager {
         route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
-            config_source: ads(),
+            config_source: Some(ads()),
             route_config_name: "r".into(),
         })),
         ..Default::default()

@@ -20,6 +20,7 @@
 //! # }
 //! ```
 
+pub mod build;
 mod delta;
 mod sotw;
 
