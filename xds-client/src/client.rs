@@ -36,6 +36,7 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 256 * 1024 * 1024;
 #[derive(Clone, Debug)]
 pub struct XdsClient {
     commands: mpsc::UnboundedSender<Command>,
+    bootstrap: Arc<Bootstrap>,
 }
 
 /// Builds an [`XdsClient`] with settings other than the defaults.
@@ -82,7 +83,10 @@ impl XdsClientBuilder {
         );
         let (commands, receiver) = mpsc::unbounded_channel();
         runtime.spawn(transport::run(server, self.config, state, receiver));
-        Ok(XdsClient { commands })
+        Ok(XdsClient {
+            commands,
+            bootstrap: Arc::new(self.bootstrap),
+        })
     }
 }
 
@@ -116,6 +120,11 @@ impl XdsClient {
         }
     }
 
+    /// The bootstrap this client was made with.
+    pub fn bootstrap(&self) -> &Bootstrap {
+        &self.bootstrap
+    }
+
     /// Watches the resource `name` of type `T`, subscribing to it if no one
     /// else watches it; the subscription ends when the last watch is dropped.
     pub async fn watch<T: Resource>(&self, name: &str) -> Result<Watch<T>, WatchError> {
@@ -136,6 +145,35 @@ impl XdsClient {
             name: name.to_owned(),
             _type: PhantomData,
         })
+    }
+
+    /// Watches each of `names`, subscribing them in one request: the way to
+    /// follow thousands of clusters or endpoint sets without a request each.
+    pub async fn watch_many<T: Resource>(
+        &self,
+        names: &[String],
+    ) -> Result<Vec<Watch<T>>, WatchError> {
+        let (reply, answer) = oneshot::channel();
+        let kind = ResourceType::of::<T>();
+        self.commands
+            .send(Command::WatchMany {
+                kind,
+                names: names.to_vec(),
+                reply,
+            })
+            .map_err(|_| WatchError::Stopped)?;
+        let receivers = answer.await.map_err(|_| WatchError::Stopped)??;
+        Ok(receivers
+            .into_iter()
+            .zip(names)
+            .map(|(receiver, name)| Watch {
+                receiver: Some(receiver),
+                commands: self.commands.clone(),
+                type_url: T::TYPE_URL,
+                name: name.clone(),
+                _type: PhantomData,
+            })
+            .collect())
     }
 
     /// Watches every resource of type `T` (a wildcard subscription; Listener

@@ -3,7 +3,7 @@
 //! Every problem is collected, so a user fixes a file in one pass. Regexes are
 //! compiled here only to check them; `route::RouteTable` compiles them for use.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::{Destination, HeaderMatcher, HeaderRule, MeshConfig, PathMatch, Problem, Route};
 
@@ -70,6 +70,7 @@ fn check_clusters(config: &MeshConfig, problems: &mut Problems) {
 }
 
 fn check_virtual_hosts(config: &MeshConfig, problems: &mut Problems) {
+    let clusters: HashSet<&str> = config.clusters.iter().map(|c| c.name.as_str()).collect();
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut domains: HashMap<String, &str> = HashMap::new();
     for (i, vhost) in config.virtual_hosts.iter().enumerate() {
@@ -110,7 +111,7 @@ fn check_virtual_hosts(config: &MeshConfig, problems: &mut Problems) {
             } else {
                 format!("{resource}: route {:?}", route.name)
             };
-            check_route(config, route, &resource, problems);
+            check_route(&clusters, route, &resource, problems);
         }
     }
 }
@@ -132,7 +133,7 @@ fn check_domain(domain: &str) -> Result<(), String> {
     }
 }
 
-fn check_route(config: &MeshConfig, route: &Route, resource: &str, problems: &mut Problems) {
+fn check_route(clusters: &HashSet<&str>, route: &Route, resource: &str, problems: &mut Problems) {
     if let PathMatch::Regex(pattern) = &route.matcher.path
         && let Err(e) = regex::Regex::new(pattern)
     {
@@ -147,19 +148,19 @@ fn check_route(config: &MeshConfig, route: &Route, resource: &str, problems: &mu
     }
     match &route.action.destination {
         Destination::Cluster(name) => {
-            if config.cluster(name).is_none() {
+            if !clusters.contains(name.as_str()) {
                 problems.push(resource, "cluster", format!("no cluster named {name:?}"));
             }
         }
-        Destination::WeightedClusters(clusters) => {
+        Destination::WeightedClusters(split) => {
             let field = "weighted_clusters";
-            if clusters.is_empty() {
+            if split.is_empty() {
                 problems.push(resource, field, "lists no cluster");
             }
             let mut total: u64 = 0;
-            for weighted in clusters {
+            for weighted in split {
                 total += u64::from(weighted.weight);
-                if config.cluster(&weighted.name).is_none() {
+                if !clusters.contains(weighted.name.as_str()) {
                     problems.push(
                         resource,
                         field,
@@ -167,7 +168,7 @@ fn check_route(config: &MeshConfig, route: &Route, resource: &str, problems: &mu
                     );
                 }
             }
-            if total == 0 && !clusters.is_empty() {
+            if total == 0 && !split.is_empty() {
                 problems.push(resource, field, "weights sum to 0");
             }
             if total > u64::from(u32::MAX) {

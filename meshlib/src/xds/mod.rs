@@ -55,8 +55,9 @@ pub enum XdsError {
 
 impl MeshClient {
     /// A client configured by the control plane behind `xds`, for the target
-    /// `xds:///name` (or just `name`): the Listener `name` and everything it
-    /// leads to. Returns once the first complete configuration is applied;
+    /// `xds:///name` (or just `name`): the Listener `name` (through the
+    /// bootstrap's `client_default_listener_resource_name_template`, as gRPC)
+    /// and everything it leads to. Returns once the first complete configuration is applied;
     /// see [`XdsError::Unavailable`] for when it cannot be. Must be called
     /// inside a Tokio runtime; the watch lives as long as the client.
     pub async fn from_xds(xds: &XdsClient, target: &str) -> Result<MeshClient, XdsError> {

@@ -11,9 +11,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use futures_util::future::FutureExt;
+use futures_util::stream::{self, AbortHandle, BoxStream, SelectAll, StreamExt};
 use meshlib_xds::{Presence, Resource, ResourceState, XdsClient};
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::watch;
 
 use super::convert::{EndpointSource, ListenerRoutes};
 use super::resources::{XdsCluster, XdsEndpoints, XdsListener, XdsRoutes};
@@ -31,45 +32,48 @@ enum Update {
     Endpoints(String, ResourceState<XdsEndpoints>),
 }
 
-/// One watched resource: the task forwarding its changes, and its state.
+/// Every watch's changes, merged into one stream the task drains in bursts.
+type Changes = SelectAll<BoxStream<'static, Update>>;
+
+/// One watched resource: its latest state, and the handle that ends its
+/// stream of changes (dropping the watch, which unsubscribes).
 struct Tracked<T> {
-    forwarder: JoinHandle<()>,
+    stop: AbortHandle,
     state: Option<ResourceState<T>>,
 }
 
 impl<T> Drop for Tracked<T> {
     fn drop(&mut self) {
-        // Dropping the forwarder drops its watch, which unsubscribes.
-        self.forwarder.abort();
+        self.stop.abort();
     }
 }
 
 impl<T: Resource> Tracked<T> {
-    async fn start(
+    /// Watches all of `names` with one subscription request; their changes
+    /// arrive on `changes`.
+    async fn start_many(
         xds: &XdsClient,
-        name: &str,
-        updates: &mpsc::UnboundedSender<Update>,
+        names: &[String],
+        changes: &mut Changes,
         wrap: fn(String, ResourceState<T>) -> Update,
-    ) -> Result<Self, String> {
-        let mut watch = xds.watch::<T>(name).await.map_err(|e| e.to_string())?;
-        let updates = updates.clone();
-        let name = name.to_owned();
-        let forwarder = tokio::spawn(async move {
-            let mut state = watch.current();
-            loop {
-                if updates.send(wrap(name.clone(), state)).is_err() {
-                    return;
-                }
-                match watch.changed().await {
-                    Ok(next) => state = next,
-                    Err(_) => return,
-                }
-            }
-        });
-        Ok(Tracked {
-            forwarder,
-            state: None,
-        })
+    ) -> Result<Vec<Self>, String> {
+        let watches = xds
+            .watch_many::<T>(names)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(watches
+            .into_iter()
+            .map(|watch| {
+                let first = wrap(watch.name().to_owned(), watch.current());
+                let rest = stream::unfold(watch, move |mut watch| async move {
+                    let state = watch.changed().await.ok()?;
+                    Some((wrap(watch.name().to_owned(), state), watch))
+                });
+                let (watched, stop) = stream::abortable(stream::once(async { first }).chain(rest));
+                changes.push(watched.boxed());
+                Tracked { stop, state: None }
+            })
+            .collect())
     }
 
     /// Whether the control plane has answered for it, one way or another: it
@@ -111,10 +115,14 @@ pub(super) async fn run(
     mut mesh: WeakMeshClient,
     ready: watch::Sender<Readiness>,
 ) {
-    let (updates, mut incoming) = mpsc::unbounded_channel();
+    let mut changes = Changes::new();
+    let names = [listener_name.clone()];
     let listener =
-        match Tracked::start(&xds, &listener_name, &updates, |_, s| Update::Listener(s)).await {
-            Ok(tracked) => tracked,
+        match Tracked::start_many(&xds, &names, &mut changes, |_, s| Update::Listener(s)).await {
+            Ok(mut started) => match started.pop() {
+                Some(tracked) => tracked,
+                None => return,
+            },
             Err(error) => {
                 ready.send_replace(Some(Err(error)));
                 return;
@@ -128,17 +136,32 @@ pub(super) async fn run(
         applied: None,
     };
     loop {
-        let update = tokio::select! {
-            update = incoming.recv() => update,
+        let change = tokio::select! {
+            change = changes.next() => change,
             _ = mesh.closed() => return,
         };
-        let Some(update) = update else { return };
-        tree.record(update);
-        // Drain what else arrived, so a burst applies once.
-        while let Ok(update) = incoming.try_recv() {
-            tree.record(update);
+        let Some(change) = change else { return };
+        // One response changes many resources: take every change already
+        // there, so the burst costs one pass.
+        let mut changed = tree.record(change);
+        loop {
+            match changes.next().now_or_never() {
+                Some(Some(change)) => changed = changed.max(tree.record(change)),
+                Some(None) => break,
+                // The merged stream hands out a few dozen changes per poll;
+                // after a yield, nothing more means the burst is over.
+                None => {
+                    tokio::task::yield_now().await;
+                    match changes.next().now_or_never() {
+                        Some(Some(change)) => changed = changed.max(tree.record(change)),
+                        _ => break,
+                    }
+                }
+            }
         }
-        if let Err(error) = tree.follow(&xds, &updates).await {
+        if changed >= Changed::Clusters
+            && let Err(error) = tree.follow(&xds, &mut changes, changed).await
+        {
             ready.send_replace(Some(Err(error)));
             return;
         }
@@ -168,6 +191,17 @@ pub(super) async fn run(
     }
 }
 
+/// How far up the tree a burst of changes reached: what must be re-followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Changed {
+    /// Endpoints only: no watch to add or drop.
+    Endpoints,
+    /// Clusters: their EDS watches may change.
+    Clusters,
+    /// The listener or its routes: the cluster watches may change too.
+    Routes,
+}
+
 enum Pending {
     /// Some resource has not been answered yet.
     Waiting,
@@ -176,25 +210,31 @@ enum Pending {
 }
 
 impl Tree {
-    fn record(&mut self, update: Update) {
+    fn record(&mut self, update: Update) -> Changed {
         match update {
-            Update::Listener(s) => self.listener.state = Some(s),
+            Update::Listener(s) => {
+                self.listener.state = Some(s);
+                Changed::Routes
+            }
             Update::Routes(name, s) => {
                 if let Some((tracked_name, tracked)) = &mut self.routes
                     && *tracked_name == name
                 {
                     tracked.state = Some(s);
                 }
+                Changed::Routes
             }
             Update::Cluster(name, s) => {
                 if let Some(t) = self.clusters.get_mut(&name) {
                     t.state = Some(s);
                 }
+                Changed::Clusters
             }
             Update::Endpoints(name, s) => {
                 if let Some(t) = self.endpoints.get_mut(&name) {
                     t.state = Some(s);
                 }
+                Changed::Endpoints
             }
         }
     }
@@ -211,34 +251,47 @@ impl Tree {
         }
     }
 
-    /// Starts and stops watches to match what the current resources name.
+    /// Starts and stops watches to match what the current resources name;
+    /// `changed` says how far up the tree to look.
     async fn follow(
         &mut self,
         xds: &XdsClient,
-        updates: &mpsc::UnboundedSender<Update>,
+        changes: &mut Changes,
+        changed: Changed,
     ) -> Result<(), String> {
-        let rds = match self.listener.resource().map(|l| &l.routes) {
-            Some(ListenerRoutes::Rds(name)) => Some(name.clone()),
-            _ => None,
-        };
-        if self.routes.as_ref().map(|(n, _)| n) != rds.as_ref() {
-            self.routes = match rds {
-                Some(name) => {
-                    let tracked = Tracked::start(xds, &name, updates, Update::Routes).await?;
-                    Some((name, tracked))
-                }
-                None => None,
+        if changed >= Changed::Routes {
+            let rds = match self.listener.resource().map(|l| &l.routes) {
+                Some(ListenerRoutes::Rds(name)) => Some(name.clone()),
+                _ => None,
             };
-        }
-        let wanted: BTreeSet<String> = self
-            .virtual_hosts()
-            .map(referenced_clusters)
-            .unwrap_or_default();
-        self.clusters.retain(|name, _| wanted.contains(name));
-        for name in &wanted {
-            if !self.clusters.contains_key(name) {
-                let tracked = Tracked::start(xds, name, updates, Update::Cluster).await?;
-                self.clusters.insert(name.clone(), tracked);
+            if self.routes.as_ref().map(|(n, _)| n) != rds.as_ref() {
+                self.routes = match rds {
+                    Some(name) => {
+                        let mut started = Tracked::start_many(
+                            xds,
+                            std::slice::from_ref(&name),
+                            changes,
+                            Update::Routes,
+                        )
+                        .await?;
+                        started.pop().map(|tracked| (name, tracked))
+                    }
+                    None => None,
+                };
+            }
+            let wanted: BTreeSet<String> = self
+                .virtual_hosts()
+                .map(referenced_clusters)
+                .unwrap_or_default();
+            self.clusters.retain(|name, _| wanted.contains(name));
+            let new: Vec<String> = wanted
+                .into_iter()
+                .filter(|n| !self.clusters.contains_key(n))
+                .collect();
+            if !new.is_empty() {
+                // All at once, so the xDS client subscribes them in one request.
+                let started = Tracked::start_many(xds, &new, changes, Update::Cluster).await?;
+                self.clusters.extend(new.into_iter().zip(started));
             }
         }
         let services: BTreeSet<String> = self
@@ -250,11 +303,13 @@ impl Tree {
             })
             .collect();
         self.endpoints.retain(|name, _| services.contains(name));
-        for name in &services {
-            if !self.endpoints.contains_key(name) {
-                let tracked = Tracked::start(xds, name, updates, Update::Endpoints).await?;
-                self.endpoints.insert(name.clone(), tracked);
-            }
+        let new: Vec<String> = services
+            .into_iter()
+            .filter(|n| !self.endpoints.contains_key(n))
+            .collect();
+        if !new.is_empty() {
+            let started = Tracked::start_many(xds, &new, changes, Update::Endpoints).await?;
+            self.endpoints.extend(new.into_iter().zip(started));
         }
         Ok(())
     }

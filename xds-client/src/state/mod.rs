@@ -127,6 +127,32 @@ struct TypeState {
     /// SotW: whether this stream has sent a request of this type yet (an
     /// empty name list means wildcard only in a type's first request).
     sent_on_stream: bool,
+    /// Subscription changes not yet sent: a burst of watches goes out as one
+    /// request per type (for delta, these names; for SotW, the full list).
+    pending: Pending,
+}
+
+#[derive(Default)]
+struct Pending {
+    changed: bool,
+    subscribe: BTreeSet<String>,
+    unsubscribe: BTreeSet<String>,
+}
+
+impl Pending {
+    fn add(&mut self, name: &str) {
+        self.changed = true;
+        if !self.unsubscribe.remove(name) {
+            self.subscribe.insert(name.to_owned());
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.changed = true;
+        if !self.subscribe.remove(name) {
+            self.unsubscribe.insert(name.to_owned());
+        }
+    }
 }
 
 impl TypeState {
@@ -221,6 +247,7 @@ impl AdsState {
                 version_info: String::new(),
                 nonce: String::new(),
                 sent_on_stream: false,
+                pending: Pending::default(),
             });
         if state.kind.type_id != kind.type_id {
             return Err(WatchError::TypeConflict {
@@ -232,13 +259,13 @@ impl AdsState {
         Ok(state)
     }
 
-    /// A new watcher of `name`: its receiver, and the requests to send.
+    /// A new watcher of `name`. The subscription goes out with the next
+    /// [`AdsState::flush`].
     pub(crate) fn watch(
         &mut self,
         kind: ResourceType,
         name: &str,
-        now: Instant,
-    ) -> Result<(watch::Receiver<Snapshot>, Vec<Request>), WatchError> {
+    ) -> Result<watch::Receiver<Snapshot>, WatchError> {
         let state = self.type_state(kind)?;
         let entry = state
             .entries
@@ -246,116 +273,112 @@ impl AdsState {
             .or_insert_with(Entry::new);
         entry.watchers += 1;
         let receiver = entry.sender.subscribe();
-        let newly = entry.watchers == 1;
-        let requests = if newly && self.connected {
-            self.subscription_changed(kind.type_url, &[name.to_owned()], &[], now)
-        } else {
-            Vec::new()
-        };
-        Ok((receiver, requests))
+        if entry.watchers == 1 {
+            state.pending.add(name);
+        }
+        Ok(receiver)
     }
 
     /// A watcher of `name` went away.
-    pub(crate) fn unwatch(&mut self, type_url: &str, name: &str, now: Instant) -> Vec<Request> {
+    pub(crate) fn unwatch(&mut self, type_url: &str, name: &str) {
         let Some(state) = self.types.get_mut(type_url) else {
-            return Vec::new();
+            return;
         };
         let Some(entry) = state.entries.get_mut(name) else {
-            return Vec::new();
+            return;
         };
         entry.watchers = entry.watchers.saturating_sub(1);
         if entry.watchers > 0 {
-            return Vec::new();
+            return;
         }
         entry.deadline = None;
         if !state.is_wildcard() {
             state.entries.remove(name);
         }
-        let type_url = state.kind.type_url;
-        if self.connected {
-            self.subscription_changed(type_url, &[], &[name.to_owned()], now)
-        } else {
-            Vec::new()
-        }
+        state.pending.remove(name);
     }
 
-    /// A new wildcard watcher of a type: its receiver, and the requests to send.
+    /// A new wildcard watcher of a type.
     pub(crate) fn watch_all(
         &mut self,
         kind: ResourceType,
-        now: Instant,
-    ) -> Result<(watch::Receiver<AllResources>, Vec<Request>), WatchError> {
+    ) -> Result<watch::Receiver<AllResources>, WatchError> {
         if !kind.all_in_each_response {
             return Err(WatchError::NoWildcard(kind.type_url.to_owned()));
         }
         let state = self.type_state(kind)?;
-        let (receiver, newly) = match &mut state.wildcard {
+        match &mut state.wildcard {
             Some((count, sender)) => {
                 *count += 1;
-                (sender.subscribe(), false)
+                Ok(sender.subscribe())
             }
             None => {
                 let (sender, receiver) = watch::channel(AllResources::default());
                 state.wildcard = Some((1, sender));
                 state.publish_all();
-                (receiver, true)
+                state.pending.add("*");
+                Ok(receiver)
             }
-        };
-        let requests = if newly && self.connected {
-            self.subscription_changed(kind.type_url, &["*".to_owned()], &[], now)
-        } else {
-            Vec::new()
-        };
-        Ok((receiver, requests))
+        }
     }
 
     /// A wildcard watcher went away.
-    pub(crate) fn unwatch_all(&mut self, type_url: &str, now: Instant) -> Vec<Request> {
+    pub(crate) fn unwatch_all(&mut self, type_url: &str) {
         let Some(state) = self.types.get_mut(type_url) else {
-            return Vec::new();
+            return;
         };
         let Some((count, _)) = &mut state.wildcard else {
-            return Vec::new();
+            return;
         };
         *count -= 1;
         if *count > 0 {
-            return Vec::new();
+            return;
         }
         state.wildcard = None;
         state.entries.retain(|_, e| e.watchers > 0);
-        let type_url = state.kind.type_url;
-        if self.connected {
-            self.subscription_changed(type_url, &[], &["*".to_owned()], now)
-        } else {
-            Vec::new()
-        }
+        state.pending.remove("*");
     }
 
-    /// The requests that tell the server of a subscription change.
-    fn subscription_changed(
-        &mut self,
-        type_url: &'static str,
-        added: &[String],
-        removed: &[String],
-        now: Instant,
-    ) -> Vec<Request> {
-        let request = if self.delta {
-            let node = self.node_once();
-            Request::Delta(DeltaDiscoveryRequest {
-                node,
-                type_url: type_url.to_owned(),
-                resource_names_subscribe: added.to_vec(),
-                resource_names_unsubscribe: removed.to_vec(),
-                ..Default::default()
-            })
-        } else {
-            match self.sotw_request(type_url) {
-                Some(request) => request,
-                None => return Vec::new(),
+    /// The requests for every subscription change since the last flush, one
+    /// per type; none while disconnected (the next stream subscribes afresh).
+    pub(crate) fn flush(&mut self, now: Instant) -> Vec<Request> {
+        let changed: Vec<&'static str> = self
+            .types
+            .iter()
+            .filter(|(_, s)| s.pending.changed)
+            .map(|(url, _)| *url)
+            .collect();
+        let mut requests = Vec::new();
+        for type_url in changed {
+            let Some(state) = self.types.get_mut(type_url) else {
+                continue;
+            };
+            let pending = std::mem::take(&mut state.pending);
+            if !self.connected {
+                continue;
             }
-        };
-        self.arm_timers(type_url, now);
-        vec![request]
+            let request = if self.delta {
+                if pending.subscribe.is_empty() && pending.unsubscribe.is_empty() {
+                    continue;
+                }
+                let node = self.node_once();
+                Request::Delta(DeltaDiscoveryRequest {
+                    node,
+                    type_url: type_url.to_owned(),
+                    resource_names_subscribe: pending.subscribe.into_iter().collect(),
+                    resource_names_unsubscribe: pending.unsubscribe.into_iter().collect(),
+                    ..Default::default()
+                })
+            } else {
+                match self.sotw_request(type_url) {
+                    Some(request) => request,
+                    None => continue,
+                }
+            };
+            self.arm_timers(type_url, now);
+            requests.push(request);
+        }
+        requests
     }
 
     fn node_once(&mut self) -> Option<Node> {
@@ -371,6 +394,8 @@ impl AdsState {
     fn sotw_request(&mut self, type_url: &'static str) -> Option<Request> {
         let node = self.node_once();
         let state = self.types.get_mut(type_url)?;
+        // The full list goes out: nothing is pending after it.
+        state.pending = Pending::default();
         let mut resource_names = state.subscribed_names();
         if state.is_wildcard() {
             resource_names.push("*".to_owned());
@@ -405,6 +430,10 @@ impl AdsState {
     pub(crate) fn on_connected(&mut self, now: Instant) -> Vec<Request> {
         self.connected = true;
         self.node_sent = false;
+        // Everything is subscribed afresh below.
+        for state in self.types.values_mut() {
+            state.pending = Pending::default();
+        }
         let type_urls: Vec<&'static str> = self
             .types
             .iter()
@@ -610,7 +639,22 @@ impl AdsState {
     }
 }
 
+const RESOURCE_WRAPPER: &str = "type.googleapis.com/envoy.service.discovery.v3.Resource";
+
 fn decode_any(kind: &ResourceType, any: &Any) -> Result<(String, Erased), ResourceError> {
+    if any.type_url == RESOURCE_WRAPPER {
+        // Some control planes wrap SotW resources too (as delta always does).
+        use prost::Message;
+        let wrapper =
+            crate::pb::envoy::service::discovery::v3::Resource::decode(any.value.as_slice())
+                .map_err(|e| {
+                    ResourceError::unnamed(format!("cannot decode the Resource wrapper: {e}"))
+                })?;
+        let inner = wrapper.resource.ok_or_else(|| {
+            ResourceError::named(&wrapper.name, "the Resource wrapper has no resource")
+        })?;
+        return decode_any(kind, &inner);
+    }
     if any.type_url != kind.type_url {
         return Err(ResourceError::unnamed(format!(
             "type URL {:?} in a response for {:?}",
@@ -644,6 +688,17 @@ fn apply(
                 None => return,
             };
             entry.deadline = None;
+            let unchanged =
+                entry.raw.as_ref() == Some(any) && entry.sender.borrow().error.is_none();
+            if unchanged {
+                // SotW re-sends every resource of a type with any change: an
+                // identical one only moves its version, and wakes no watcher.
+                entry.sender.send_if_modified(|s| {
+                    s.version = version.to_owned();
+                    false
+                });
+                return;
+            }
             entry.raw = Some(any.clone());
             entry.sender.send_replace(Snapshot {
                 resource: Some(resource),

@@ -76,7 +76,8 @@ fn name_of(snapshot: &Snapshot) -> Option<String> {
 fn sotw_subscribes_on_connect_applies_then_acks() {
     let now = Instant::now();
     let mut state = AdsState::new(node(), false, false);
-    let (a, requests) = state.watch(cds(), "a", now).unwrap();
+    let a = state.watch(cds(), "a").unwrap();
+    let requests = state.flush(now);
     assert!(requests.is_empty(), "nothing is sent before a stream is up");
 
     let first = sotw(state.on_connected(now));
@@ -108,8 +109,8 @@ fn sotw_subscribes_on_connect_applies_then_acks() {
 fn a_bad_resource_is_nacked_by_name_while_good_siblings_apply() {
     let now = Instant::now();
     let mut state = AdsState::new(node(), false, false);
-    let (a, _) = state.watch(cds(), "a", now).unwrap();
-    let (b, _) = state.watch(cds(), "b", now).unwrap();
+    let a = state.watch(cds(), "a").unwrap();
+    let b = state.watch(cds(), "b").unwrap();
     state.on_connected(now);
     state.on_sotw_response(response("1", "n1", vec![cluster("a"), cluster("b")]));
 
@@ -171,7 +172,7 @@ fn a_validation_error_with_a_name_is_reported_to_that_resources_watchers() {
     }
     let now = Instant::now();
     let mut state = AdsState::new(node(), false, false);
-    let (w, _) = state.watch(ResourceType::of::<Strict>(), "x", now).unwrap();
+    let w = state.watch(ResourceType::of::<Strict>(), "x").unwrap();
     state.on_connected(now);
     let nack = sotw(state.on_sotw_response(response("1", "n1", vec![cluster("x")])));
     assert_eq!(
@@ -189,7 +190,7 @@ fn a_validation_error_with_a_name_is_reported_to_that_resources_watchers() {
     );
     assert!(
         matches!(
-            state.watch(cds(), "y", now),
+            state.watch(cds(), "y"),
             Err(WatchError::TypeConflict { .. })
         ),
         "one Rust type per type URL"
@@ -201,8 +202,8 @@ fn lds_and_cds_omission_deletes_unless_deletion_is_ignored() {
     for ignore in [false, true] {
         let now = Instant::now();
         let mut state = AdsState::new(node(), false, ignore);
-        let (a, _) = state.watch(cds(), "a", now).unwrap();
-        let (b, _) = state.watch(cds(), "b", now).unwrap();
+        let a = state.watch(cds(), "a").unwrap();
+        let b = state.watch(cds(), "b").unwrap();
         state.on_connected(now);
         state.on_sotw_response(response("1", "n1", vec![cluster("a"), cluster("b")]));
         state.on_sotw_response(response("2", "n2", vec![cluster("a")]));
@@ -233,8 +234,8 @@ fn eds_omission_is_not_deletion() {
         }
         .encode_to_vec(),
     };
-    let (a, _) = state.watch(eds, "a", now).unwrap();
-    let (b, _) = state.watch(eds, "b", now).unwrap();
+    let a = state.watch(eds, "a").unwrap();
+    let b = state.watch(eds, "b").unwrap();
     state.on_connected(now);
     let mut r = response("1", "n1", vec![cla("a"), cla("b")]);
     r.type_url = ClusterLoadAssignment::TYPE_URL.into();
@@ -253,7 +254,7 @@ fn eds_omission_is_not_deletion() {
 fn does_not_exist_fires_after_15s_on_a_connected_stream_only() {
     let start = Instant::now();
     let mut state = AdsState::new(node(), false, false);
-    let (a, _) = state.watch(cds(), "a", start).unwrap();
+    let a = state.watch(cds(), "a").unwrap();
     assert_eq!(
         state.next_deadline(),
         None,
@@ -286,18 +287,27 @@ fn two_watchers_share_one_subscription() {
     let now = Instant::now();
     let mut state = AdsState::new(node(), false, false);
     state.on_connected(now);
-    let (w1, requests) = state.watch(cds(), "a", now).unwrap();
+    let w1 = state.watch(cds(), "a").unwrap();
+    let requests = state.flush(now);
     assert_eq!(sotw(requests).resource_names, ["a"]);
-    let (w2, requests) = state.watch(cds(), "a", now).unwrap();
+    let w2 = state.watch(cds(), "a").unwrap();
+    let requests = state.flush(now);
     assert!(requests.is_empty(), "the second watcher sends nothing");
     state.on_sotw_response(response("1", "n1", vec![cluster("a")]));
     assert!(w1.borrow().resource.is_some() && w2.borrow().resource.is_some());
 
     assert!(
-        state.unwatch(Cluster::TYPE_URL, "a", now).is_empty(),
+        {
+            state.unwatch(Cluster::TYPE_URL, "a");
+            state.flush(now)
+        }
+        .is_empty(),
         "one watcher remains"
     );
-    let last = sotw(state.unwatch(Cluster::TYPE_URL, "a", now));
+    let last = sotw({
+        state.unwatch(Cluster::TYPE_URL, "a");
+        state.flush(now)
+    });
     assert!(last.resource_names.is_empty());
     assert_eq!(
         (last.version_info.as_str(), last.response_nonce.as_str()),
@@ -309,14 +319,14 @@ fn two_watchers_share_one_subscription() {
 fn a_wildcard_watch_sees_every_resource() {
     let now = Instant::now();
     let mut state = AdsState::new(node(), false, false);
-    let (all, _) = state.watch_all(cds(), now).unwrap();
+    let all = state.watch_all(cds()).unwrap();
     assert_eq!(sotw(state.on_connected(now)).resource_names, ["*"]);
     state.on_sotw_response(response("1", "n1", vec![cluster("a"), cluster("b")]));
     assert_eq!(all.borrow().keys().collect::<Vec<_>>(), ["a", "b"]);
     state.on_sotw_response(response("2", "n2", vec![cluster("b")]));
     assert_eq!(all.borrow().keys().collect::<Vec<_>>(), ["b"]);
     assert!(matches!(
-        state.watch_all(ResourceType::of::<ClusterLoadAssignment>(), now),
+        state.watch_all(ResourceType::of::<ClusterLoadAssignment>()),
         Err(WatchError::NoWildcard(_))
     ));
 }
@@ -325,8 +335,8 @@ fn a_wildcard_watch_sees_every_resource() {
 fn delta_resubscribes_with_initial_versions_and_acks_by_nonce() {
     let now = Instant::now();
     let mut state = AdsState::new(node(), true, false);
-    let (a, _) = state.watch(cds(), "a", now).unwrap();
-    let (b, _) = state.watch(cds(), "b", now).unwrap();
+    let a = state.watch(cds(), "a").unwrap();
+    let b = state.watch(cds(), "b").unwrap();
     let first = delta(state.on_connected(now));
     assert_eq!(first.resource_names_subscribe, ["a", "b"]);
     assert!(first.initial_resource_versions.is_empty());
@@ -370,7 +380,8 @@ fn delta_resubscribes_with_initial_versions_and_acks_by_nonce() {
         [("a".to_owned(), "v1".to_owned())]
     );
 
-    let (_, requests) = state.watch(cds(), "c", now).unwrap();
+    let _ = state.watch(cds(), "c").unwrap();
+    let requests = state.flush(now);
     let subscribe = delta(requests);
     assert_eq!(subscribe.resource_names_subscribe, ["c"]);
     assert!(subscribe.response_nonce.is_empty());
@@ -388,6 +399,58 @@ fn delta_resubscribes_with_initial_versions_and_acks_by_nonce() {
         nack.error_detail.unwrap().message,
         "xDS response validation errors: [resource \"c\": the resource inside is named \"not-c\"]"
     );
-    let unsubscribe = delta(state.unwatch(Cluster::TYPE_URL, "c", now));
+    let unsubscribe = delta({
+        state.unwatch(Cluster::TYPE_URL, "c");
+        state.flush(now)
+    });
     assert_eq!(unsubscribe.resource_names_unsubscribe, ["c"]);
+}
+
+#[test]
+fn sotw_resources_may_come_wrapped() {
+    let now = Instant::now();
+    let mut state = AdsState::new(node(), false, false);
+    let a = state.watch(cds(), "a").unwrap();
+    state.on_connected(now);
+    let wrapped = Any {
+        type_url: "type.googleapis.com/envoy.service.discovery.v3.Resource".into(),
+        value: DeltaResource {
+            name: "a".into(),
+            resource: Some(cluster("a")),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    };
+    let ack = sotw(state.on_sotw_response(response("1", "n1", vec![wrapped])));
+    assert!(ack.error_detail.is_none());
+    assert_eq!(name_of(&a.borrow()), Some("a".into()));
+}
+
+#[test]
+fn a_burst_of_watches_goes_out_as_one_request_per_type() {
+    for delta_variant in [false, true] {
+        let now = Instant::now();
+        let mut state = AdsState::new(node(), delta_variant, false);
+        state.on_connected(now);
+        let watches: Vec<_> = (0..100)
+            .map(|i| state.watch(cds(), &format!("c{i}")).unwrap())
+            .collect();
+        let gone = state.watch(cds(), "gone").unwrap();
+        state.unwatch(Cluster::TYPE_URL, "gone");
+        drop(gone);
+        let requests = state.flush(now);
+        assert_eq!(requests.len(), 1);
+        match &requests[0] {
+            Request::Sotw(r) => assert_eq!(r.resource_names.len(), 100),
+            Request::Delta(r) => {
+                assert_eq!(r.resource_names_subscribe.len(), 100);
+                assert!(
+                    r.resource_names_unsubscribe.is_empty(),
+                    "a name added and removed in one burst is never sent"
+                );
+            }
+        }
+        assert!(state.flush(now).is_empty());
+        drop(watches);
+    }
 }

@@ -22,6 +22,11 @@ pub(crate) enum Command {
         name: String,
         reply: oneshot::Sender<Result<watch::Receiver<Snapshot>, WatchError>>,
     },
+    WatchMany {
+        kind: ResourceType,
+        names: Vec<String>,
+        reply: oneshot::Sender<Result<Vec<watch::Receiver<Snapshot>>, WatchError>>,
+    },
     Unwatch {
         type_url: &'static str,
         name: String,
@@ -101,7 +106,7 @@ pub(crate) async fn run(
                 tokio::select! {
                     result = &mut connecting => break result,
                     command = commands.recv() => match command {
-                        Some(command) => { handle(&mut state, command, Instant::now()); }
+                        Some(command) => handle_burst(&mut state, command, &mut commands),
                         None => return,
                     },
                 }
@@ -137,7 +142,7 @@ pub(crate) async fn run(
             tokio::select! {
                 _ = &mut retry => break,
                 command = commands.recv() => match command {
-                    Some(command) => { handle(&mut state, command, Instant::now()); }
+                    Some(command) => handle_burst(&mut state, command, &mut commands),
                     None => return,
                 },
             }
@@ -209,9 +214,8 @@ async fn stream(
         tokio::select! {
             command = commands.recv() => match command {
                 Some(command) => {
-                    for request in handle(state, command, Instant::now()) {
-                        outbound.send(request);
-                    }
+                    handle_burst(state, command, commands);
+                    state.flush(Instant::now()).into_iter().for_each(|r| outbound.send(r));
                 }
                 None => return None,
             },
@@ -237,39 +241,57 @@ async fn stream(
     }
 }
 
-/// Applies a command; the requests it calls for (none while disconnected).
-fn handle(state: &mut AdsState, command: Command, now: Instant) -> Vec<Request> {
+/// Applies a command; subscription changes wait for [`AdsState::flush`].
+fn handle(state: &mut AdsState, command: Command) {
     match command {
-        Command::Watch { kind, name, reply } => match state.watch(kind, &name, now) {
-            Ok((receiver, requests)) => {
+        Command::Watch { kind, name, reply } => match state.watch(kind, &name) {
+            Ok(receiver) => {
                 if reply.send(Ok(receiver)).is_err() {
                     // The caller gave up waiting: undo the watch.
-                    return state.unwatch(kind.type_url, &name, now);
+                    state.unwatch(kind.type_url, &name);
                 }
-                requests
             }
             Err(error) => {
                 let _ = reply.send(Err(error));
-                Vec::new()
             }
         },
-        Command::Unwatch { type_url, name } => state.unwatch(type_url, &name, now),
-        Command::WatchAll { kind, reply } => match state.watch_all(kind, now) {
-            Ok((receiver, requests)) => {
+        Command::WatchMany { kind, names, reply } => {
+            let receivers: Result<Vec<_>, _> =
+                names.iter().map(|name| state.watch(kind, name)).collect();
+            let failed = receivers.is_err();
+            if reply.send(receivers).is_err() && !failed {
+                names
+                    .iter()
+                    .for_each(|name| state.unwatch(kind.type_url, name));
+            }
+        }
+        Command::Unwatch { type_url, name } => state.unwatch(type_url, &name),
+        Command::WatchAll { kind, reply } => match state.watch_all(kind) {
+            Ok(receiver) => {
                 if reply.send(Ok(receiver)).is_err() {
-                    return state.unwatch_all(kind.type_url, now);
+                    state.unwatch_all(kind.type_url);
                 }
-                requests
             }
             Err(error) => {
                 let _ = reply.send(Err(error));
-                Vec::new()
             }
         },
-        Command::UnwatchAll { type_url } => state.unwatch_all(type_url, now),
+        Command::UnwatchAll { type_url } => state.unwatch_all(type_url),
         Command::Dump { reply } => {
             let _ = reply.send(state.dump());
-            Vec::new()
         }
+    }
+}
+
+/// Applies `first` and every command already queued behind it, so a burst
+/// of watches becomes one request per type.
+fn handle_burst(
+    state: &mut AdsState,
+    first: Command,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+) {
+    handle(state, first);
+    while let Ok(command) = commands.try_recv() {
+        handle(state, command);
     }
 }
