@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -76,24 +76,16 @@ impl Connect for HttpConnect {
     type Client = HttpEndpoint;
 
     fn client(&self, cluster: &Cluster, address: SocketAddr) -> HttpEndpoint {
-        let dialer = Dialer {
-            address,
-            timeout: cluster.connect_timeout,
-        };
-        let client = |http2: bool| {
-            let mut builder = legacy::Client::builder(TokioExecutor::new());
-            builder
-                .pool_timer(TokioTimer::new())
-                .pool_idle_timeout(self.idle_timeout)
-                .timer(TokioTimer::new())
-                .http2_only(http2);
-            builder.build(dialer)
-        };
         HttpEndpoint {
-            http1: (cluster.protocol == Protocol::Http1).then(|| client(false)),
-            http2: client(true),
+            dialer: Dialer {
+                address,
+                timeout: cluster.connect_timeout,
+            },
+            idle_timeout: self.idle_timeout,
+            http2_only: cluster.protocol == Protocol::Http2,
+            http1: OnceLock::new(),
+            http2: OnceLock::new(),
             cluster: Arc::from(cluster.name.as_str()),
-            address,
         }
     }
 }
@@ -103,13 +95,31 @@ impl Connect for HttpConnect {
 /// An `http2` cluster sends everything over HTTP/2. An `http1` cluster sends
 /// HTTP/1.x requests over HTTP/1.1 and HTTP/2 requests (gRPC calls, which
 /// cannot travel over HTTP/1.1) over HTTP/2 with prior knowledge, as Envoy's
-/// `USE_DOWNSTREAM_PROTOCOL` does; each pool is used only if needed.
-#[derive(Debug, Clone)]
+/// `USE_DOWNSTREAM_PROTOCOL` does. Each pool is made on first use: a mesh of
+/// 100,000 endpoints pays for the connections it uses, not for every address.
+#[derive(Debug)]
 pub struct HttpEndpoint {
-    http1: Option<legacy::Client<Dialer, BoxBody>>,
-    http2: legacy::Client<Dialer, BoxBody>,
+    dialer: Dialer,
+    idle_timeout: Duration,
+    http2_only: bool,
+    http1: OnceLock<Box<legacy::Client<Dialer, BoxBody>>>,
+    http2: OnceLock<Box<legacy::Client<Dialer, BoxBody>>>,
     cluster: Arc<str>,
-    address: SocketAddr,
+}
+
+impl HttpEndpoint {
+    fn pool(&self, http2: bool) -> &legacy::Client<Dialer, BoxBody> {
+        let cell = if http2 { &self.http2 } else { &self.http1 };
+        cell.get_or_init(|| {
+            let mut builder = legacy::Client::builder(TokioExecutor::new());
+            builder
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(self.idle_timeout)
+                .timer(TokioTimer::new())
+                .http2_only(http2);
+            Box::new(builder.build(self.dialer))
+        })
+    }
 }
 
 impl EndpointClient for HttpEndpoint {
@@ -122,16 +132,12 @@ impl EndpointClient for HttpEndpoint {
                 state: HttpState::Failed(Some(Error::new(ErrorKind::NoRoute, message))),
             };
         }
+        let http2 = self.http2_only || request.version() == http::Version::HTTP_2;
         HttpFuture {
             state: HttpState::Sending {
-                response: match &self.http1 {
-                    Some(http1) if request.version() != http::Version::HTTP_2 => {
-                        http1.request(request)
-                    }
-                    _ => self.http2.request(request),
-                },
+                response: self.pool(http2).request(request),
                 cluster: self.cluster.clone(),
-                address: self.address,
+                address: self.dialer.address,
             },
         }
     }

@@ -54,11 +54,16 @@ impl<C: EndpointClient> ClusterStack<C> {
             balancer: Balancer::new(&config.name, &config.endpoints, |address| {
                 connect.client(config, address)
             }),
-            config: config.clone(),
+            // The endpoints live in the balancer; one copy is enough.
+            config: Cluster {
+                endpoints: Vec::new(),
+                ..config.clone()
+            },
         }
     }
 
-    /// The cluster's configuration (its endpoints as when the stack was built).
+    /// The cluster's policy: its configuration without the endpoints, which
+    /// change without a new stack (see [`Balancer::endpoints`]).
     pub fn config(&self) -> &Cluster {
         &self.config
     }

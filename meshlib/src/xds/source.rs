@@ -106,7 +106,8 @@ struct Tree {
     routes: Option<(String, Tracked<XdsRoutes>)>,
     clusters: BTreeMap<String, Tracked<XdsCluster>>,
     endpoints: BTreeMap<String, Tracked<XdsEndpoints>>,
-    applied: Option<MeshConfig>,
+    /// Whether a configuration from this tree is in force.
+    applied: bool,
 }
 
 pub(super) async fn run(
@@ -133,7 +134,7 @@ pub(super) async fn run(
         routes: None,
         clusters: BTreeMap::new(),
         endpoints: BTreeMap::new(),
-        applied: None,
+        applied: false,
     };
     loop {
         let change = tokio::select! {
@@ -168,17 +169,19 @@ pub(super) async fn run(
         let Some(client) = mesh.upgrade() else { return };
         match tree.complete(&listener_name) {
             Ok(config) => {
-                if tree.applied.as_ref() != Some(&config) {
-                    match client.update(config.clone()) {
-                        Ok(version) => {
-                            tracing::info!(listener = %listener_name, version, "xDS configuration applied");
-                            tree.applied = Some(config);
-                            ready.send_replace(Some(Ok(())));
-                        }
-                        // Conversions check what validation checks; should a
-                        // case slip through, the previous configuration stays.
-                        Err(error) => tracing::error!(%error, "xDS configuration refused"),
+                // Compared with what is in force, so no second copy is kept.
+                if tree.applied && *client.config() == config {
+                    continue;
+                }
+                match client.update(config) {
+                    Ok(version) => {
+                        tracing::info!(listener = %listener_name, version, "xDS configuration applied");
+                        tree.applied = true;
+                        ready.send_replace(Some(Ok(())));
                     }
+                    // Conversions check what validation checks; should a
+                    // case slip through, the previous configuration stays.
+                    Err(error) => tracing::error!(%error, "xDS configuration refused"),
                 }
             }
             Err(Pending::Waiting) => {}
