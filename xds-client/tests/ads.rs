@@ -46,6 +46,42 @@ impl ControlPlane {
     }
 }
 
+impl ControlPlane {
+    /// The same, serving ADS over mutual TLS with `identity` (certificate
+    /// and key PEM) and requiring clients signed by `client_ca`.
+    fn start_tls(
+        server: &SnapshotServer,
+        identity: (String, String),
+        client_ca: String,
+    ) -> ControlPlane {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let _context = runtime.enter();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+        let listener = socket.listen(1024).unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = server.clone();
+        runtime.spawn(async move {
+            server
+                .serve_tls(
+                    listener,
+                    identity.0.as_bytes(),
+                    identity.1.as_bytes(),
+                    Some(client_ca.as_bytes()),
+                )
+                .await
+        });
+        ControlPlane {
+            address,
+            runtime: Some(runtime),
+        }
+    }
+}
+
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         self.kill();
@@ -424,4 +460,109 @@ async fn an_unreachable_control_plane_is_reported_to_watchers() {
         "{error}"
     );
     assert_eq!(state.presence, Presence::Requested);
+}
+
+/// A CA, and certificates it signs.
+struct TestCa {
+    cert_pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    fn new() -> TestCa {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        TestCa {
+            cert_pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A certificate for `name` and its key, as PEM.
+    fn issue(&self, name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .signed_by(&key, &self.issuer)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+#[tokio::test]
+async fn tls_channel_credentials_connect_with_mutual_tls() {
+    let ca = TestCa::new();
+    let server = SnapshotServer::new();
+    server.set_default(Snapshot::new("1").with(cluster("a", 1)));
+    let plane = ControlPlane::start_tls(&server, ca.issue("localhost"), ca.cert_pem.clone());
+
+    let dir = std::env::temp_dir().join(format!("meshlib-xds-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (client_cert, client_key) = ca.issue("client");
+    let other_ca = TestCa::new();
+    for (file, pem) in [
+        ("ca.pem", &ca.cert_pem),
+        ("other-ca.pem", &other_ca.cert_pem),
+        ("client.pem", &client_cert),
+        ("client-key.pem", &client_key),
+    ] {
+        std::fs::write(dir.join(file), pem).unwrap();
+    }
+    let bootstrap = |ca_file: &str| {
+        Bootstrap::from_json(&format!(
+            r#"{{"xds_servers": [{{"server_uri": "localhost:{port}", "channel_creds": [{{"type": "tls", "config": {{
+                "ca_certificate_file": "{dir}/{ca_file}", "certificate_file": "{dir}/client.pem", "private_key_file": "{dir}/client-key.pem"}}}}]}}],
+               "node": {{"id": "test-node"}}}}"#,
+            port = plane.address.port(),
+            dir = dir.display(),
+        ))
+        .unwrap()
+    };
+    assert!(
+        bootstrap("ca.pem").servers[0]
+            .uri
+            .starts_with("https://localhost:")
+    );
+
+    let client = XdsClient::builder(bootstrap("ca.pem"))
+        .backoff(Duration::from_millis(20), Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let mut a = client.watch::<Cluster>("a").await.unwrap();
+    let state = until(&mut a, "a over mutual TLS", |s| {
+        s.presence == Presence::Exists
+    })
+    .await;
+    assert_eq!(timeout_of(&state), Some(1));
+
+    // A server certificate from another CA is refused, and said so.
+    let untrusting = XdsClient::builder(bootstrap("other-ca.pem"))
+        .backoff(Duration::from_millis(20), Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let mut b = untrusting.watch::<Cluster>("a").await.unwrap();
+    let state = until(&mut b, "a TLS error", |s| s.error.is_some()).await;
+    assert!(state.resource.is_none());
+    assert!(
+        state
+            .error
+            .as_deref()
+            .unwrap()
+            .starts_with("xDS stream: cannot connect to https://localhost:"),
+        "{:?}",
+        state.error
+    );
+
+    // A missing file is named.
+    let missing = XdsClient::builder(bootstrap("absent.pem")).build().unwrap();
+    let mut c = missing.watch::<Cluster>("a").await.unwrap();
+    let state = until(&mut c, "a file error", |s| s.error.is_some()).await;
+    let error = state.error.unwrap();
+    assert!(
+        error.contains("cannot read TLS file") && error.contains("absent.pem"),
+        "{error}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

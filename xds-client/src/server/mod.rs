@@ -242,6 +242,29 @@ impl SnapshotServer {
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
             .await
     }
+
+    /// Serves ADS over TLS on `listener`, with the PEM certificate chain and
+    /// private key given; with `client_ca`, clients must present a certificate
+    /// it signed (mutual TLS).
+    pub async fn serve_tls(
+        self,
+        listener: TcpListener,
+        certificate_pem: &[u8],
+        private_key_pem: &[u8],
+        client_ca: Option<&[u8]>,
+    ) -> Result<(), tonic::transport::Error> {
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let mut tls =
+            ServerTlsConfig::new().identity(Identity::from_pem(certificate_pem, private_key_pem));
+        if let Some(ca) = client_ca {
+            tls = tls.client_ca_root(Certificate::from_pem(ca));
+        }
+        tonic::transport::Server::builder()
+            .tls_config(tls)?
+            .add_service(self.service())
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+    }
 }
 
 /// Whether a type's SotW responses carry all of a client's resources (LDS, CDS).

@@ -4,10 +4,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_stream::wrappers::UnboundedReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::Backoff;
-use crate::bootstrap::XdsServer;
+use crate::bootstrap::{ChannelCredentials, XdsServer};
 use crate::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use crate::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
@@ -151,10 +151,33 @@ pub(crate) async fn run(
 }
 
 async fn connect(server: &XdsServer, config: &TransportConfig) -> Result<Channel, String> {
-    let endpoint = Endpoint::from_shared(server.uri.clone())
+    let mut endpoint = Endpoint::from_shared(server.uri.clone())
         .map_err(|e| e.to_string())?
         .connect_timeout(config.connect_timeout)
         .tcp_nodelay(true);
+    if let ChannelCredentials::Tls {
+        ca_certificate_file,
+        certificate_file,
+        private_key_file,
+    } = &server.credentials
+    {
+        // Read at every connection attempt, so rotated files take effect on
+        // the next reconnect.
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| format!("cannot read TLS file {}: {e}", path.display()))
+        };
+        let mut tls = ClientTlsConfig::new();
+        tls = match ca_certificate_file {
+            Some(path) => tls.ca_certificate(Certificate::from_pem(read(path)?)),
+            None => tls.with_native_roots(),
+        };
+        if let (Some(cert), Some(key)) = (certificate_file, private_key_file) {
+            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| format!("TLS configuration: {e}"))?;
+    }
     endpoint.connect().await.map_err(|e| {
         let mut message = e.to_string();
         let mut source = std::error::Error::source(&e);
