@@ -169,11 +169,19 @@ async fn an_endpoint_change_keeps_the_clusters_connections() {
 
 #[tokio::test]
 async fn a_watched_file_applies_good_versions_and_refuses_bad_ones() {
+    // Each version is written beside the file and renamed over it, as
+    // Kubernetes swaps a ConfigMap: the test never depends on a read racing
+    // a write (the watch's two-reads rule guards in-place writes too).
     let (v1, v2) = (Backend::start("v1").await, Backend::start("v2").await);
     let dir = std::env::temp_dir().join(format!("meshlib-watch-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("mesh.yaml");
-    std::fs::write(&path, split(&v1, &v2, 100, 0)).unwrap();
+    let write = |text: String| {
+        let staged = dir.join("mesh.yaml.new");
+        std::fs::write(&staged, text).unwrap();
+        std::fs::rename(&staged, &path).unwrap();
+    };
+    write(split(&v1, &v2, 100, 0));
 
     let mesh = MeshClient::builder()
         .file(&path)
@@ -182,15 +190,11 @@ async fn a_watched_file_applies_good_versions_and_refuses_bad_ones() {
         .unwrap();
     assert_eq!(send(&mesh, "http://reviews/", &[]).await.unwrap(), "v1");
 
-    std::fs::write(&path, split(&v1, &v2, 0, 100)).unwrap();
+    write(split(&v1, &v2, 0, 100));
     until("the new file is applied", || mesh.version() == 2).await;
     assert_eq!(send(&mesh, "http://reviews/", &[]).await.unwrap(), "v2");
 
-    std::fs::write(
-        &path,
-        split(&v1, &v2, 0, 100).replace("weight: 100", "weight: 0"),
-    )
-    .unwrap();
+    write(split(&v1, &v2, 0, 100).replace("weight: 100", "weight: 0"));
     until("the broken file is refused", || {
         mesh.last_refused().is_some()
     })

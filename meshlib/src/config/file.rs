@@ -3,6 +3,8 @@
 //! A [`FileWatch`] polls the file's contents rather than using inotify: Kubernetes
 //! updates a mounted ConfigMap by swapping a symlink, which inotify-based
 //! watchers often miss, and a poll every second costs nothing worth counting.
+//! A change applies once two polls in a row read the same text, so an editor
+//! or a script caught mid-write never has half a file applied.
 
 use std::path::{Path, PathBuf};
 
@@ -60,6 +62,7 @@ impl FileSource {
         FileWatch {
             source: self,
             last: applied.map(Ok),
+            candidate: None,
         }
     }
 
@@ -73,26 +76,35 @@ impl FileSource {
 #[derive(Debug)]
 pub struct FileWatch {
     source: FileSource,
-    /// What the last read gave: the text, or why it could not be read.
+    /// What the last reported read gave: the text, or why it could not be read.
     last: Option<Result<String, String>>,
+    /// A new read not yet reported: reported once a second read agrees, so a
+    /// file caught half-written is never applied.
+    candidate: Option<Result<String, String>>,
 }
 
 impl FileWatch {
-    /// Reads the file once. When its text (or the reason it cannot be read)
-    /// differs from the last read, the new version, parsed and validated, or
-    /// the error it has; `None` when nothing changed. A broken file is thus
-    /// reported once, not at every read.
+    /// Reads the file once. A version that differs from the last reported
+    /// one is reported when two consecutive reads agree on it: parsed and
+    /// validated, or with the error it has. `None` when nothing (settled)
+    /// changed. A broken file is reported once, not at every read.
     pub async fn changed(&mut self) -> Option<Result<MeshConfig, ConfigError>> {
         let read = tokio::fs::read_to_string(&self.source.path)
             .await
             .map_err(|e| e.to_string());
         if self.last.as_ref() == Some(&read) {
+            self.candidate = None;
+            return None;
+        }
+        if self.candidate.as_ref() != Some(&read) {
+            self.candidate = Some(read);
             return None;
         }
         let result = match &read {
             Ok(text) => self.source.parse(text),
             Err(message) => Err(self.source.io_error(message)),
         };
+        self.candidate = None;
         self.last = Some(read);
         Some(result)
     }
