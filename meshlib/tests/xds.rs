@@ -50,45 +50,6 @@ fn snapshot(version: &str, v1: &Backend, v2: &Backend, v1_weight: u32, v2_weight
         .with(cluster_load_assignment("reviews-v2", &[v2.address]))
 }
 
-/// A control plane on its own runtime, so it can be killed outright.
-struct ControlPlane {
-    address: SocketAddr,
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl ControlPlane {
-    fn start(server: &SnapshotServer, port: u16) -> ControlPlane {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let _context = runtime.enter();
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.set_reuseaddr(true).unwrap();
-        socket.bind(([127, 0, 0, 1], port).into()).unwrap();
-        let listener = socket.listen(1024).unwrap();
-        let address = listener.local_addr().unwrap();
-        runtime.spawn(server.clone().serve(listener));
-        ControlPlane {
-            address,
-            runtime: Some(runtime),
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 fn xds_client(address: SocketAddr, delta: bool) -> XdsClient {
     let mut server = XdsServer::insecure(&address.to_string()).unwrap();
     if delta {
@@ -118,8 +79,8 @@ async fn routes_by_weight_and_header_then_follows_updates(delta: bool) {
     let (v1, v2) = (Backend::start("v1").await, Backend::start("v2").await);
     let server = SnapshotServer::new();
     server.set("test-node", snapshot("1", &v1, &v2, 80, 20));
-    let plane = ControlPlane::start(&server, 0);
-    let xds = xds_client(plane.address, delta);
+    let plane = server.start_standalone(0, None).unwrap();
+    let xds = xds_client(plane.address(), delta);
     let mesh = MeshClient::from_xds(&xds, "xds:///reviews").await.unwrap();
 
     let counts = tally(&mesh, "http://reviews/r", &[], 1000).await;
@@ -153,8 +114,8 @@ async fn an_unsupported_cluster_is_nacked_and_traffic_keeps_the_old_config(delta
     let (v1, v2) = (Backend::start("v1").await, Backend::start("v2").await);
     let server = SnapshotServer::new();
     server.set("test-node", snapshot("1", &v1, &v2, 100, 0));
-    let plane = ControlPlane::start(&server, 0);
-    let xds = xds_client(plane.address, delta);
+    let plane = server.start_standalone(0, None).unwrap();
+    let xds = xds_client(plane.address(), delta);
     let mesh = MeshClient::from_xds(&xds, "reviews").await.unwrap();
     let version = mesh.version();
 
@@ -199,9 +160,9 @@ async fn a_control_plane_restart_under_load_fails_no_request(delta: bool) {
     let (v1, v2) = (Backend::start("v1").await, Backend::start("v2").await);
     let server = SnapshotServer::new();
     server.set("test-node", snapshot("1", &v1, &v2, 100, 0));
-    let mut plane = ControlPlane::start(&server, 0);
-    let port = plane.address.port();
-    let xds = xds_client(plane.address, delta);
+    let mut plane = server.start_standalone(0, None).unwrap();
+    let port = plane.address().port();
+    let xds = xds_client(plane.address(), delta);
     let mesh = MeshClient::from_xds(&xds, "xds:///reviews").await.unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -237,7 +198,7 @@ async fn a_control_plane_restart_under_load_fails_no_request(delta: bool) {
 
     let restarted = SnapshotServer::new();
     restarted.set("test-node", snapshot("2", &v1, &v2, 0, 100));
-    let _plane = ControlPlane::start(&restarted, port);
+    let _plane = restarted.start_standalone(port, None).unwrap();
     let version = mesh.version();
     until("the restarted control plane's config applies", async || {
         mesh.version() > version
@@ -266,8 +227,8 @@ async fn delta_a_control_plane_restart_under_load_fails_no_request() {
 async fn an_unknown_listener_is_unavailable_with_the_reason() {
     let server = SnapshotServer::new();
     server.set_default(Snapshot::new("1").with(api_listener("other", "r")));
-    let plane = ControlPlane::start(&server, 0);
-    let xds = xds_client(plane.address, false);
+    let plane = server.start_standalone(0, None).unwrap();
+    let xds = xds_client(plane.address(), false);
     match MeshClient::from_xds(&xds, "xds:///reviews").await {
         Err(XdsError::Unavailable { reason, client }) => {
             assert_eq!(reason, "listener \"reviews\" does not exist");
@@ -297,8 +258,8 @@ async fn a_listener_without_a_router_is_nacked_with_grpcs_reason() {
         api_listener: Some(any(&manager)),
     });
     server.set_default(Snapshot::new("1").with(bad));
-    let plane = ControlPlane::start(&server, 0);
-    let xds = xds_client(plane.address, false);
+    let plane = server.start_standalone(0, None).unwrap();
+    let xds = xds_client(plane.address(), false);
     match MeshClient::from_xds(&xds, "reviews").await {
         Err(XdsError::Unavailable { reason, .. }) => assert_eq!(
             reason,

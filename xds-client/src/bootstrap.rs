@@ -202,7 +202,18 @@ impl Bootstrap {
     /// Reads the bootstrap the way gRPC does: the file named by
     /// `GRPC_XDS_BOOTSTRAP`, else the JSON in `GRPC_XDS_BOOTSTRAP_CONFIG`.
     pub fn from_env() -> Result<Self, BootstrapError> {
-        if let Some(path) = std::env::var_os("GRPC_XDS_BOOTSTRAP") {
+        Self::from_variables(
+            std::env::var_os("GRPC_XDS_BOOTSTRAP"),
+            std::env::var("GRPC_XDS_BOOTSTRAP_CONFIG").ok(),
+        )
+    }
+
+    /// [`Bootstrap::from_env`] given the two variables' values.
+    fn from_variables(
+        file: Option<std::ffi::OsString>,
+        inline: Option<String>,
+    ) -> Result<Self, BootstrapError> {
+        if let Some(path) = file {
             let text = std::fs::read_to_string(&path).map_err(|e| {
                 BootstrapError::new(
                     "",
@@ -211,9 +222,9 @@ impl Bootstrap {
             })?;
             return Self::from_json(&text);
         }
-        match std::env::var("GRPC_XDS_BOOTSTRAP_CONFIG") {
-            Ok(text) => Self::from_json(&text),
-            Err(_) => Err(BootstrapError::new(
+        match inline {
+            Some(text) => Self::from_json(&text),
+            None => Err(BootstrapError::new(
                 "",
                 "neither GRPC_XDS_BOOTSTRAP nor GRPC_XDS_BOOTSTRAP_CONFIG is set",
             )),
@@ -450,6 +461,35 @@ mod tests {
         format!(
             r#"{{"xds_servers": [{{"server_uri": "{uri}", "channel_creds": {creds}}}], "node": {{"id": "n"}}}}"#
         )
+    }
+
+    #[test]
+    fn the_environment_names_a_file_or_carries_the_json() {
+        let json = server_json("cp:1", r#"[{"type": "insecure"}]"#);
+        let inline = Bootstrap::from_variables(None, Some(json.clone())).unwrap();
+        assert_eq!(inline.servers[0].uri, "http://cp:1");
+
+        let path =
+            std::env::temp_dir().join(format!("meshlib-bootstrap-{}.json", std::process::id()));
+        std::fs::write(&path, json.replace("cp:1", "cp:2")).unwrap();
+        let from_file = Bootstrap::from_variables(Some(path.clone().into()), Some(json)).unwrap();
+        assert_eq!(
+            from_file.servers[0].uri, "http://cp:2",
+            "the file wins, as in gRPC"
+        );
+        std::fs::remove_file(&path).unwrap();
+
+        let err = Bootstrap::from_variables(Some(path.clone().into()), None).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("xDS bootstrap: cannot read GRPC_XDS_BOOTSTRAP file"),
+            "{err}"
+        );
+        let err = Bootstrap::from_variables(None, None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "xDS bootstrap: neither GRPC_XDS_BOOTSTRAP nor GRPC_XDS_BOOTSTRAP_CONFIG is set"
+        );
     }
 
     #[test]

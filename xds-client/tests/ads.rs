@@ -7,86 +7,8 @@ use std::time::Duration;
 use meshlib_xds::pb::envoy::config::cluster::v3::Cluster;
 use meshlib_xds::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use meshlib_xds::pb::google::protobuf::Any;
-use meshlib_xds::server::{Snapshot, SnapshotServer};
+use meshlib_xds::server::{ServerTls, Snapshot, SnapshotServer};
 use meshlib_xds::{Bootstrap, DELTA_ADS, Presence, Resource, ResourceState, XdsClient, XdsServer};
-
-/// A control plane on its own thread and runtime, so a test can kill it
-/// outright (every stream cut at once, as a crashed process would).
-struct ControlPlane {
-    address: SocketAddr,
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl ControlPlane {
-    fn start(server: &SnapshotServer, port: u16) -> ControlPlane {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let _context = runtime.enter();
-        // SO_REUSEADDR: a restarted control plane takes its predecessor's port
-        // while that one's connections linger in TIME_WAIT.
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.set_reuseaddr(true).unwrap();
-        socket.bind(([127, 0, 0, 1], port).into()).unwrap();
-        let listener = socket.listen(1024).unwrap();
-        let address = listener.local_addr().unwrap();
-        runtime.spawn(server.clone().serve(listener));
-        ControlPlane {
-            address,
-            runtime: Some(runtime),
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
-impl ControlPlane {
-    /// The same, serving ADS over mutual TLS with `identity` (certificate
-    /// and key PEM) and requiring clients signed by `client_ca`.
-    fn start_tls(
-        server: &SnapshotServer,
-        identity: (String, String),
-        client_ca: String,
-    ) -> ControlPlane {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let _context = runtime.enter();
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
-        let listener = socket.listen(1024).unwrap();
-        let address = listener.local_addr().unwrap();
-        let server = server.clone();
-        runtime.spawn(async move {
-            server
-                .serve_tls(
-                    listener,
-                    identity.0.as_bytes(),
-                    identity.1.as_bytes(),
-                    Some(client_ca.as_bytes()),
-                )
-                .await
-        });
-        ControlPlane {
-            address,
-            runtime: Some(runtime),
-        }
-    }
-}
-
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn client(address: SocketAddr, delta: bool) -> XdsClient {
     let mut bootstrap = Bootstrap::new(&address.to_string(), "test-node").unwrap();
@@ -145,8 +67,8 @@ async fn initial_fetch_update_and_removal(delta: bool) {
             .with(cluster("a", 1))
             .with(cluster("b", 1)),
     );
-    let plane = ControlPlane::start(&server, 0);
-    let client = client(plane.address, delta);
+    let plane = server.start_standalone(0, None).unwrap();
+    let client = client(plane.address(), delta);
 
     let mut a = client.watch::<Cluster>("a").await.unwrap();
     let mut b = client.watch::<Cluster>("b").await.unwrap();
@@ -184,8 +106,8 @@ async fn invalid_resource_is_nacked_and_the_old_one_stays(delta: bool) {
             .with(cluster("a", 1))
             .with(cluster("b", 1)),
     );
-    let plane = ControlPlane::start(&server, 0);
-    let client = client(plane.address, delta);
+    let plane = server.start_standalone(0, None).unwrap();
+    let client = client(plane.address(), delta);
     let mut a = client.watch::<Cluster>("a").await.unwrap();
     let mut b = client.watch::<Cluster>("b").await.unwrap();
     until(&mut a, "a arrives", |s| s.presence == Presence::Exists).await;
@@ -244,9 +166,9 @@ async fn delta_invalid_resource_is_nacked_and_the_old_one_stays() {
 async fn control_plane_restart_keeps_the_cache_then_resumes(delta: bool) {
     let server = SnapshotServer::new();
     server.set_default(Snapshot::new("1").with(cluster("a", 1)));
-    let mut plane = ControlPlane::start(&server, 0);
-    let port = plane.address.port();
-    let client = client(plane.address, delta);
+    let mut plane = server.start_standalone(0, None).unwrap();
+    let port = plane.address().port();
+    let client = client(plane.address(), delta);
     let mut a = client.watch::<Cluster>("a").await.unwrap();
     until(&mut a, "a arrives", |s| s.presence == Presence::Exists).await;
 
@@ -265,7 +187,7 @@ async fn control_plane_restart_keeps_the_cache_then_resumes(delta: bool) {
     // A new control plane on the same port with a new version.
     let restarted = SnapshotServer::new();
     restarted.set_default(Snapshot::new("2").with(cluster("a", 5)));
-    let _plane = ControlPlane::start(&restarted, port);
+    let _plane = restarted.start_standalone(port, None).unwrap();
     let state = until(&mut a, "the new version after reconnecting", |s| {
         timeout_of(s) == Some(5)
     })
@@ -291,8 +213,8 @@ async fn missing_resource_does_not_exist_after_15_seconds(delta: bool) {
         cluster_name: "present".into(),
         ..Default::default()
     }));
-    let plane = ControlPlane::start(&server, 0);
-    let client = client(plane.address, delta);
+    let plane = server.start_standalone(0, None).unwrap();
+    let client = client(plane.address(), delta);
     let mut present = client
         .watch::<ClusterLoadAssignment>("present")
         .await
@@ -354,8 +276,8 @@ async fn two_watchers_share_one_subscription(delta: bool) {
             .with(cluster("a", 1))
             .with(cluster("b", 1)),
     );
-    let plane = ControlPlane::start(&server, 0);
-    let client = client(plane.address, delta);
+    let plane = server.start_standalone(0, None).unwrap();
+    let client = client(plane.address(), delta);
     let mut first = client.watch::<Cluster>("a").await.unwrap();
     let mut second = client.watch::<Cluster>("a").await.unwrap();
     let mut b = client.watch::<Cluster>("b").await.unwrap();
@@ -414,8 +336,8 @@ async fn wildcard_watch_sees_every_cluster() {
                 .with(cluster("x", 1))
                 .with(cluster("y", 1)),
         );
-        let plane = ControlPlane::start(&server, 0);
-        let client = client(plane.address, delta);
+        let plane = server.start_standalone(0, None).unwrap();
+        let client = client(plane.address(), delta);
         let mut all = client.watch_all::<Cluster>().await.unwrap();
         let names = |v: Vec<(String, std::sync::Arc<Cluster>)>| {
             v.into_iter().map(|(n, _)| n).collect::<Vec<_>>()
@@ -496,7 +418,19 @@ async fn tls_channel_credentials_connect_with_mutual_tls() {
     let ca = TestCa::new();
     let server = SnapshotServer::new();
     server.set_default(Snapshot::new("1").with(cluster("a", 1)));
-    let plane = ControlPlane::start_tls(&server, ca.issue("localhost"), ca.cert_pem.clone());
+    let plane = {
+        let (certificate, key) = ca.issue("localhost");
+        server
+            .start_standalone(
+                0,
+                Some(ServerTls {
+                    certificate_pem: certificate.into_bytes(),
+                    private_key_pem: key.into_bytes(),
+                    client_ca_pem: Some(ca.cert_pem.clone().into_bytes()),
+                }),
+            )
+            .unwrap()
+    };
 
     let dir = std::env::temp_dir().join(format!("meshlib-xds-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -515,7 +449,7 @@ async fn tls_channel_credentials_connect_with_mutual_tls() {
             r#"{{"xds_servers": [{{"server_uri": "localhost:{port}", "channel_creds": [{{"type": "tls", "config": {{
                 "ca_certificate_file": "{dir}/{ca_file}", "certificate_file": "{dir}/client.pem", "private_key_file": "{dir}/client-key.pem"}}}}]}}],
                "node": {{"id": "test-node"}}}}"#,
-            port = plane.address.port(),
+            port = plane.address().port(),
             dir = dir.display(),
         ))
         .unwrap()

@@ -78,79 +78,46 @@ pub trait Resource: Sized + Send + Sync + std::fmt::Debug + 'static {
     fn resource_name(&self) -> &str;
 }
 
-fn decode_message<M: Message + Default + Name>(bytes: &[u8]) -> Result<M, ResourceError> {
-    M::decode(bytes)
-        .map_err(|e| ResourceError::unnamed(format!("cannot decode {}: {e}", M::full_name())))
+/// Decodes an Envoy message and checks it has a name.
+fn decode_named<M: Message + Default + Name>(
+    bytes: &[u8],
+    name: fn(&M) -> &str,
+) -> Result<M, ResourceError> {
+    let message = M::decode(bytes)
+        .map_err(|e| ResourceError::unnamed(format!("cannot decode {}: {e}", M::full_name())))?;
+    if name(&message).is_empty() {
+        return Err(ResourceError::unnamed("the resource has an empty name"));
+    }
+    Ok(message)
 }
 
-fn named<M>(message: M, name: &str) -> Result<M, ResourceError> {
-    if name.is_empty() {
-        Err(ResourceError::unnamed("the resource has an empty name"))
-    } else {
-        Ok(message)
-    }
+/// `Resource` for an Envoy message: decoding checks only.
+macro_rules! envoy_resource {
+    ($message:ty, $type_url:literal, all_in_each_response: $all:literal, name: $field:ident) => {
+        impl Resource for $message {
+            const TYPE_URL: &'static str = $type_url;
+            const ALL_IN_EACH_RESPONSE: bool = $all;
+
+            fn decode_resource(bytes: &[u8]) -> Result<Self, ResourceError> {
+                decode_named(bytes, |m: &Self| &m.$field)
+            }
+
+            fn resource_name(&self) -> &str {
+                &self.$field
+            }
+        }
+    };
 }
 
-impl Resource for Listener {
-    const TYPE_URL: &'static str = "type.googleapis.com/envoy.config.listener.v3.Listener";
-    const ALL_IN_EACH_RESPONSE: bool = true;
-
-    fn decode_resource(bytes: &[u8]) -> Result<Self, ResourceError> {
-        let m: Self = decode_message(bytes)?;
-        let name = m.name.clone();
-        named(m, &name)
-    }
-
-    fn resource_name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl Resource for RouteConfiguration {
-    const TYPE_URL: &'static str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
-    const ALL_IN_EACH_RESPONSE: bool = false;
-
-    fn decode_resource(bytes: &[u8]) -> Result<Self, ResourceError> {
-        let m: Self = decode_message(bytes)?;
-        let name = m.name.clone();
-        named(m, &name)
-    }
-
-    fn resource_name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl Resource for Cluster {
-    const TYPE_URL: &'static str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
-    const ALL_IN_EACH_RESPONSE: bool = true;
-
-    fn decode_resource(bytes: &[u8]) -> Result<Self, ResourceError> {
-        let m: Self = decode_message(bytes)?;
-        let name = m.name.clone();
-        named(m, &name)
-    }
-
-    fn resource_name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl Resource for ClusterLoadAssignment {
-    const TYPE_URL: &'static str =
-        "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
-    const ALL_IN_EACH_RESPONSE: bool = false;
-
-    fn decode_resource(bytes: &[u8]) -> Result<Self, ResourceError> {
-        let m: Self = decode_message(bytes)?;
-        let name = m.cluster_name.clone();
-        named(m, &name)
-    }
-
-    fn resource_name(&self) -> &str {
-        &self.cluster_name
-    }
-}
+envoy_resource!(Listener, "type.googleapis.com/envoy.config.listener.v3.Listener", all_in_each_response: true, name: name);
+envoy_resource!(RouteConfiguration, "type.googleapis.com/envoy.config.route.v3.RouteConfiguration", all_in_each_response: false, name: name);
+envoy_resource!(Cluster, "type.googleapis.com/envoy.config.cluster.v3.Cluster", all_in_each_response: true, name: name);
+envoy_resource!(
+    ClusterLoadAssignment,
+    "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+    all_in_each_response: false,
+    name: cluster_name
+);
 
 /// A decoded resource of some type.
 pub(crate) type Erased = Arc<dyn Any + Send + Sync>;

@@ -267,6 +267,115 @@ impl SnapshotServer {
     }
 }
 
+/// A snapshot server running on a runtime and thread of its own, on
+/// loopback: what a test uses to kill a control plane outright (every
+/// stream cut at once, as a crashed process would) and start another on the
+/// same port. Stops when dropped.
+#[derive(Debug)]
+pub struct StandaloneServer {
+    address: std::net::SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+/// The PEM certificate chain and key a TLS server presents, and the CA its
+/// clients must be signed by, if it requires client certificates.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// The certificate chain, PEM.
+    pub certificate_pem: Vec<u8>,
+    /// The private key, PEM.
+    pub private_key_pem: Vec<u8>,
+    /// The CA client certificates must chain to (mutual TLS), PEM.
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl SnapshotServer {
+    /// Starts this server on `127.0.0.1:port` (0 for any free port) on its
+    /// own runtime, over TLS if `tls` is given. The port may be one a killed
+    /// predecessor held: the socket is bound with `SO_REUSEADDR`, and while
+    /// the predecessor's listener is still closing (a killed runtime shuts
+    /// down in the background) binding is retried for up to 5 s.
+    pub fn start_standalone(
+        &self,
+        port: u16,
+        tls: Option<ServerTls>,
+    ) -> std::io::Result<StandaloneServer> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let listener = {
+            let _context = runtime.enter();
+            bind_reusing(port)?
+        };
+        let address = listener.local_addr()?;
+        let server = self.clone();
+        runtime.spawn(async move {
+            let served = match tls {
+                Some(tls) => {
+                    server
+                        .serve_tls(
+                            listener,
+                            &tls.certificate_pem,
+                            &tls.private_key_pem,
+                            tls.client_ca_pem.as_deref(),
+                        )
+                        .await
+                }
+                None => server.serve(listener).await,
+            };
+            if let Err(error) = served {
+                tracing::error!(%error, "snapshot server stopped");
+            }
+        });
+        Ok(StandaloneServer {
+            address,
+            runtime: Some(runtime),
+        })
+    }
+}
+
+/// Binds `127.0.0.1:port` with `SO_REUSEADDR`, retrying while the port is
+/// still held (bounded: 5 s).
+fn bind_reusing(port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_reuseaddr(true)?;
+        match socket.bind(([127, 0, 0, 1], port).into()) {
+            Ok(()) => return socket.listen(1024),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && port != 0
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl StandaloneServer {
+    /// Where it listens.
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.address
+    }
+
+    /// Stops it at once, cutting every stream.
+    pub fn kill(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for StandaloneServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Whether a type's SotW responses carry all of a client's resources (LDS, CDS).
 fn all_in_each_response(type_url: &str) -> bool {
     type_url == <crate::pb::envoy::config::listener::v3::Listener as Name>::type_url()
