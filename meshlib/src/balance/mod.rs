@@ -22,6 +22,12 @@ use crate::config::Endpoint;
 use crate::connect::EndpointClient;
 use crate::error::{Error, ErrorKind};
 
+/// A request's hash for the hashing policies (`ring_hash`, `maglev`), computed
+/// from the route's `hash_policy` and carried in the request's extensions.
+/// A request without one is given a random hash, as Envoy and gRPC do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestHash(pub u64);
+
 /// Spreads requests over a cluster's endpoints, each reached through its own
 /// [`EndpointClient`].
 pub struct Balancer<C> {

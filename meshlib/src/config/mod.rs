@@ -91,6 +91,43 @@ pub struct Route {
     /// Where matching requests go.
     #[serde(rename = "route")]
     pub action: RouteAction,
+    /// Headers added to matching requests before they are sent (Envoy's
+    /// `request_headers_to_add`), after `request_headers_to_remove` is applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_headers_to_add: Vec<HeaderToAdd>,
+    /// Header names removed from matching requests before they are sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_headers_to_remove: Vec<String>,
+}
+
+/// A header a route adds to the requests it matches: Envoy's `HeaderValueOption`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderToAdd {
+    /// The header's name.
+    pub name: String,
+    /// The value to add.
+    pub value: String,
+    /// What to do when the request already has the header.
+    #[serde(default)]
+    pub append_action: AppendAction,
+}
+
+/// What adding a header does when the request already has it: Envoy's
+/// `HeaderAppendAction`.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppendAction {
+    /// Add the value beside any existing ones (Envoy's default).
+    #[default]
+    AppendIfExistsOrAdd,
+    /// Add the header only when the request does not have it.
+    AddIfAbsent,
+    /// Replace existing values, or add the header.
+    OverwriteIfExistsOrAdd,
+    /// Replace existing values; do nothing when the header is absent.
+    OverwriteIfExists,
 }
 
 /// Which requests a route applies to: a path rule and header rules, all of which
@@ -105,17 +142,102 @@ pub struct RouteMatch {
     pub case_sensitive: bool,
     /// Header rules; every one must match.
     pub headers: Vec<HeaderMatcher>,
+    /// Query parameter rules; every one must match.
+    pub query_parameters: Vec<QueryParameterMatcher>,
+    /// When set, the route matches only this fraction of the requests that
+    /// match its other rules, drawn at random per request (Envoy's
+    /// `runtime_fraction` default value; gRPC's A28 fraction match).
+    pub runtime_fraction: Option<FractionalPercent>,
 }
 
 impl RouteMatch {
-    /// Matches every path starting with `prefix`, case-sensitively, with no header rules.
+    /// Matches every path starting with `prefix`, case-sensitively, with no other rules.
     pub fn prefix(prefix: impl Into<String>) -> Self {
         RouteMatch {
             path: PathMatch::Prefix(prefix.into()),
             case_sensitive: true,
             headers: Vec::new(),
+            query_parameters: Vec::new(),
+            runtime_fraction: None,
         }
     }
+}
+
+/// A rule on one query parameter, Envoy's `QueryParameterMatcher`: the
+/// parameter is present and, when `value` is set, its (percent-decoded) first
+/// value matches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "raw::QueryParameterMatcher", into = "raw::QueryParameterMatcher")]
+pub struct QueryParameterMatcher {
+    /// The parameter's name, compared exactly.
+    pub name: String,
+    /// The rule its value must satisfy; `None` (`present_match: true`) asks only
+    /// that it is present.
+    pub value: Option<StringMatcher>,
+}
+
+/// Envoy's `StringMatcher`: one rule on a string, optionally ignoring ASCII case.
+/// In the file, exactly one of `exact`, `prefix`, `suffix`, `contains` or
+/// `safe_regex: { regex: … }` is set, with `ignore_case` beside it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "raw::StringMatcher", into = "raw::StringMatcher")]
+pub struct StringMatcher {
+    /// The rule.
+    pub rule: StringRule,
+    /// Compare ignoring ASCII case (not applied to `safe_regex`, as in Envoy).
+    pub ignore_case: bool,
+}
+
+/// The rule of a [`StringMatcher`].
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StringRule {
+    /// The string equals this.
+    Exact(String),
+    /// The string starts with this.
+    Prefix(String),
+    /// The string ends with this.
+    Suffix(String),
+    /// The string contains this.
+    Contains(String),
+    /// The whole string matches this regular expression.
+    Regex(String),
+}
+
+/// A fraction, Envoy's `FractionalPercent`: `numerator` out of `denominator`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FractionalPercent {
+    /// The part taken; a numerator above the denominator means all.
+    pub numerator: u32,
+    /// What the numerator is out of (default `hundred`).
+    #[serde(default)]
+    pub denominator: Denominator,
+}
+
+impl FractionalPercent {
+    /// The fraction as parts per million, capped at one million.
+    pub fn per_million(self) -> u32 {
+        let scale = match self.denominator {
+            Denominator::Hundred => 10_000,
+            Denominator::TenThousand => 100,
+            Denominator::Million => 1,
+        };
+        self.numerator.saturating_mul(scale).min(1_000_000)
+    }
+}
+
+/// The denominator of a [`FractionalPercent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Denominator {
+    /// Out of 100.
+    #[default]
+    Hundred,
+    /// Out of 10,000.
+    TenThousand,
+    /// Out of 1,000,000.
+    Million,
 }
 
 /// The rule for a request's path. In the file, exactly one of `prefix`, `path`
@@ -130,6 +252,10 @@ pub enum PathMatch {
     /// The whole path matches this RE2-style regular expression
     /// (`safe_regex: { regex: "/v[0-9]+/.*" }`).
     Regex(String),
+    /// The path is this, or starts with this followed by `/`
+    /// (`path_separated_prefix: /api` matches `/api` and `/api/x`, not
+    /// `/apix`). The prefix must start with `/` and not end with one.
+    PathSeparatedPrefix(String),
 }
 
 /// A rule on one request header, Envoy's `HeaderMatcher`.
@@ -184,10 +310,40 @@ pub struct RouteAction {
     pub destination: Destination,
     /// How long to wait for the response headers; none when absent.
     pub timeout: Option<Duration>,
+    /// The path's matched prefix (or, for `path` routes, the whole path) is
+    /// replaced with this.
+    pub prefix_rewrite: Option<String>,
+    /// The path is rewritten by this regular expression.
+    pub regex_rewrite: Option<RegexRewrite>,
+    /// The request's authority (`Host`/`:authority`) is replaced with this.
+    pub host_rewrite_literal: Option<String>,
+    /// Clusters a share of the requests is copied to.
+    pub request_mirror_policies: Vec<MirrorPolicy>,
+    /// How the request's hash is computed for hashing load balancers.
+    pub hash_policy: Vec<HashPolicy>,
+    /// Limits on the request's duration and the use of its `grpc-timeout` header.
+    pub max_stream_duration: Option<MaxStreamDuration>,
+}
+
+impl RouteAction {
+    /// Every request to `cluster`, with nothing else set.
+    pub fn cluster(cluster: impl Into<String>) -> Self {
+        RouteAction {
+            destination: Destination::Cluster(cluster.into()),
+            timeout: None,
+            prefix_rewrite: None,
+            regex_rewrite: None,
+            host_rewrite_literal: None,
+            request_mirror_policies: Vec::new(),
+            hash_policy: Vec::new(),
+            max_stream_duration: None,
+        }
+    }
 }
 
 /// The cluster or clusters a route sends to. In the file, exactly one of
-/// `cluster: name` or `weighted_clusters: { clusters: [...] }` is set.
+/// `cluster: name`, `weighted_clusters: { clusters: [...] }` or
+/// `cluster_header: name` is set.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
@@ -195,6 +351,72 @@ pub enum Destination {
     Cluster(String),
     /// Each request to one of these, chosen at random in proportion to weight.
     WeightedClusters(Vec<WeightedCluster>),
+    /// The cluster named by this request header's value; a request without
+    /// the header, or naming an unknown cluster, fails as unroutable (503), as
+    /// in Envoy.
+    ClusterHeader(String),
+}
+
+/// A path rewrite by regular expression: Envoy's `RegexMatchAndSubstitute`.
+/// Every match of `pattern` in the path is replaced by `substitution`, in
+/// which `\1`… refer to capture groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegexRewrite {
+    /// The regular expression searched for in the path.
+    pub pattern: String,
+    /// What each match is replaced with.
+    pub substitution: String,
+}
+
+/// Shadows a fraction of a route's requests to another cluster: Envoy's
+/// `RequestMirrorPolicy`. The copy's response is discarded, and the copy never
+/// delays or fails the original request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorPolicy {
+    /// The cluster that receives the copies.
+    pub cluster: String,
+    /// The share of requests copied; all when `None`.
+    pub fraction: Option<FractionalPercent>,
+}
+
+/// One input to a request's hash, for the `ring_hash` and `maglev` policies:
+/// Envoy's `RouteAction.HashPolicy`. Policies are evaluated in order; the
+/// hashes they produce are combined, and a `terminal` policy that produced one
+/// ends the evaluation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashPolicy {
+    /// What is hashed.
+    pub on: HashOn,
+    /// Stop evaluating further policies when this one produced a hash.
+    pub terminal: bool,
+}
+
+/// What a [`HashPolicy`] hashes. In the file, exactly one of `header: { header_name }`,
+/// `cookie: { name }`, `query_parameter: { name }` or
+/// `connection_properties: { source_ip: true }` is set.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashOn {
+    /// The value of this request header (values of a repeated header joined with `,`).
+    Header(String),
+    /// The value of this cookie.
+    Cookie(String),
+    /// The value of this query parameter.
+    QueryParameter(String),
+    /// The request's source IP, from the [`SourceAddress`](crate::route::SourceAddress)
+    /// extension when the caller set one.
+    SourceIp,
+}
+
+/// gRPC's and Envoy's `MaxStreamDuration`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MaxStreamDuration {
+    /// The longest a request may wait for its response headers, overriding the
+    /// route's `timeout`.
+    pub max_stream_duration: Option<Duration>,
+    /// When set, a request's `grpc-timeout` header sets its timeout, capped at
+    /// this value (zero: no cap).
+    pub grpc_timeout_header_max: Option<Duration>,
 }
 
 /// One cluster of a weighted split.
@@ -222,9 +444,35 @@ pub struct Cluster {
     /// How long a TCP connect may take (default 5 s, as Envoy's `connect_timeout`).
     #[serde(default = "default_connect_timeout", with = "duration")]
     pub connect_timeout: Duration,
+    /// Locality weights (Envoy's locality-weighted balancing, gRPC's
+    /// `weighted_target`): when listed, a request first picks a locality of
+    /// the chosen priority in proportion to its weight scaled by its healthy
+    /// share, then an endpoint in it. A locality not listed takes no traffic.
+    /// Empty: localities are ignored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locality_weights: Vec<LocalityWeight>,
+    /// How much a priority's healthy share is inflated before traffic spills to
+    /// the next priority, in percent (Envoy's `overprovisioning_factor`, default 140:
+    /// a priority keeps all traffic while at least 1/1.4 ≈ 72 % of it is healthy).
+    #[serde(default = "default_overprovisioning_factor")]
+    pub overprovisioning_factor: u32,
     /// The endpoints, fixed in the configuration.
     #[serde(default)]
     pub endpoints: Vec<Endpoint>,
+}
+
+fn default_overprovisioning_factor() -> u32 {
+    140
+}
+
+/// The weight of one locality of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalityWeight {
+    /// The locality.
+    pub locality: Locality,
+    /// Its share of its priority's traffic, relative to the other localities'.
+    pub weight: u32,
 }
 
 fn default_connect_timeout() -> Duration {
@@ -239,6 +487,8 @@ impl Cluster {
             lb_policy: LbPolicy::default(),
             protocol: Protocol::default(),
             connect_timeout: default_connect_timeout(),
+            locality_weights: Vec::new(),
+            overprovisioning_factor: default_overprovisioning_factor(),
             endpoints,
         }
     }
@@ -252,24 +502,123 @@ impl Cluster {
             lb_policy,
             protocol,
             connect_timeout,
+            locality_weights,
+            overprovisioning_factor,
             endpoints: _,
         } = self;
         *name == other.name
             && *lb_policy == other.lb_policy
             && *protocol == other.protocol
             && *connect_timeout == other.connect_timeout
+            && *locality_weights == other.locality_weights
+            && *overprovisioning_factor == other.overprovisioning_factor
     }
 }
 
-/// How a request picks one of a cluster's endpoints.
+/// How a request picks one of a cluster's endpoints, among those of the
+/// chosen priority (and locality, with locality weights) that may take traffic.
+///
+/// In the file, a policy without parameters is a name (`lb_policy: random`) and
+/// one with parameters a map (`lb_policy: { ring_hash: { minimum_ring_size: 4096 } }`);
+/// parameters left out take Envoy's defaults.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum LbPolicy {
     /// Each endpoint in turn, in proportion to its weight (smooth weighted
-    /// round robin), skipping endpoints that may not take traffic.
+    /// round robin): Envoy's `ROUND_ROBIN`.
     #[default]
     RoundRobin,
+    /// An endpoint chosen at random, in proportion to weight: Envoy's `RANDOM`.
+    Random,
+    /// The endpoint with the fewest requests in flight among `choice_count`
+    /// chosen at random (power of two choices; weighted by endpoint weight):
+    /// Envoy's `LEAST_REQUEST`, gRPC's A48.
+    LeastRequest {
+        /// How many endpoints are compared per pick (default 2).
+        #[serde(default = "default_choice_count")]
+        choice_count: u32,
+    },
+    /// Consistent hashing on a ring of the endpoints (Envoy's `RING_HASH`,
+    /// gRPC's A42): requests with the same hash (see
+    /// [`RouteAction::hash_policy`]) go to the same endpoint, and an endpoint
+    /// leaving moves only its share of the keys.
+    RingHash {
+        /// The fewest entries on the ring (default 1,024).
+        #[serde(default = "default_minimum_ring_size")]
+        minimum_ring_size: u64,
+        /// The most entries on the ring (default 8,388,608).
+        #[serde(default = "default_maximum_ring_size")]
+        maximum_ring_size: u64,
+    },
+    /// Consistent hashing with Maglev's lookup table (Envoy's `MAGLEV`): O(1)
+    /// per pick.
+    Maglev {
+        /// The table's size, a prime (default 65,537).
+        #[serde(default = "default_maglev_table_size")]
+        table_size: u64,
+    },
+    /// Power of two choices on latency: each endpoint's cost is its peak-EWMA
+    /// response time times its requests in flight, as linkerd2-proxy balances.
+    PeakEwma {
+        /// How fast the latency estimate forgets a peak (default 10 s).
+        #[serde(default = "default_ewma_decay", with = "duration")]
+        decay: Duration,
+        /// The latency assumed for an endpoint not yet measured (default 30 ms).
+        #[serde(default = "default_ewma_rtt", with = "duration")]
+        default_rtt: Duration,
+    },
+}
+
+fn default_choice_count() -> u32 {
+    2
+}
+fn default_minimum_ring_size() -> u64 {
+    1024
+}
+fn default_maximum_ring_size() -> u64 {
+    8 * 1024 * 1024
+}
+fn default_maglev_table_size() -> u64 {
+    65_537
+}
+fn default_ewma_decay() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_ewma_rtt() -> Duration {
+    Duration::from_millis(30)
+}
+
+impl LbPolicy {
+    /// `least_request` with Envoy's default of two choices.
+    pub fn least_request() -> Self {
+        LbPolicy::LeastRequest {
+            choice_count: default_choice_count(),
+        }
+    }
+
+    /// `ring_hash` with Envoy's default ring sizes.
+    pub fn ring_hash() -> Self {
+        LbPolicy::RingHash {
+            minimum_ring_size: default_minimum_ring_size(),
+            maximum_ring_size: default_maximum_ring_size(),
+        }
+    }
+
+    /// `maglev` with Envoy's default table size.
+    pub fn maglev() -> Self {
+        LbPolicy::Maglev {
+            table_size: default_maglev_table_size(),
+        }
+    }
+
+    /// `peak_ewma` with linkerd2-proxy's defaults.
+    pub fn peak_ewma() -> Self {
+        LbPolicy::PeakEwma {
+            decay: default_ewma_decay(),
+            default_rtt: default_ewma_rtt(),
+        }
+    }
 }
 
 /// The protocol a cluster's endpoints speak.
@@ -302,6 +651,15 @@ pub struct Endpoint {
     /// Where it runs, for locality-aware balancing.
     #[serde(default, skip_serializing_if = "Locality::is_empty")]
     pub locality: Locality,
+    /// Its priority: 0, the default, is the highest. Traffic goes to the
+    /// highest priority while enough of it is healthy and spills to the next
+    /// as its health falls (Envoy's priority levels, gRPC's A56).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn default_weight() -> u32 {
@@ -316,6 +674,7 @@ impl Endpoint {
             weight: default_weight(),
             health: HealthStatus::default(),
             locality: Locality::default(),
+            priority: 0,
         }
     }
 }

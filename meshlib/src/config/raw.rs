@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Destination, HeaderRule, PathMatch, WeightedCluster, duration};
+use super::{
+    Destination, FractionalPercent, HashOn, HeaderRule, PathMatch, StringRule, WeightedCluster,
+    duration,
+};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,9 +29,15 @@ pub(super) struct RouteMatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     safe_regex: Option<SafeRegex>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    path_separated_prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     case_sensitive: Option<bool>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     headers: Vec<super::HeaderMatcher>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    query_parameters: Vec<super::QueryParameterMatcher>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    runtime_fraction: Option<FractionalPercent>,
 }
 
 /// Takes the single `Some` among `options`, or says which keys were wrong.
@@ -65,12 +74,18 @@ impl TryFrom<RouteMatch> for super::RouteMatch {
                     "safe_regex",
                     raw.safe_regex.map(|r| PathMatch::Regex(r.regex)),
                 ),
+                (
+                    "path_separated_prefix",
+                    raw.path_separated_prefix.map(PathMatch::PathSeparatedPrefix),
+                ),
             ],
         )?;
         Ok(super::RouteMatch {
             path,
             case_sensitive: raw.case_sensitive.unwrap_or(true),
             headers: raw.headers,
+            query_parameters: raw.query_parameters,
+            runtime_fraction: raw.runtime_fraction,
         })
     }
 }
@@ -80,12 +95,15 @@ impl From<super::RouteMatch> for RouteMatch {
         let mut raw = RouteMatch {
             case_sensitive: (!m.case_sensitive).then_some(false),
             headers: m.headers,
+            query_parameters: m.query_parameters,
+            runtime_fraction: m.runtime_fraction,
             ..RouteMatch::default()
         };
         match m.path {
             PathMatch::Prefix(p) => raw.prefix = Some(p),
             PathMatch::Exact(p) => raw.path = Some(p),
             PathMatch::Regex(regex) => raw.safe_regex = Some(SafeRegex { regex }),
+            PathMatch::PathSeparatedPrefix(p) => raw.path_separated_prefix = Some(p),
         }
         raw
     }
@@ -190,12 +208,134 @@ pub(super) struct RouteAction {
     cluster: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     weighted_clusters: Option<WeightedClusters>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cluster_header: Option<String>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         with = "duration::option"
     )]
     timeout: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prefix_rewrite: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    regex_rewrite: Option<RegexRewrite>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    host_rewrite_literal: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    request_mirror_policies: Vec<MirrorPolicy>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    hash_policy: Vec<HashPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_stream_duration: Option<MaxStreamDuration>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RegexRewrite {
+    pattern: SafeRegex,
+    substitution: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MirrorPolicy {
+    cluster: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    runtime_fraction: Option<FractionalPercent>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HeaderName {
+    header_name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Name {
+    name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ConnectionProperties {
+    source_ip: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HashPolicy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    header: Option<HeaderName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cookie: Option<Name>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    query_parameter: Option<Name>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    connection_properties: Option<ConnectionProperties>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    terminal: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MaxStreamDuration {
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "duration::option"
+    )]
+    max_stream_duration: Option<Duration>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "duration::option"
+    )]
+    grpc_timeout_header_max: Option<Duration>,
+}
+
+impl TryFrom<HashPolicy> for super::HashPolicy {
+    type Error = String;
+
+    fn try_from(raw: HashPolicy) -> Result<Self, String> {
+        let on = one_of(
+            "hash_policy",
+            vec![
+                ("header", raw.header.map(|h| HashOn::Header(h.header_name.to_ascii_lowercase()))),
+                ("cookie", raw.cookie.map(|c| HashOn::Cookie(c.name))),
+                ("query_parameter", raw.query_parameter.map(|q| HashOn::QueryParameter(q.name))),
+                (
+                    "connection_properties",
+                    raw.connection_properties
+                        .filter(|c| c.source_ip)
+                        .map(|_| HashOn::SourceIp),
+                ),
+            ],
+        )?;
+        Ok(super::HashPolicy {
+            on,
+            terminal: raw.terminal,
+        })
+    }
+}
+
+impl From<super::HashPolicy> for HashPolicy {
+    fn from(p: super::HashPolicy) -> Self {
+        let mut raw = HashPolicy {
+            terminal: p.terminal,
+            ..HashPolicy::default()
+        };
+        match p.on {
+            HashOn::Header(header_name) => raw.header = Some(HeaderName { header_name }),
+            HashOn::Cookie(name) => raw.cookie = Some(Name { name }),
+            HashOn::QueryParameter(name) => raw.query_parameter = Some(Name { name }),
+            HashOn::SourceIp => {
+                raw.connection_properties = Some(ConnectionProperties { source_ip: true })
+            }
+        }
+        raw
+    }
 }
 
 impl TryFrom<RouteAction> for super::RouteAction {
@@ -211,11 +351,40 @@ impl TryFrom<RouteAction> for super::RouteAction {
                     raw.weighted_clusters
                         .map(|w| Destination::WeightedClusters(w.clusters)),
                 ),
+                (
+                    "cluster_header",
+                    raw.cluster_header
+                        .map(|h| Destination::ClusterHeader(h.to_ascii_lowercase())),
+                ),
             ],
         )?;
+        let hash_policy = raw
+            .hash_policy
+            .into_iter()
+            .map(super::HashPolicy::try_from)
+            .collect::<Result<_, _>>()?;
         Ok(super::RouteAction {
             destination,
             timeout: raw.timeout,
+            prefix_rewrite: raw.prefix_rewrite,
+            regex_rewrite: raw.regex_rewrite.map(|r| super::RegexRewrite {
+                pattern: r.pattern.regex,
+                substitution: r.substitution,
+            }),
+            host_rewrite_literal: raw.host_rewrite_literal,
+            request_mirror_policies: raw
+                .request_mirror_policies
+                .into_iter()
+                .map(|m| super::MirrorPolicy {
+                    cluster: m.cluster,
+                    fraction: m.runtime_fraction,
+                })
+                .collect(),
+            hash_policy,
+            max_stream_duration: raw.max_stream_duration.map(|m| super::MaxStreamDuration {
+                max_stream_duration: m.max_stream_duration,
+                grpc_timeout_header_max: m.grpc_timeout_header_max,
+            }),
         })
     }
 }
@@ -224,6 +393,25 @@ impl From<super::RouteAction> for RouteAction {
     fn from(a: super::RouteAction) -> Self {
         let mut raw = RouteAction {
             timeout: a.timeout,
+            prefix_rewrite: a.prefix_rewrite,
+            regex_rewrite: a.regex_rewrite.map(|r| RegexRewrite {
+                pattern: SafeRegex { regex: r.pattern },
+                substitution: r.substitution,
+            }),
+            host_rewrite_literal: a.host_rewrite_literal,
+            request_mirror_policies: a
+                .request_mirror_policies
+                .into_iter()
+                .map(|m| MirrorPolicy {
+                    cluster: m.cluster,
+                    runtime_fraction: m.fraction,
+                })
+                .collect(),
+            hash_policy: a.hash_policy.into_iter().map(HashPolicy::from).collect(),
+            max_stream_duration: a.max_stream_duration.map(|m| MaxStreamDuration {
+                max_stream_duration: m.max_stream_duration,
+                grpc_timeout_header_max: m.grpc_timeout_header_max,
+            }),
             ..RouteAction::default()
         };
         match a.destination {
@@ -231,7 +419,116 @@ impl From<super::RouteAction> for RouteAction {
             Destination::WeightedClusters(clusters) => {
                 raw.weighted_clusters = Some(WeightedClusters { clusters })
             }
+            Destination::ClusterHeader(h) => raw.cluster_header = Some(h),
         }
         raw
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StringMatcher {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exact: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    suffix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    contains: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    safe_regex: Option<SafeRegex>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    ignore_case: bool,
+}
+
+impl TryFrom<StringMatcher> for super::StringMatcher {
+    type Error = String;
+
+    fn try_from(raw: StringMatcher) -> Result<Self, String> {
+        let rule = one_of(
+            "string_match",
+            vec![
+                ("exact", raw.exact.map(StringRule::Exact)),
+                ("prefix", raw.prefix.map(StringRule::Prefix)),
+                ("suffix", raw.suffix.map(StringRule::Suffix)),
+                ("contains", raw.contains.map(StringRule::Contains)),
+                (
+                    "safe_regex",
+                    raw.safe_regex.map(|r| StringRule::Regex(r.regex)),
+                ),
+            ],
+        )?;
+        Ok(super::StringMatcher {
+            rule,
+            ignore_case: raw.ignore_case,
+        })
+    }
+}
+
+impl From<super::StringMatcher> for StringMatcher {
+    fn from(m: super::StringMatcher) -> Self {
+        let mut raw = StringMatcher {
+            ignore_case: m.ignore_case,
+            ..StringMatcher::default()
+        };
+        match m.rule {
+            StringRule::Exact(v) => raw.exact = Some(v),
+            StringRule::Prefix(v) => raw.prefix = Some(v),
+            StringRule::Suffix(v) => raw.suffix = Some(v),
+            StringRule::Contains(v) => raw.contains = Some(v),
+            StringRule::Regex(regex) => raw.safe_regex = Some(SafeRegex { regex }),
+        }
+        raw
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct QueryParameterMatcher {
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    string_match: Option<super::StringMatcher>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    present_match: Option<bool>,
+}
+
+impl TryFrom<QueryParameterMatcher> for super::QueryParameterMatcher {
+    type Error = String;
+
+    fn try_from(raw: QueryParameterMatcher) -> Result<Self, String> {
+        let what = format!("query parameter {:?}", raw.name);
+        let value = one_of(
+            &what,
+            vec![
+                ("string_match", raw.string_match.map(Some)),
+                (
+                    "present_match",
+                    match raw.present_match {
+                        Some(true) => Some(None),
+                        Some(false) => {
+                            return Err(format!(
+                                "{what}: present_match: false matches nothing; leave the parameter out"
+                            ));
+                        }
+                        None => None,
+                    },
+                ),
+            ],
+        )?;
+        Ok(super::QueryParameterMatcher {
+            name: raw.name,
+            value,
+        })
+    }
+}
+
+impl From<super::QueryParameterMatcher> for QueryParameterMatcher {
+    fn from(m: super::QueryParameterMatcher) -> Self {
+        QueryParameterMatcher {
+            name: m.name,
+            present_match: m.value.is_none().then_some(true),
+            string_match: m.value,
+        }
     }
 }

@@ -5,7 +5,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{Destination, HeaderMatcher, HeaderRule, MeshConfig, PathMatch, Problem, Route};
+use super::{
+    Cluster, Destination, HeaderMatcher, HeaderRule, LbPolicy, MeshConfig, PathMatch, Problem,
+    Route, StringRule,
+};
 
 struct Problems(Vec<Problem>);
 
@@ -49,6 +52,28 @@ fn check_clusters(config: &MeshConfig, problems: &mut Problems) {
         if cluster.connect_timeout.is_zero() {
             problems.push(&resource, "connect_timeout", "must be above 0");
         }
+        check_lb_policy(cluster, &resource, problems);
+        if cluster.overprovisioning_factor == 0 {
+            problems.push(&resource, "overprovisioning_factor", "must be above 0");
+        }
+        let mut localities = HashMap::new();
+        for (j, lw) in cluster.locality_weights.iter().enumerate() {
+            let field = format!("locality_weights[{j}]");
+            if lw.weight == 0 {
+                problems.push(
+                    &resource,
+                    &field,
+                    "weight must be at least 1 (leave a locality out to give it no traffic)",
+                );
+            }
+            if let Some(first) = localities.insert(&lw.locality, j) {
+                problems.push(
+                    &resource,
+                    &field,
+                    format!("locality listed twice (also locality_weights[{first}])"),
+                );
+            }
+        }
         let mut addresses = HashMap::new();
         for (j, endpoint) in cluster.endpoints.iter().enumerate() {
             let field = format!("endpoints[{j}]");
@@ -67,6 +92,57 @@ fn check_clusters(config: &MeshConfig, problems: &mut Problems) {
             }
         }
     }
+}
+
+fn check_lb_policy(cluster: &Cluster, resource: &str, problems: &mut Problems) {
+    match cluster.lb_policy {
+        LbPolicy::LeastRequest { choice_count } if choice_count < 2 => {
+            problems.push(
+                resource,
+                "lb_policy: least_request: choice_count",
+                format!("must be at least 2, is {choice_count}"),
+            );
+        }
+        LbPolicy::RingHash {
+            minimum_ring_size,
+            maximum_ring_size,
+        } => {
+            const LIMIT: u64 = 8 * 1024 * 1024;
+            let field = "lb_policy: ring_hash";
+            if minimum_ring_size == 0 || maximum_ring_size > LIMIT {
+                problems.push(
+                    resource,
+                    field,
+                    format!("ring sizes must be within 1..={LIMIT}"),
+                );
+            } else if minimum_ring_size > maximum_ring_size {
+                problems.push(
+                    resource,
+                    field,
+                    format!(
+                        "minimum_ring_size {minimum_ring_size} is above maximum_ring_size {maximum_ring_size}"
+                    ),
+                );
+            }
+        }
+        LbPolicy::Maglev { table_size } => {
+            if !is_prime(table_size) || table_size > 5_000_011 {
+                problems.push(
+                    resource,
+                    "lb_policy: maglev: table_size",
+                    format!("must be a prime up to 5000011, is {table_size}"),
+                );
+            }
+        }
+        LbPolicy::PeakEwma { decay, .. } if decay.is_zero() => {
+            problems.push(resource, "lb_policy: peak_ewma: decay", "must be above 0");
+        }
+        _ => {}
+    }
+}
+
+fn is_prime(n: u64) -> bool {
+    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
 }
 
 fn check_virtual_hosts(config: &MeshConfig, problems: &mut Problems) {
@@ -143,8 +219,117 @@ fn check_route(clusters: &HashSet<&str>, route: &Route, resource: &str, problems
             format!("does not compile: {e}"),
         );
     }
+    if let PathMatch::PathSeparatedPrefix(prefix) = &route.matcher.path
+        && (!prefix.starts_with('/')
+            || (prefix.len() > 1 && prefix.ends_with('/'))
+            || prefix.contains(['?', '#']))
+    {
+        problems.push(
+            resource,
+            "match: path_separated_prefix",
+            format!("{prefix:?} must start with `/`, not end with one, and hold no `?` or `#`"),
+        );
+    }
     for header in &route.matcher.headers {
         check_header(header, resource, problems);
+    }
+    for query in &route.matcher.query_parameters {
+        let field = format!("match: query_parameters: {:?}", query.name);
+        if query.name.is_empty() {
+            problems.push(resource, "match: query_parameters", "a matcher has no name");
+        }
+        if let Some(matcher) = &query.value
+            && let StringRule::Regex(pattern) = &matcher.rule
+            && let Err(e) = regex::Regex::new(pattern)
+        {
+            problems.push(resource, &field, format!("safe_regex does not compile: {e}"));
+        }
+    }
+    check_route_action(clusters, route, resource, problems);
+    for (i, header) in route.request_headers_to_add.iter().enumerate() {
+        let field = format!("request_headers_to_add[{i}]");
+        if let Err(message) = check_writable_header(&header.name) {
+            problems.push(resource, &field, message);
+        }
+        if http::HeaderValue::from_str(&header.value).is_err() {
+            problems.push(
+                resource,
+                &field,
+                format!("value {:?} is not a valid header value", header.value),
+            );
+        }
+    }
+    for (i, name) in route.request_headers_to_remove.iter().enumerate() {
+        if let Err(message) = check_writable_header(name) {
+            problems.push(resource, &format!("request_headers_to_remove[{i}]"), message);
+        }
+    }
+}
+
+/// Envoy refuses to add or remove pseudo-headers and `host` by these lists.
+fn check_writable_header(name: &str) -> Result<(), String> {
+    if name.starts_with(':') || name.eq_ignore_ascii_case("host") {
+        return Err(format!(
+            "header {name:?} cannot be changed this way (use host_rewrite_literal for the authority)"
+        ));
+    }
+    http::HeaderName::from_bytes(name.as_bytes())
+        .map(drop)
+        .map_err(|_| format!("{name:?} is not a valid header name"))
+}
+
+fn check_route_action(
+    clusters: &HashSet<&str>,
+    route: &Route,
+    resource: &str,
+    problems: &mut Problems,
+) {
+    let action = &route.action;
+    if action.prefix_rewrite.is_some() && action.regex_rewrite.is_some() {
+        problems.push(
+            resource,
+            "prefix_rewrite",
+            "set only one of `prefix_rewrite` and `regex_rewrite`",
+        );
+    }
+    if let Some(rewrite) = &action.regex_rewrite
+        && let Err(e) = regex::Regex::new(&rewrite.pattern)
+    {
+        problems.push(
+            resource,
+            "regex_rewrite: pattern",
+            format!("does not compile: {e}"),
+        );
+    }
+    if let Some(host) = &action.host_rewrite_literal
+        && host.parse::<http::uri::Authority>().is_err()
+    {
+        problems.push(
+            resource,
+            "host_rewrite_literal",
+            format!("{host:?} is not a valid authority"),
+        );
+    }
+    for (i, mirror) in action.request_mirror_policies.iter().enumerate() {
+        if !clusters.contains(mirror.cluster.as_str()) {
+            problems.push(
+                resource,
+                &format!("request_mirror_policies[{i}]"),
+                format!("no cluster named {:?}", mirror.cluster),
+            );
+        }
+    }
+    for (i, policy) in action.hash_policy.iter().enumerate() {
+        if let super::HashOn::Header(name) = &policy.on
+            && http::HeaderName::from_bytes(name.as_bytes()).is_err()
+            && !name.starts_with(':')
+        {
+            problems.push(
+                resource,
+                &format!("hash_policy[{i}]: header"),
+                format!("{name:?} is not a valid header name"),
+            );
+        }
     }
     match &route.action.destination {
         Destination::Cluster(name) => {
@@ -176,6 +361,15 @@ fn check_route(clusters: &HashSet<&str>, route: &Route, resource: &str, problems
                     resource,
                     field,
                     format!("weights sum to {total}, above 2^32-1"),
+                );
+            }
+        }
+        Destination::ClusterHeader(name) => {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                problems.push(
+                    resource,
+                    "cluster_header",
+                    format!("{name:?} is not a valid header name"),
                 );
             }
         }

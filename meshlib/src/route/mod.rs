@@ -23,6 +23,12 @@ pub use layer::RouteLayer;
 pub(crate) use table::RouteInfo;
 pub use table::RouteTable;
 
+/// The address a request came from, set in its extensions by a caller that
+/// forwards requests (a server handing on its inbound requests): the input of
+/// the `connection_properties: { source_ip: true }` hash policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SourceAddress(pub std::net::SocketAddr);
+
 /// Where a request was routed: written by [`Route`] into the request's
 /// extensions, read by the layers after it.
 ///

@@ -87,6 +87,11 @@ enum PathRule {
         case_sensitive: bool,
     },
     Regex(regex::Regex),
+    /// The prefix, matched whole or followed by `/`.
+    Separated {
+        prefix: Box<str>,
+        case_sensitive: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -136,6 +141,8 @@ enum ValueRule {
 enum Target {
     Cluster(Arc<str>),
     Weighted(WeightedClusters),
+    /// The cluster named by this header.
+    Header(http::HeaderName),
 }
 
 impl RouteTable {
@@ -205,6 +212,21 @@ impl RouteTable {
                     format!("route {:?} has no cluster with weight", route.info.name),
                 )
             })?,
+            Target::Header(header) => request
+                .headers()
+                .get(header)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+                .map(Arc::from)
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::UnknownCluster,
+                        format!(
+                            "route {:?} of virtual host {:?} takes its cluster from header {:?}, which the request does not carry",
+                            route.info.name, route.info.virtual_host, header.as_str()
+                        ),
+                    )
+                })?,
         };
         Ok(RouteDecision {
             route: route.info.clone(),
@@ -328,6 +350,10 @@ fn compile_route(
         PathMatch::Regex(pattern) => PathRule::Regex(
             full_match(pattern).map_err(|e| problem("match: safe_regex", e.to_string()))?,
         ),
+        PathMatch::PathSeparatedPrefix(prefix) => PathRule::Separated {
+            prefix: prefix.as_str().into(),
+            case_sensitive,
+        },
     };
     let headers = route
         .matcher
@@ -344,6 +370,10 @@ fn compile_route(
                 .iter()
                 .map(|c| (Arc::from(c.name.as_str()), c.weight)),
         )),
+        Destination::ClusterHeader(header) => Target::Header(
+            http::HeaderName::from_bytes(header.as_bytes())
+                .map_err(|e| problem("cluster_header", e.to_string()))?,
+        ),
     };
     Ok(RouteEntry {
         info: Arc::new(RouteInfo {
@@ -447,6 +477,20 @@ impl PathRule {
                 case_sensitive: false,
             } => path.eq_ignore_ascii_case(p),
             PathRule::Regex(regex) => regex.is_match(path),
+            PathRule::Separated {
+                prefix,
+                case_sensitive,
+            } => {
+                let Some(head) = path.get(..prefix.len()) else {
+                    return false;
+                };
+                let head_matches = if *case_sensitive {
+                    head == &**prefix
+                } else {
+                    head.eq_ignore_ascii_case(prefix)
+                };
+                head_matches && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/'))
+            }
         }
     }
 }

@@ -196,8 +196,12 @@ fn convert_route(r: &route::Route) -> Result<config::Route, String> {
             path,
             case_sensitive: m.case_sensitive.as_ref().is_none_or(|b| b.value),
             headers,
+            query_parameters: Vec::new(),
+            runtime_fraction: None,
         },
         action,
+        request_headers_to_add: Vec::new(),
+        request_headers_to_remove: Vec::new(),
     })
 }
 
@@ -292,6 +296,7 @@ fn route_action(action: &route::RouteAction) -> Result<RouteAction, String> {
             .as_ref()
             .and_then(duration)
             .filter(|t| !t.is_zero()),
+        ..RouteAction::cluster(String::new())
     })
 }
 
@@ -374,7 +379,7 @@ pub(crate) fn cluster(c: &cluster::Cluster) -> Result<(config::Cluster, Endpoint
             lb_policy,
             protocol: protocol(c),
             connect_timeout,
-            endpoints: Vec::new(),
+            ..config::Cluster::new(c.name.clone(), Vec::new())
         },
         source,
     ))
@@ -443,6 +448,7 @@ pub(crate) fn endpoints(
                 weight,
                 health: health(lb.health_status),
                 locality: place.clone(),
+                priority: 0,
             });
         }
     }

@@ -378,11 +378,18 @@ fn referenced_clusters(virtual_hosts: &[config::VirtualHost]) -> BTreeSet<String
     virtual_hosts
         .iter()
         .flat_map(|v| &v.routes)
-        .flat_map(|r| match &r.action.destination {
-            Destination::Cluster(name) => vec![name.clone()],
-            Destination::WeightedClusters(clusters) => {
-                clusters.iter().map(|c| c.name.clone()).collect()
-            }
+        .flat_map(|r| {
+            let mut names = match &r.action.destination {
+                Destination::Cluster(name) => vec![name.clone()],
+                Destination::WeightedClusters(clusters) => {
+                    clusters.iter().map(|c| c.name.clone()).collect()
+                }
+                // Conversion refuses cluster_header routes: which clusters to
+                // fetch is not known in advance.
+                Destination::ClusterHeader(_) => Vec::new(),
+            };
+            names.extend(r.action.request_mirror_policies.iter().map(|m| m.cluster.clone()));
+            names
         })
         .collect()
 }
