@@ -119,16 +119,17 @@ async fn an_unsupported_cluster_is_nacked_and_traffic_keeps_the_old_config(delta
     let mesh = MeshClient::from_xds(&xds, "reviews").await.unwrap();
     let version = mesh.version();
 
-    // Version 2 shifts traffic, but its v1 cluster asks for MAGLEV.
-    let mut maglev = eds_cluster("reviews-v1");
-    maglev.lb_policy = cluster::LbPolicy::Maglev as i32;
-    server.set("test-node", snapshot("2", &v1, &v2, 0, 100).with(maglev));
+    // Version 2 shifts traffic, but its v1 cluster asks for a policy meshlib
+    // does not have.
+    let mut provided = eds_cluster("reviews-v1");
+    provided.lb_policy = cluster::LbPolicy::ClusterProvided as i32;
+    server.set("test-node", snapshot("2", &v1, &v2, 0, 100).with(provided));
     until("the cluster is NACKed", async || !server.nacks().is_empty()).await;
     let nack = &server.nacks()[0];
     assert_eq!(nack.type_url, Cluster::type_url());
     let error = nack.error.as_deref().unwrap();
     assert!(
-        error.contains("resource \"reviews-v1\": lb_policy MAGLEV: not supported yet"),
+        error.contains("resource \"reviews-v1\": lb_policy CLUSTER_PROVIDED: not supported"),
         "{error}"
     );
 
@@ -142,7 +143,13 @@ async fn an_unsupported_cluster_is_nacked_and_traffic_keeps_the_old_config(delta
         .iter()
         .find(|e| e.name == "reviews-v1" && e.type_url == Cluster::type_url())
         .unwrap();
-    assert!(v1_cluster.error.as_deref().unwrap().contains("MAGLEV"));
+    assert!(
+        v1_cluster
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("CLUSTER_PROVIDED")
+    );
     assert!(v1_cluster.raw.is_some(), "the last good version is kept");
 }
 

@@ -167,7 +167,10 @@ impl RouteMatch {
 /// parameter is present and, when `value` is set, its (percent-decoded) first
 /// value matches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "raw::QueryParameterMatcher", into = "raw::QueryParameterMatcher")]
+#[serde(
+    try_from = "raw::QueryParameterMatcher",
+    into = "raw::QueryParameterMatcher"
+)]
 pub struct QueryParameterMatcher {
     /// The parameter's name, compared exactly.
     pub name: String,
@@ -522,8 +525,8 @@ impl Cluster {
 /// one with parameters a map (`lb_policy: { ring_hash: { minimum_ring_size: 4096 } }`);
 /// parameters left out take Envoy's defaults.
 #[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LbPolicy {
     /// Each endpoint in turn, in proportion to its weight (smooth weighted
     /// round robin): Envoy's `ROUND_ROBIN`.
@@ -536,7 +539,6 @@ pub enum LbPolicy {
     /// Envoy's `LEAST_REQUEST`, gRPC's A48.
     LeastRequest {
         /// How many endpoints are compared per pick (default 2).
-        #[serde(default = "default_choice_count")]
         choice_count: u32,
     },
     /// Consistent hashing on a ring of the endpoints (Envoy's `RING_HASH`,
@@ -545,47 +547,50 @@ pub enum LbPolicy {
     /// leaving moves only its share of the keys.
     RingHash {
         /// The fewest entries on the ring (default 1,024).
-        #[serde(default = "default_minimum_ring_size")]
         minimum_ring_size: u64,
         /// The most entries on the ring (default 8,388,608).
-        #[serde(default = "default_maximum_ring_size")]
         maximum_ring_size: u64,
     },
     /// Consistent hashing with Maglev's lookup table (Envoy's `MAGLEV`): O(1)
     /// per pick.
     Maglev {
         /// The table's size, a prime (default 65,537).
-        #[serde(default = "default_maglev_table_size")]
         table_size: u64,
     },
     /// Power of two choices on latency: each endpoint's cost is its peak-EWMA
     /// response time times its requests in flight, as linkerd2-proxy balances.
     PeakEwma {
         /// How fast the latency estimate forgets a peak (default 10 s).
-        #[serde(default = "default_ewma_decay", with = "duration")]
+        #[serde(with = "duration")]
         decay: Duration,
         /// The latency assumed for an endpoint not yet measured (default 30 ms).
-        #[serde(default = "default_ewma_rtt", with = "duration")]
+        #[serde(with = "duration")]
         default_rtt: Duration,
     },
 }
 
-fn default_choice_count() -> u32 {
+impl<'de> Deserialize<'de> for LbPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(raw::LbPolicyVisitor)
+    }
+}
+
+pub(super) fn default_choice_count() -> u32 {
     2
 }
-fn default_minimum_ring_size() -> u64 {
+pub(super) fn default_minimum_ring_size() -> u64 {
     1024
 }
-fn default_maximum_ring_size() -> u64 {
+pub(super) fn default_maximum_ring_size() -> u64 {
     8 * 1024 * 1024
 }
-fn default_maglev_table_size() -> u64 {
+pub(super) fn default_maglev_table_size() -> u64 {
     65_537
 }
-fn default_ewma_decay() -> Duration {
+pub(super) fn default_ewma_decay() -> Duration {
     Duration::from_secs(10)
 }
-fn default_ewma_rtt() -> Duration {
+pub(super) fn default_ewma_rtt() -> Duration {
     Duration::from_millis(30)
 }
 

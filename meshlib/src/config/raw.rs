@@ -76,7 +76,8 @@ impl TryFrom<RouteMatch> for super::RouteMatch {
                 ),
                 (
                     "path_separated_prefix",
-                    raw.path_separated_prefix.map(PathMatch::PathSeparatedPrefix),
+                    raw.path_separated_prefix
+                        .map(PathMatch::PathSeparatedPrefix),
                 ),
             ],
         )?;
@@ -302,9 +303,16 @@ impl TryFrom<HashPolicy> for super::HashPolicy {
         let on = one_of(
             "hash_policy",
             vec![
-                ("header", raw.header.map(|h| HashOn::Header(h.header_name.to_ascii_lowercase()))),
+                (
+                    "header",
+                    raw.header
+                        .map(|h| HashOn::Header(h.header_name.to_ascii_lowercase())),
+                ),
                 ("cookie", raw.cookie.map(|c| HashOn::Cookie(c.name))),
-                ("query_parameter", raw.query_parameter.map(|q| HashOn::QueryParameter(q.name))),
+                (
+                    "query_parameter",
+                    raw.query_parameter.map(|q| HashOn::QueryParameter(q.name)),
+                ),
                 (
                     "connection_properties",
                     raw.connection_properties
@@ -530,5 +538,124 @@ impl From<super::QueryParameterMatcher> for QueryParameterMatcher {
             present_match: m.value.is_none().then_some(true),
             string_match: m.value,
         }
+    }
+}
+
+/// Reads `lb_policy` as a bare name (`ring_hash`, parameters defaulted) or a
+/// map of one name to its parameters (`{ ring_hash: { minimum_ring_size: 64 } }`).
+pub(super) struct LbPolicyVisitor;
+
+const LB_POLICIES: &[&str] = &[
+    "round_robin",
+    "random",
+    "least_request",
+    "ring_hash",
+    "maglev",
+    "peak_ewma",
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoParameters {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeastRequestParameters {
+    #[serde(default = "super::default_choice_count")]
+    choice_count: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RingHashParameters {
+    #[serde(default = "super::default_minimum_ring_size")]
+    minimum_ring_size: u64,
+    #[serde(default = "super::default_maximum_ring_size")]
+    maximum_ring_size: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaglevParameters {
+    #[serde(default = "super::default_maglev_table_size")]
+    table_size: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeakEwmaParameters {
+    #[serde(default = "super::default_ewma_decay", with = "duration")]
+    decay: Duration,
+    #[serde(default = "super::default_ewma_rtt", with = "duration")]
+    default_rtt: Duration,
+}
+
+impl<'de> serde::de::Visitor<'de> for LbPolicyVisitor {
+    type Value = super::LbPolicy;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a policy name, or a map of one policy name to its parameters")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Self::Value, E> {
+        Ok(match name {
+            "round_robin" => super::LbPolicy::RoundRobin,
+            "random" => super::LbPolicy::Random,
+            "least_request" => super::LbPolicy::least_request(),
+            "ring_hash" => super::LbPolicy::ring_hash(),
+            "maglev" => super::LbPolicy::maglev(),
+            "peak_ewma" => super::LbPolicy::peak_ewma(),
+            other => return Err(E::unknown_variant(other, LB_POLICIES)),
+        })
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error;
+        let Some(name) = map.next_key::<String>()? else {
+            return Err(A::Error::custom("name one policy, e.g. `ring_hash: {}`"));
+        };
+        let policy = match name.as_str() {
+            "round_robin" => {
+                map.next_value::<NoParameters>()?;
+                super::LbPolicy::RoundRobin
+            }
+            "random" => {
+                map.next_value::<NoParameters>()?;
+                super::LbPolicy::Random
+            }
+            "least_request" => {
+                let p: LeastRequestParameters = map.next_value()?;
+                super::LbPolicy::LeastRequest {
+                    choice_count: p.choice_count,
+                }
+            }
+            "ring_hash" => {
+                let p: RingHashParameters = map.next_value()?;
+                super::LbPolicy::RingHash {
+                    minimum_ring_size: p.minimum_ring_size,
+                    maximum_ring_size: p.maximum_ring_size,
+                }
+            }
+            "maglev" => {
+                let p: MaglevParameters = map.next_value()?;
+                super::LbPolicy::Maglev {
+                    table_size: p.table_size,
+                }
+            }
+            "peak_ewma" => {
+                let p: PeakEwmaParameters = map.next_value()?;
+                super::LbPolicy::PeakEwma {
+                    decay: p.decay,
+                    default_rtt: p.default_rtt,
+                }
+            }
+            other => return Err(A::Error::unknown_variant(other, LB_POLICIES)),
+        };
+        if let Some(extra) = map.next_key::<String>()? {
+            return Err(A::Error::custom(format!(
+                "name one policy only, found `{name}` and `{extra}`"
+            )));
+        }
+        Ok(policy)
     }
 }

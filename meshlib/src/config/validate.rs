@@ -242,7 +242,11 @@ fn check_route(clusters: &HashSet<&str>, route: &Route, resource: &str, problems
             && let StringRule::Regex(pattern) = &matcher.rule
             && let Err(e) = regex::Regex::new(pattern)
         {
-            problems.push(resource, &field, format!("safe_regex does not compile: {e}"));
+            problems.push(
+                resource,
+                &field,
+                format!("safe_regex does not compile: {e}"),
+            );
         }
     }
     check_route_action(clusters, route, resource, problems);
@@ -261,7 +265,11 @@ fn check_route(clusters: &HashSet<&str>, route: &Route, resource: &str, problems
     }
     for (i, name) in route.request_headers_to_remove.iter().enumerate() {
         if let Err(message) = check_writable_header(name) {
-            problems.push(resource, &format!("request_headers_to_remove[{i}]"), message);
+            problems.push(
+                resource,
+                &format!("request_headers_to_remove[{i}]"),
+                message,
+            );
         }
     }
 }
@@ -488,7 +496,7 @@ virtual_hosts:
         .to_string();
         assert!(
             err.contains(
-                "match: set only one of `prefix`, `path`, `safe_regex`, found `prefix` and `path`"
+                "match: set only one of `prefix`, `path`, `safe_regex`, `path_separated_prefix`, found `prefix` and `path`"
             ),
             "{err}"
         );
@@ -498,9 +506,83 @@ virtual_hosts:
         .unwrap_err()
         .to_string();
         assert!(
-            err.contains("route: set one of `cluster`, `weighted_clusters`"),
+            err.contains("route: set one of `cluster`, `weighted_clusters`, `cluster_header`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn lb_policies_read_as_names_or_with_parameters() {
+        use crate::config::LbPolicy;
+        let config = MeshConfig::from_yaml(
+            "clusters:
+  - { name: a, lb_policy: maglev }
+  - { name: b, lb_policy: { ring_hash: { minimum_ring_size: 64 } } }
+  - { name: c, lb_policy: { least_request: { choice_count: 3 } } }
+  - { name: d, lb_policy: { peak_ewma: { decay: 5s } } }
+  - { name: e }",
+        )
+        .unwrap();
+        let policies: Vec<LbPolicy> = config.clusters.iter().map(|c| c.lb_policy).collect();
+        assert_eq!(
+            policies,
+            [
+                LbPolicy::maglev(),
+                LbPolicy::RingHash {
+                    minimum_ring_size: 64,
+                    maximum_ring_size: 8 * 1024 * 1024
+                },
+                LbPolicy::LeastRequest { choice_count: 3 },
+                LbPolicy::PeakEwma {
+                    decay: std::time::Duration::from_secs(5),
+                    default_rtt: std::time::Duration::from_millis(30)
+                },
+                LbPolicy::RoundRobin,
+            ]
+        );
+        // What the model writes, it reads back.
+        let written = serde_json::to_string(&config).unwrap();
+        assert_eq!(MeshConfig::from_json(&written).unwrap(), config);
+    }
+
+    #[test]
+    fn routing_fields_are_checked_by_name() {
+        let yaml = format!(
+            "{CLUSTERS}
+  - name: maglev
+    lb_policy: {{ maglev: {{ table_size: 65536 }} }}
+virtual_hosts:
+  - name: a
+    domains: [a]
+    routes:
+      - name: r
+        match: {{ path_separated_prefix: /api/, query_parameters: [{{ name: q, string_match: {{ safe_regex: {{ regex: \"(\" }} }} }}] }}
+        route:
+          cluster_header: x-cluster
+          prefix_rewrite: /v2
+          regex_rewrite: {{ pattern: {{ regex: \"^/x\" }}, substitution: /y }}
+          host_rewrite_literal: \"bad host\"
+          request_mirror_policies: [{{ cluster: nowhere }}]
+        request_headers_to_add: [{{ name: \":path\", value: x }}]
+"
+        );
+        let found = problems(&yaml);
+        let expected = [
+            "cluster \"maglev\": lb_policy: maglev: table_size: must be a prime",
+            "virtual_host \"a\": route \"r\": match: path_separated_prefix: \"/api/\" must start with `/`, not end with one",
+            "virtual_host \"a\": route \"r\": match: query_parameters: \"q\": safe_regex does not compile",
+            "virtual_host \"a\": route \"r\": prefix_rewrite: set only one of `prefix_rewrite` and `regex_rewrite`",
+            "virtual_host \"a\": route \"r\": host_rewrite_literal: \"bad host\" is not a valid authority",
+            "virtual_host \"a\": route \"r\": request_mirror_policies[0]: no cluster named \"nowhere\"",
+            "virtual_host \"a\": route \"r\": request_headers_to_add[0]: header \":path\" cannot be changed",
+        ];
+        assert_eq!(found.len(), expected.len(), "{found:#?}");
+        for (found, expected) in found.iter().zip(expected) {
+            assert!(
+                found.starts_with(expected),
+                "{found:?} should start with {expected:?}"
+            );
+        }
     }
 
     #[test]
@@ -509,9 +591,15 @@ virtual_hosts:
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown field `lb_polcy`"), "{err}");
-        let err = MeshConfig::from_yaml("clusters: [{ name: a, lb_policy: maglev }]")
+        let err = MeshConfig::from_yaml("clusters: [{ name: a, lb_policy: magnetic }]")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("unknown variant `maglev`"), "{err}");
+        assert!(err.contains("unknown variant `magnetic`"), "{err}");
+        let err = MeshConfig::from_yaml(
+            "clusters: [{ name: a, lb_policy: { ring_hash: { minimum_ring: 8 } } }]",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown field `minimum_ring`"), "{err}");
     }
 }

@@ -98,7 +98,7 @@ impl Resource for XdsCluster {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct XdsEndpoints {
     pub(crate) name: String,
-    pub(crate) endpoints: Vec<config::Endpoint>,
+    pub(crate) assignment: convert::Assignment,
 }
 
 impl Resource for XdsEndpoints {
@@ -109,7 +109,7 @@ impl Resource for XdsEndpoints {
         decode(bytes, |a: &ClusterLoadAssignment| {
             Ok(XdsEndpoints {
                 name: a.cluster_name.clone(),
-                endpoints: convert::endpoints(a)?,
+                assignment: convert::assignment(a)?,
             })
         })
     }

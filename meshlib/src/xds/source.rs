@@ -350,8 +350,8 @@ impl Tree {
                 continue;
             };
             let mut cluster = resource.cluster.clone();
-            cluster.endpoints = match &resource.endpoints {
-                EndpointSource::Static(endpoints) => endpoints.clone(),
+            match &resource.endpoints {
+                EndpointSource::Static(assignment) => assignment.apply_to(&mut cluster),
                 EndpointSource::Eds(service) => {
                     let Some(tracked) = self.endpoints.get(service) else {
                         return Err(Pending::Waiting);
@@ -359,12 +359,11 @@ impl Tree {
                     if !tracked.answered() {
                         return Err(Pending::Waiting);
                     }
-                    tracked
-                        .resource()
-                        .map(|e| e.endpoints.clone())
-                        .unwrap_or_default()
+                    if let Some(endpoints) = tracked.resource() {
+                        endpoints.assignment.apply_to(&mut cluster);
+                    }
                 }
-            };
+            }
             clusters.push(cluster);
         }
         Ok(MeshConfig {
@@ -388,7 +387,12 @@ fn referenced_clusters(virtual_hosts: &[config::VirtualHost]) -> BTreeSet<String
                 // fetch is not known in advance.
                 Destination::ClusterHeader(_) => Vec::new(),
             };
-            names.extend(r.action.request_mirror_policies.iter().map(|m| m.cluster.clone()));
+            names.extend(
+                r.action
+                    .request_mirror_policies
+                    .iter()
+                    .map(|m| m.cluster.clone()),
+            );
             names
         })
         .collect()

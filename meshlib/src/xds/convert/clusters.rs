@@ -1,0 +1,413 @@
+//! Cluster and ClusterLoadAssignment → clusters and endpoints.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use meshlib_xds::pb::envoy::config::cluster::v3 as cluster;
+use meshlib_xds::pb::envoy::config::core::v3 as core;
+use meshlib_xds::pb::envoy::config::endpoint::v3 as endpoint;
+use prost::{Message, Name};
+
+use super::duration;
+use crate::config::{self, HealthStatus, LbPolicy, Locality, Protocol};
+
+const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+/// What a Cluster resource says about where its endpoints come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EndpointSource {
+    /// EDS, under this service name.
+    Eds(String),
+    /// Listed in the cluster (`STATIC`).
+    Static(Assignment),
+}
+
+/// A ClusterLoadAssignment in meshlib's terms: the endpoints (each with its
+/// locality and priority) and what EDS says of their balancing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Assignment {
+    pub(crate) endpoints: Vec<config::Endpoint>,
+    /// Empty when no locality has a weight: localities are then ignored.
+    pub(crate) locality_weights: Vec<config::LocalityWeight>,
+    pub(crate) overprovisioning_factor: Option<u32>,
+}
+
+impl Assignment {
+    /// Puts these endpoints and their balancing into `cluster`.
+    pub(crate) fn apply_to(&self, cluster: &mut config::Cluster) {
+        cluster.endpoints = self.endpoints.clone();
+        cluster.locality_weights = self.locality_weights.clone();
+        if let Some(factor) = self.overprovisioning_factor {
+            cluster.overprovisioning_factor = factor;
+        }
+    }
+}
+
+/// A Cluster: meshlib's cluster (endpoints left empty) and its endpoint source.
+pub(crate) fn cluster(c: &cluster::Cluster) -> Result<(config::Cluster, EndpointSource), String> {
+    use cluster::cluster::{ClusterDiscoveryType, DiscoveryType};
+    let kind = match &c.cluster_discovery_type {
+        Some(ClusterDiscoveryType::Type(t)) => DiscoveryType::try_from(*t).ok(),
+        Some(ClusterDiscoveryType::ClusterType(custom)) => {
+            return Err(format!(
+                "cluster_type: custom type {:?} is not supported",
+                custom.name
+            ));
+        }
+        None => Some(DiscoveryType::Static),
+    };
+    let source = match kind {
+        Some(DiscoveryType::Eds) => {
+            let eds = c.eds_cluster_config.as_ref();
+            match eds
+                .and_then(|e| e.eds_config.as_ref())
+                .and_then(|s| s.config_source_specifier.as_ref())
+            {
+                Some(core::config_source::ConfigSourceSpecifier::Ads(_))
+                | Some(core::config_source::ConfigSourceSpecifier::Self_(_)) => {}
+                _ => return Err("eds_cluster_config: eds_config must be ads or self".to_owned()),
+            }
+            let service = eds.map(|e| e.service_name.clone()).unwrap_or_default();
+            EndpointSource::Eds(if service.is_empty() {
+                c.name.clone()
+            } else {
+                service
+            })
+        }
+        Some(DiscoveryType::Static) => {
+            let assignment = c
+                .load_assignment
+                .as_ref()
+                .ok_or("type STATIC: load_assignment is missing")?;
+            EndpointSource::Static(self::assignment(assignment)?)
+        }
+        other => {
+            return Err(format!(
+                "type {}: only EDS and STATIC clusters are supported",
+                other.map_or("unknown".to_owned(), |t| t.as_str_name().to_owned())
+            ));
+        }
+    };
+    let lb_policy = lb_policy(c)?;
+    let connect_timeout = c
+        .connect_timeout
+        .as_ref()
+        .and_then(duration)
+        .filter(|d| !d.is_zero())
+        .unwrap_or(Duration::from_secs(5));
+    Ok((
+        config::Cluster {
+            name: c.name.clone(),
+            lb_policy,
+            protocol: protocol(c),
+            connect_timeout,
+            ..config::Cluster::new(c.name.clone(), Vec::new())
+        },
+        source,
+    ))
+}
+
+/// The cluster's balancing policy: the first supported entry of the typed
+/// `load_balancing_policy` list when there is one (gRFC A52), else the
+/// `lb_policy` enum with its `lb_config`.
+fn lb_policy(c: &cluster::Cluster) -> Result<LbPolicy, String> {
+    use cluster::cluster::{LbConfig, LbPolicy as Lb};
+    if let Some(typed) = &c.load_balancing_policy {
+        return typed_lb_policy(typed, "load_balancing_policy");
+    }
+    let policy = match Lb::try_from(c.lb_policy) {
+        Ok(Lb::RoundRobin) => LbPolicy::RoundRobin,
+        Ok(Lb::Random) => LbPolicy::Random,
+        Ok(Lb::LeastRequest) => {
+            let config = match &c.lb_config {
+                Some(LbConfig::LeastRequestLbConfig(l)) => l.choice_count.map(|n| n.value),
+                _ => None,
+            };
+            least_request(config)?
+        }
+        Ok(Lb::RingHash) => {
+            let (min, max, function) = match &c.lb_config {
+                Some(LbConfig::RingHashLbConfig(r)) => (
+                    r.minimum_ring_size.map(|n| n.value),
+                    r.maximum_ring_size.map(|n| n.value),
+                    r.hash_function,
+                ),
+                _ => (None, None, 0),
+            };
+            if function != 0 {
+                return Err(
+                    "ring_hash_lb_config: hash_function: only XX_HASH is supported".to_owned(),
+                );
+            }
+            ring_hash(min, max)?
+        }
+        Ok(Lb::Maglev) => {
+            let size = match &c.lb_config {
+                Some(LbConfig::MaglevLbConfig(m)) => m.table_size.map(|n| n.value),
+                _ => None,
+            };
+            maglev(size)?
+        }
+        Ok(Lb::LoadBalancingPolicyConfig) => {
+            return Err(
+                "lb_policy LOAD_BALANCING_POLICY_CONFIG: load_balancing_policy is missing"
+                    .to_owned(),
+            );
+        }
+        Ok(other) => {
+            return Err(format!("lb_policy {}: not supported", other.as_str_name()));
+        }
+        Err(_) => return Err(format!("lb_policy {}: unknown", c.lb_policy)),
+    };
+    Ok(policy)
+}
+
+/// The first policy of `typed` meshlib supports (gRFC A52). `wrr_locality`
+/// stands for its child: meshlib weights localities whenever EDS gives them
+/// weights, as gRPC does.
+fn typed_lb_policy(typed: &cluster::LoadBalancingPolicy, field: &str) -> Result<LbPolicy, String> {
+    use meshlib_xds::pb::envoy::extensions::load_balancing_policies as lb;
+    let mut seen = Vec::new();
+    for (i, policy) in typed.policies.iter().enumerate() {
+        let Some(any) = policy
+            .typed_extension_config
+            .as_ref()
+            .and_then(|t| t.typed_config.as_ref())
+        else {
+            return Err(format!(
+                "{field}: policies[{i}]: typed_extension_config is missing"
+            ));
+        };
+        let decode_error = |e: prost::DecodeError| format!("{field}: policies[{i}]: {e}");
+        let url = any.type_url.as_str();
+        let policy = if url == lb::round_robin::v3::RoundRobin::type_url() {
+            LbPolicy::RoundRobin
+        } else if url == lb::random::v3::Random::type_url() {
+            LbPolicy::Random
+        } else if url == lb::least_request::v3::LeastRequest::type_url() {
+            let l = lb::least_request::v3::LeastRequest::decode(any.value.as_slice())
+                .map_err(decode_error)?;
+            least_request(l.choice_count.map(|n| n.value))?
+        } else if url == lb::ring_hash::v3::RingHash::type_url() {
+            let r =
+                lb::ring_hash::v3::RingHash::decode(any.value.as_slice()).map_err(decode_error)?;
+            if r.hash_function != 0 {
+                return Err(format!(
+                    "{field}: ring_hash: hash_function: only XX_HASH is supported"
+                ));
+            }
+            ring_hash(
+                r.minimum_ring_size.map(|n| n.value),
+                r.maximum_ring_size.map(|n| n.value),
+            )?
+        } else if url == lb::maglev::v3::Maglev::type_url() {
+            let m = lb::maglev::v3::Maglev::decode(any.value.as_slice()).map_err(decode_error)?;
+            maglev(m.table_size.map(|n| n.value))?
+        } else if url == lb::wrr_locality::v3::WrrLocality::type_url() {
+            let w = lb::wrr_locality::v3::WrrLocality::decode(any.value.as_slice())
+                .map_err(decode_error)?;
+            let child = w.endpoint_picking_policy.as_ref().ok_or_else(|| {
+                format!("{field}: wrr_locality: endpoint_picking_policy is missing")
+            })?;
+            typed_lb_policy(
+                child,
+                &format!("{field}: wrr_locality: endpoint_picking_policy"),
+            )?
+        } else {
+            seen.push(url.rsplit('/').next().unwrap_or(url).to_owned());
+            continue;
+        };
+        return Ok(policy);
+    }
+    Err(format!(
+        "{field}: no supported policy (found: {})",
+        if seen.is_empty() {
+            "none".to_owned()
+        } else {
+            seen.join(", ")
+        }
+    ))
+}
+
+fn least_request(choice_count: Option<u32>) -> Result<LbPolicy, String> {
+    match choice_count {
+        None => Ok(LbPolicy::least_request()),
+        Some(n) if n >= 2 => Ok(LbPolicy::LeastRequest { choice_count: n }),
+        Some(n) => Err(format!("least_request: choice_count {n} is below 2")),
+    }
+}
+
+fn ring_hash(minimum: Option<u64>, maximum: Option<u64>) -> Result<LbPolicy, String> {
+    // Envoy's defaults; its maximum is also the largest ring it allows.
+    let (default_min, default_max) = (1024, 8 * 1024 * 1024);
+    let (min, max) = (
+        minimum.unwrap_or(default_min),
+        maximum.unwrap_or(default_max),
+    );
+    if min == 0 || max > default_max || min > max {
+        return Err(format!(
+            "ring_hash: ring sizes {min}..{max} must satisfy 1 <= minimum <= maximum <= {default_max}"
+        ));
+    }
+    Ok(LbPolicy::RingHash {
+        minimum_ring_size: min,
+        maximum_ring_size: max,
+    })
+}
+
+fn maglev(table_size: Option<u64>) -> Result<LbPolicy, String> {
+    let size = match table_size {
+        None => return Ok(LbPolicy::maglev()),
+        Some(n) => n,
+    };
+    let prime = size >= 2 && (2..).take_while(|d| d * d <= size).all(|d| size % d != 0);
+    if !prime || size > 5_000_011 {
+        return Err(format!(
+            "maglev: table_size {size} must be a prime up to 5000011"
+        ));
+    }
+    Ok(LbPolicy::Maglev { table_size: size })
+}
+
+/// HTTP/2 when the cluster asks for it (the typed HttpProtocolOptions or the
+/// deprecated `http2_protocol_options`), else HTTP/1.1 as in Envoy.
+#[allow(deprecated)]
+fn protocol(c: &cluster::Cluster) -> Protocol {
+    use meshlib_xds::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+    use meshlib_xds::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
+        UpstreamProtocolOptions as U, explicit_http_config::ProtocolConfig,
+    };
+    if c.http2_protocol_options.is_some() {
+        return Protocol::Http2;
+    }
+    let options = c
+        .typed_extension_protocol_options
+        .get(HTTP_PROTOCOL_OPTIONS)
+        .filter(|any| any.type_url == HttpProtocolOptions::type_url())
+        .and_then(|any| HttpProtocolOptions::decode(any.value.as_slice()).ok());
+    match options.and_then(|o| o.upstream_protocol_options) {
+        Some(U::ExplicitHttpConfig(explicit)) => match explicit.protocol_config {
+            Some(ProtocolConfig::Http2ProtocolOptions(_)) => Protocol::Http2,
+            _ => Protocol::Http1,
+        },
+        _ => Protocol::Http1,
+    }
+}
+
+/// A ClusterLoadAssignment: endpoints with their locality and priority,
+/// locality weights, and the overprovisioning factor.
+pub(crate) fn assignment(a: &endpoint::ClusterLoadAssignment) -> Result<Assignment, String> {
+    let mut endpoints = Vec::new();
+    let mut locality_weights: Vec<config::LocalityWeight> = Vec::new();
+    let mut priorities = std::collections::BTreeSet::new();
+    for (i, locality) in a.endpoints.iter().enumerate() {
+        let place = locality
+            .locality
+            .as_ref()
+            .map_or_else(Locality::default, |l| Locality {
+                region: l.region.clone(),
+                zone: l.zone.clone(),
+                sub_zone: l.sub_zone.clone(),
+            });
+        priorities.insert(locality.priority);
+        if let Some(weight) = locality
+            .load_balancing_weight
+            .map(|w| w.value)
+            .filter(|w| *w > 0)
+        {
+            if locality_weights.iter().any(|lw| lw.locality == place) {
+                return Err(format!(
+                    "endpoints[{i}]: locality {place:?} is listed twice"
+                ));
+            }
+            locality_weights.push(config::LocalityWeight {
+                locality: place.clone(),
+                weight,
+            });
+        }
+        for (j, lb) in locality.lb_endpoints.iter().enumerate() {
+            let field = format!("endpoints[{i}].lb_endpoints[{j}]");
+            let Some(endpoint::lb_endpoint::HostIdentifier::Endpoint(e)) = &lb.host_identifier
+            else {
+                return Err(format!("{field}: endpoint is missing"));
+            };
+            let address =
+                socket_address(e.address.as_ref()).map_err(|m| format!("{field}: {m}"))?;
+            let weight = lb.load_balancing_weight.as_ref().map_or(1, |w| w.value);
+            if weight == 0 {
+                return Err(format!("{field}: load_balancing_weight must be at least 1"));
+            }
+            if let Some(other) = endpoints
+                .iter()
+                .position(|e: &config::Endpoint| e.address == address)
+            {
+                return Err(format!(
+                    "{field}: address {address} is listed twice (endpoint #{other})"
+                ));
+            }
+            endpoints.push(config::Endpoint {
+                address,
+                weight,
+                health: health(lb.health_status),
+                locality: place.clone(),
+                priority: locality.priority,
+            });
+        }
+    }
+    // Priorities must run 0, 1, 2… without gaps (gRPC refuses gaps).
+    if let Some((expected, found)) = priorities
+        .iter()
+        .enumerate()
+        .find(|(expected, found)| u32::try_from(*expected).ok() != Some(**found))
+    {
+        return Err(format!(
+            "endpoints: priority {found} is used but priority {expected} is not (priorities must not skip a level)"
+        ));
+    }
+    let policy = a.policy.as_ref();
+    if policy.is_some_and(|p| !p.drop_overloads.is_empty()) {
+        return Err("policy: drop_overloads: not supported".to_owned());
+    }
+    let overprovisioning_factor = policy
+        .and_then(|p| p.overprovisioning_factor)
+        .map(|f| f.value);
+    if overprovisioning_factor == Some(0) {
+        return Err("policy: overprovisioning_factor must be above 0".to_owned());
+    }
+    Ok(Assignment {
+        endpoints,
+        locality_weights,
+        overprovisioning_factor,
+    })
+}
+
+fn socket_address(address: Option<&core::Address>) -> Result<SocketAddr, String> {
+    let Some(core::address::Address::SocketAddress(sa)) = address.and_then(|a| a.address.as_ref())
+    else {
+        return Err("address: only socket addresses are supported".to_owned());
+    };
+    let ip: IpAddr = sa.address.parse().map_err(|_| {
+        format!(
+            "address {:?}: only IP addresses are supported (no DNS names)",
+            sa.address
+        )
+    })?;
+    let port = match sa.port_specifier {
+        Some(core::socket_address::PortSpecifier::PortValue(p)) => {
+            u16::try_from(p).map_err(|_| format!("port_value {p} is above 65535"))?
+        }
+        _ => return Err("address: port_value is missing".to_owned()),
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// EDS health: UNKNOWN and HEALTHY take traffic; UNHEALTHY, DRAINING (and
+/// TIMEOUT, DEGRADED for now) do not.
+fn health(status: i32) -> HealthStatus {
+    match core::HealthStatus::try_from(status) {
+        Ok(core::HealthStatus::Healthy) => HealthStatus::Healthy,
+        Ok(core::HealthStatus::Unknown) => HealthStatus::Unknown,
+        Ok(core::HealthStatus::Draining) => HealthStatus::Draining,
+        _ => HealthStatus::Unhealthy,
+    }
+}

@@ -1,0 +1,122 @@
+//! Checked conversions from Envoy's protobufs into meshlib's model.
+//!
+//! Each returns the model value or the reason the resource is refused, which
+//! becomes the NACK's `error_detail`. The rule (gRFC A27): a field meshlib does
+//! not support is ignored when it cannot change where or how traffic goes,
+//! and refused, naming the field, when it could.
+
+mod clusters;
+mod routes;
+
+use std::time::Duration;
+
+use meshlib_xds::pb::envoy::config::core::v3 as core;
+use meshlib_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+use meshlib_xds::pb::google::protobuf;
+use prost::Message;
+
+use crate::config;
+
+pub(crate) use clusters::{Assignment, EndpointSource, assignment, cluster};
+pub(crate) use routes::route_configuration;
+
+/// Where a listener's routes come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ListenerRoutes {
+    /// In the listener itself.
+    Inline(Vec<config::VirtualHost>),
+    /// In the RouteConfiguration of this name (RDS).
+    Rds(String),
+}
+
+const HCM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+const ROUTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+
+pub(crate) fn duration(d: &protobuf::Duration) -> Option<Duration> {
+    let seconds = u64::try_from(d.seconds).ok()?;
+    let nanos = u32::try_from(d.nanos).ok()?;
+    Some(Duration::new(seconds, nanos))
+}
+
+/// A client-side (API) listener: its HttpConnectionManager's routes.
+pub(crate) fn listener(
+    listener: &meshlib_xds::pb::envoy::config::listener::v3::Listener,
+) -> Result<ListenerRoutes, String> {
+    let api = listener
+        .api_listener
+        .as_ref()
+        .and_then(|a| a.api_listener.as_ref())
+        .ok_or(
+            "api_listener: missing (a client listener carries an HttpConnectionManager there)",
+        )?;
+    if api.type_url != HCM_TYPE {
+        return Err(format!(
+            "api_listener: type {:?} is not an HttpConnectionManager",
+            api.type_url
+        ));
+    }
+    let manager = hcm::HttpConnectionManager::decode(api.value.as_slice())
+        .map_err(|e| format!("api_listener: cannot decode HttpConnectionManager: {e}"))?;
+    http_filters(&manager.http_filters)?;
+    match manager.route_specifier {
+        Some(hcm::http_connection_manager::RouteSpecifier::Rds(rds)) => {
+            if rds.route_config_name.is_empty() {
+                return Err("rds: route_config_name is empty".to_owned());
+            }
+            match rds
+                .config_source
+                .as_ref()
+                .and_then(|s| s.config_source_specifier.as_ref())
+            {
+                Some(core::config_source::ConfigSourceSpecifier::Ads(_))
+                | Some(core::config_source::ConfigSourceSpecifier::Self_(_)) => {}
+                _ => return Err("rds: config_source must be ads or self".to_owned()),
+            }
+            Ok(ListenerRoutes::Rds(rds.route_config_name))
+        }
+        Some(hcm::http_connection_manager::RouteSpecifier::RouteConfig(config)) => {
+            Ok(ListenerRoutes::Inline(route_configuration(&config)?))
+        }
+        Some(hcm::http_connection_manager::RouteSpecifier::ScopedRoutes(_)) => {
+            Err("scoped_routes: not supported".to_owned())
+        }
+        None => Err("HttpConnectionManager has neither rds nor route_config".to_owned()),
+    }
+}
+
+/// gRPC's rule: at least one filter, the router last; a filter meshlib does
+/// not run is refused unless marked optional.
+fn http_filters(filters: &[hcm::HttpFilter]) -> Result<(), String> {
+    let Some((last, others)) = filters.split_last() else {
+        return Err("http_filters: expected at least one HTTP filter (the router)".to_owned());
+    };
+    let type_of = |f: &hcm::HttpFilter| match &f.config_type {
+        Some(hcm::http_filter::ConfigType::TypedConfig(any)) => any.type_url.clone(),
+        _ => String::new(),
+    };
+    if type_of(last) != ROUTER_TYPE {
+        return Err(format!(
+            "http_filters: the last filter must be the router, found {:?}",
+            last.name
+        ));
+    }
+    for filter in others {
+        let kind = type_of(filter);
+        if kind == ROUTER_TYPE {
+            return Err(format!(
+                "http_filters: router {:?} is not last",
+                filter.name
+            ));
+        }
+        if !filter.is_optional {
+            return Err(format!(
+                "http_filters: filter {:?} ({kind}) is not supported",
+                filter.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,482 @@
+//! RouteConfiguration → virtual hosts and routes.
+
+use meshlib_xds::pb::envoy::config::core::v3 as core;
+use meshlib_xds::pb::envoy::config::route::v3 as route;
+use meshlib_xds::pb::envoy::r#type::matcher::v3 as matcher;
+use meshlib_xds::pb::envoy::r#type::v3 as types;
+
+use super::duration;
+use crate::config::{
+    self, AppendAction, Denominator, Destination, FractionalPercent, HashOn, HashPolicy,
+    HeaderMatcher, HeaderRule, HeaderToAdd, MaxStreamDuration, MirrorPolicy, PathMatch,
+    QueryParameterMatcher, RegexRewrite, RouteAction, RouteMatch, StringMatcher, StringRule,
+    WeightedCluster,
+};
+
+/// A RouteConfiguration's virtual hosts. Headers to add or remove set on the
+/// virtual host or the whole configuration are folded into each route's
+/// lists, after the route's own (Envoy's default order).
+pub(crate) fn route_configuration(
+    config: &route::RouteConfiguration,
+) -> Result<Vec<config::VirtualHost>, String> {
+    let global = HeaderChanges::of(
+        &config.request_headers_to_add,
+        &config.request_headers_to_remove,
+    )
+    .map_err(|e| format!("route configuration: {e}"))?;
+    config
+        .virtual_hosts
+        .iter()
+        .map(|vhost| {
+            let context = |e: String| format!("virtual_host {:?}: {e}", vhost.name);
+            let local = HeaderChanges::of(
+                &vhost.request_headers_to_add,
+                &vhost.request_headers_to_remove,
+            )
+            .map_err(context)?;
+            let routes = vhost
+                .routes
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let mut route = convert_route(r).map_err(|e| {
+                        let label = if r.name.is_empty() {
+                            format!("#{i}")
+                        } else {
+                            format!("{:?}", r.name)
+                        };
+                        context(format!("route {label}: {e}"))
+                    })?;
+                    for changes in [&local, &global] {
+                        route
+                            .request_headers_to_add
+                            .extend(changes.add.iter().cloned());
+                        route
+                            .request_headers_to_remove
+                            .extend(changes.remove.iter().cloned());
+                    }
+                    Ok(route)
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            Ok(config::VirtualHost {
+                name: vhost.name.clone(),
+                domains: vhost.domains.clone(),
+                routes,
+            })
+        })
+        .collect()
+}
+
+/// Request headers to add and remove, at any level of a RouteConfiguration.
+struct HeaderChanges {
+    add: Vec<HeaderToAdd>,
+    remove: Vec<String>,
+}
+
+impl HeaderChanges {
+    fn of(add: &[core::HeaderValueOption], remove: &[String]) -> Result<Self, String> {
+        let add = add
+            .iter()
+            .enumerate()
+            .map(|(i, option)| {
+                header_to_add(option).map_err(|e| format!("request_headers_to_add[{i}]: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(HeaderChanges {
+            add,
+            remove: remove.iter().map(|n| n.to_ascii_lowercase()).collect(),
+        })
+    }
+}
+
+#[allow(deprecated)]
+fn header_to_add(option: &core::HeaderValueOption) -> Result<HeaderToAdd, String> {
+    use core::header_value_option::HeaderAppendAction as A;
+    let header = option.header.as_ref().ok_or("header: missing")?;
+    let value = if header.raw_value.is_empty() {
+        header.value.clone()
+    } else {
+        String::from_utf8(header.raw_value.clone())
+            .map_err(|_| format!("header {:?}: raw_value is not UTF-8", header.key))?
+    };
+    let append_action = match option.append.as_ref().map(|b| b.value) {
+        // The deprecated `append` wins when set, as in Envoy.
+        Some(true) => AppendAction::AppendIfExistsOrAdd,
+        Some(false) => AppendAction::OverwriteIfExistsOrAdd,
+        None => match A::try_from(option.append_action) {
+            Ok(A::AppendIfExistsOrAdd) => AppendAction::AppendIfExistsOrAdd,
+            Ok(A::AddIfAbsent) => AppendAction::AddIfAbsent,
+            Ok(A::OverwriteIfExistsOrAdd) => AppendAction::OverwriteIfExistsOrAdd,
+            Ok(A::OverwriteIfExists) => AppendAction::OverwriteIfExists,
+            Err(_) => return Err(format!("append_action {}: unknown", option.append_action)),
+        },
+    };
+    Ok(HeaderToAdd {
+        name: header.key.to_ascii_lowercase(),
+        value,
+        append_action,
+    })
+}
+
+/// One route.
+fn convert_route(r: &route::Route) -> Result<config::Route, String> {
+    let Some(m) = &r.r#match else {
+        return Err("match: missing".to_owned());
+    };
+    use route::route_match::PathSpecifier as P;
+    let path = match &m.path_specifier {
+        Some(P::Prefix(p)) => PathMatch::Prefix(p.clone()),
+        Some(P::Path(p)) => PathMatch::Exact(p.clone()),
+        Some(P::SafeRegex(r)) => PathMatch::Regex(checked_regex(&r.regex, "match")?),
+        Some(P::PathSeparatedPrefix(p)) => PathMatch::PathSeparatedPrefix(p.clone()),
+        Some(P::PathMatchPolicy(_)) => {
+            return Err("match: path_match_policy: not supported".to_owned());
+        }
+        Some(P::ConnectMatcher(_)) => {
+            return Err("match: connect_matcher: not supported".to_owned());
+        }
+        None => return Err("match: no path specifier".to_owned()),
+    };
+    if m.grpc.is_some() {
+        // Every request meshlib's gRPC channel sends is gRPC; an HTTP request
+        // through the same route would be matched anyway. Refuse rather than differ.
+        return Err("match: grpc: not supported".to_owned());
+    }
+    if !m.dynamic_metadata.is_empty() || !m.cookies.is_empty() {
+        return Err("match: dynamic_metadata / cookies: not supported".to_owned());
+    }
+    if m.tls_context.is_some() {
+        return Err("match: tls_context: not supported".to_owned());
+    }
+    let headers = m
+        .headers
+        .iter()
+        .map(header_matcher)
+        .collect::<Result<Vec<_>, _>>()?;
+    let query_parameters = m
+        .query_parameters
+        .iter()
+        .map(query_parameter)
+        .collect::<Result<Vec<_>, _>>()?;
+    let runtime_fraction = m
+        .runtime_fraction
+        .as_ref()
+        .map(|f| fraction(f, "match: runtime_fraction"))
+        .transpose()?
+        .flatten();
+    let action = match &r.action {
+        Some(route::route::Action::Route(action)) => route_action(action)?,
+        Some(route::route::Action::Redirect(_)) => return Err("redirect: not supported".to_owned()),
+        Some(route::route::Action::DirectResponse(_)) => {
+            return Err("direct_response: not supported".to_owned());
+        }
+        Some(_) => return Err("action: only `route` is supported".to_owned()),
+        None => return Err("action: missing".to_owned()),
+    };
+    let changes = HeaderChanges::of(&r.request_headers_to_add, &r.request_headers_to_remove)?;
+    Ok(config::Route {
+        name: r.name.clone(),
+        matcher: RouteMatch {
+            path,
+            case_sensitive: m.case_sensitive.as_ref().is_none_or(|b| b.value),
+            headers,
+            query_parameters,
+            runtime_fraction,
+        },
+        action,
+        request_headers_to_add: changes.add,
+        request_headers_to_remove: changes.remove,
+    })
+}
+
+/// A runtime fraction's default value (meshlib has no runtime to look the key
+/// up in, as gRPC has none).
+fn fraction(
+    f: &core::RuntimeFractionalPercent,
+    field: &str,
+) -> Result<Option<FractionalPercent>, String> {
+    let Some(value) = &f.default_value else {
+        return Ok(None);
+    };
+    use types::fractional_percent::DenominatorType as D;
+    let denominator = match D::try_from(value.denominator) {
+        Ok(D::Hundred) => Denominator::Hundred,
+        Ok(D::TenThousand) => Denominator::TenThousand,
+        Ok(D::Million) => Denominator::Million,
+        Err(_) => {
+            return Err(format!(
+                "{field}: denominator {} unknown",
+                value.denominator
+            ));
+        }
+    };
+    Ok(Some(FractionalPercent {
+        numerator: value.numerator,
+        denominator,
+    }))
+}
+
+fn query_parameter(q: &route::QueryParameterMatcher) -> Result<QueryParameterMatcher, String> {
+    use route::query_parameter_matcher::QueryParameterMatchSpecifier as Q;
+    let field = format!("match: query_parameters: {:?}", q.name);
+    let value = match &q.query_parameter_match_specifier {
+        Some(Q::StringMatch(s)) => Some(string_matcher(s, &field)?),
+        Some(Q::PresentMatch(true)) => None,
+        Some(Q::PresentMatch(false)) | None => {
+            return Err(format!(
+                "{field}: needs string_match or present_match: true"
+            ));
+        }
+    };
+    Ok(QueryParameterMatcher {
+        name: q.name.clone(),
+        value,
+    })
+}
+
+fn string_matcher(s: &matcher::StringMatcher, field: &str) -> Result<StringMatcher, String> {
+    use matcher::string_matcher::MatchPattern as P;
+    let rule = match &s.match_pattern {
+        Some(P::Exact(v)) => StringRule::Exact(v.clone()),
+        Some(P::Prefix(v)) => StringRule::Prefix(v.clone()),
+        Some(P::Suffix(v)) => StringRule::Suffix(v.clone()),
+        Some(P::Contains(v)) => StringRule::Contains(v.clone()),
+        Some(P::SafeRegex(r)) => StringRule::Regex(checked_regex(&r.regex, field)?),
+        _ => return Err(format!("{field}: string_match pattern not supported")),
+    };
+    Ok(StringMatcher {
+        rule,
+        ignore_case: s.ignore_case,
+    })
+}
+
+// The deprecated `*_match` fields are still what many control planes send.
+#[allow(deprecated)]
+fn header_matcher(h: &route::HeaderMatcher) -> Result<HeaderMatcher, String> {
+    use route::header_matcher::HeaderMatchSpecifier as Spec;
+    let field = format!("match: headers: {:?}", h.name);
+    let mut ignore_case = false;
+    let rule = match &h.header_match_specifier {
+        Some(Spec::ExactMatch(v)) => HeaderRule::Exact(v.clone()),
+        Some(Spec::PrefixMatch(v)) => HeaderRule::Prefix(v.clone()),
+        Some(Spec::SuffixMatch(v)) => HeaderRule::Suffix(v.clone()),
+        Some(Spec::ContainsMatch(v)) => HeaderRule::Contains(v.clone()),
+        Some(Spec::SafeRegexMatch(r)) => HeaderRule::Regex(checked_regex(&r.regex, &field)?),
+        Some(Spec::PresentMatch(p)) => HeaderRule::Present(*p),
+        Some(Spec::RangeMatch(r)) => {
+            if r.start >= r.end {
+                return Err(format!("{field}: range [{}, {}) is empty", r.start, r.end));
+            }
+            HeaderRule::Range {
+                start: r.start,
+                end: r.end,
+            }
+        }
+        Some(Spec::StringMatch(s)) => {
+            ignore_case = s.ignore_case;
+            use matcher::string_matcher::MatchPattern as P;
+            match &s.match_pattern {
+                Some(P::Exact(v)) => HeaderRule::Exact(v.clone()),
+                Some(P::Prefix(v)) => HeaderRule::Prefix(v.clone()),
+                Some(P::Suffix(v)) => HeaderRule::Suffix(v.clone()),
+                Some(P::Contains(v)) => HeaderRule::Contains(v.clone()),
+                Some(P::SafeRegex(r)) => HeaderRule::Regex(checked_regex(&r.regex, &field)?),
+                _ => return Err(format!("{field}: string_match pattern not supported")),
+            }
+        }
+        None => HeaderRule::Present(true),
+    };
+    Ok(HeaderMatcher {
+        name: h.name.to_ascii_lowercase(),
+        rule,
+        ignore_case,
+        invert_match: h.invert_match,
+    })
+}
+
+fn checked_regex(pattern: &str, field: &str) -> Result<String, String> {
+    regex::Regex::new(pattern).map_err(|e| format!("{field}: safe_regex: {e}"))?;
+    Ok(pattern.to_owned())
+}
+
+fn route_action(action: &route::RouteAction) -> Result<RouteAction, String> {
+    use route::route_action::ClusterSpecifier as C;
+    use route::route_action::HostRewriteSpecifier as H;
+    let destination = match &action.cluster_specifier {
+        Some(C::Cluster(name)) if !name.is_empty() => Destination::Cluster(name.clone()),
+        Some(C::Cluster(_)) => return Err("cluster: empty name".to_owned()),
+        Some(C::WeightedClusters(weighted)) => weighted_clusters(weighted)?,
+        Some(C::ClusterHeader(_)) => {
+            // Which clusters to fetch would not be known before a request
+            // names one; Envoy fetches all clusters, meshlib the ones routes name.
+            return Err(
+                "cluster_header: not supported over xDS (meshlib subscribes to the clusters routes name)"
+                    .to_owned(),
+            );
+        }
+        Some(_) => return Err("cluster_specifier_plugin: not supported".to_owned()),
+        None => return Err("route: no cluster specifier".to_owned()),
+    };
+    let prefix_rewrite = (!action.prefix_rewrite.is_empty()).then(|| action.prefix_rewrite.clone());
+    let regex_rewrite = action
+        .regex_rewrite
+        .as_ref()
+        .map(|r| {
+            let pattern = r
+                .pattern
+                .as_ref()
+                .ok_or("regex_rewrite: pattern is missing")?;
+            Ok::<_, String>(RegexRewrite {
+                pattern: checked_regex(&pattern.regex, "regex_rewrite")?,
+                // Envoy writes capture groups as `\1`; meshlib's model keeps
+                // Envoy's syntax.
+                substitution: r.substitution.clone(),
+            })
+        })
+        .transpose()?;
+    if prefix_rewrite.is_some() && regex_rewrite.is_some() {
+        return Err("prefix_rewrite and regex_rewrite: set only one".to_owned());
+    }
+    if action.path_rewrite_policy.is_some() {
+        return Err("path_rewrite_policy: not supported".to_owned());
+    }
+    let host_rewrite_literal = match &action.host_rewrite_specifier {
+        None => None,
+        Some(H::HostRewriteLiteral(host)) => Some(host.clone()),
+        Some(H::AutoHostRewrite(b)) if !b.value => None,
+        Some(_) => {
+            return Err("host_rewrite: only host_rewrite_literal is supported".to_owned());
+        }
+    };
+    let request_mirror_policies = action
+        .request_mirror_policies
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let field = format!("request_mirror_policies[{i}]");
+            if m.cluster.is_empty() {
+                return Err(format!(
+                    "{field}: cluster is missing (cluster_header is not supported)"
+                ));
+            }
+            Ok(MirrorPolicy {
+                cluster: m.cluster.clone(),
+                fraction: m
+                    .runtime_fraction
+                    .as_ref()
+                    .map(|f| fraction(f, &field))
+                    .transpose()?
+                    .flatten(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let hash_policy = action
+        .hash_policy
+        .iter()
+        .enumerate()
+        .map(|(i, p)| hash_policy(p).map_err(|e| format!("hash_policy[{i}]: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let max_stream_duration = action
+        .max_stream_duration
+        .as_ref()
+        .map(|m| {
+            if m.grpc_timeout_header_offset.is_some() {
+                return Err(
+                    "max_stream_duration: grpc_timeout_header_offset: not supported".to_owned(),
+                );
+            }
+            Ok(MaxStreamDuration {
+                max_stream_duration: m
+                    .max_stream_duration
+                    .as_ref()
+                    .and_then(duration)
+                    .filter(|d| !d.is_zero()),
+                grpc_timeout_header_max: m.grpc_timeout_header_max.as_ref().and_then(duration),
+            })
+        })
+        .transpose()?;
+    Ok(RouteAction {
+        destination,
+        timeout: action
+            .timeout
+            .as_ref()
+            .and_then(duration)
+            .filter(|t| !t.is_zero()),
+        prefix_rewrite,
+        regex_rewrite,
+        host_rewrite_literal,
+        request_mirror_policies,
+        hash_policy,
+        max_stream_duration,
+    })
+}
+
+fn weighted_clusters(weighted: &route::WeightedCluster) -> Result<Destination, String> {
+    let clusters = weighted
+        .clusters
+        .iter()
+        .map(|c| {
+            if c.cluster_header.is_empty() && c.name.is_empty() {
+                return Err("weighted_clusters: a cluster has no name".to_owned());
+            }
+            if !c.cluster_header.is_empty() {
+                return Err("weighted_clusters: cluster_header: not supported".to_owned());
+            }
+            if !c.request_headers_to_add.is_empty()
+                || !c.request_headers_to_remove.is_empty()
+                || c.host_rewrite_specifier.is_some()
+            {
+                return Err(format!(
+                    "weighted_clusters: cluster {:?}: per-cluster header or host rewrites are not supported",
+                    c.name
+                ));
+            }
+            Ok(WeightedCluster {
+                name: c.name.clone(),
+                weight: c.weight.as_ref().map_or(0, |w| w.value),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let total: u64 = clusters.iter().map(|c| u64::from(c.weight)).sum();
+    if total == 0 {
+        return Err("weighted_clusters: weights sum to 0".to_owned());
+    }
+    if total > u64::from(u32::MAX) {
+        return Err(format!(
+            "weighted_clusters: weights sum to {total}, above 2^32-1"
+        ));
+    }
+    Ok(Destination::WeightedClusters(clusters))
+}
+
+fn hash_policy(p: &route::route_action::HashPolicy) -> Result<HashPolicy, String> {
+    use route::route_action::hash_policy::PolicySpecifier as S;
+    let on = match &p.policy_specifier {
+        Some(S::Header(h)) => {
+            if h.regex_rewrite.is_some() {
+                return Err("header: regex_rewrite: not supported".to_owned());
+            }
+            HashOn::Header(h.header_name.to_ascii_lowercase())
+        }
+        Some(S::Cookie(c)) => {
+            if c.ttl.is_some() {
+                // Envoy would then generate the cookie; meshlib only reads one.
+                return Err("cookie: ttl (cookie generation): not supported".to_owned());
+            }
+            HashOn::Cookie(c.name.clone())
+        }
+        Some(S::QueryParameter(q)) => HashOn::QueryParameter(q.name.clone()),
+        Some(S::ConnectionProperties(c)) if c.source_ip => HashOn::SourceIp,
+        Some(S::ConnectionProperties(_)) => {
+            return Err("connection_properties: only source_ip is supported".to_owned());
+        }
+        Some(S::FilterState(f)) => {
+            return Err(format!("filter_state {:?}: not supported", f.key));
+        }
+        None => return Err("no policy specifier".to_owned()),
+    };
+    Ok(HashPolicy {
+        on,
+        terminal: p.terminal,
+    })
+}

@@ -1,0 +1,469 @@
+//! The conversions, field by field: what is taken, and what is refused by name.
+
+use meshlib_xds::pb::envoy::config::cluster::v3 as cluster;
+use meshlib_xds::pb::envoy::config::core::v3 as core;
+use meshlib_xds::pb::envoy::config::endpoint::v3 as endpoint;
+use meshlib_xds::pb::envoy::config::route::v3 as route;
+use meshlib_xds::pb::envoy::extensions::load_balancing_policies as lb;
+use meshlib_xds::pb::envoy::r#type::matcher::v3 as matcher;
+use meshlib_xds::pb::google::protobuf::{BoolValue, Duration, UInt32Value, UInt64Value};
+use meshlib_xds::server::build;
+
+use super::{assignment, cluster, route_configuration};
+use crate::config::{
+    AppendAction, Denominator, Destination, FractionalPercent, HashOn, HashPolicy, HeaderToAdd,
+    LbPolicy, Locality, LocalityWeight, MaxStreamDuration, MirrorPolicy, PathMatch, RegexRewrite,
+    StringRule,
+};
+
+fn one_route(r: route::Route) -> Result<crate::config::Route, String> {
+    let config = build::route_configuration("rc", vec![build::virtual_host("vh", &["*"], vec![r])]);
+    route_configuration(&config).map(|mut vhosts| vhosts.remove(0).routes.remove(0))
+}
+
+fn action_of(r: &mut route::Route) -> &mut route::RouteAction {
+    match &mut r.action {
+        Some(route::route::Action::Route(action)) => action,
+        _ => panic!("the builder makes route actions"),
+    }
+}
+
+fn policy_entry<M: prost::Message + prost::Name>(
+    message: &M,
+) -> cluster::load_balancing_policy::Policy {
+    cluster::load_balancing_policy::Policy {
+        typed_extension_config: Some(core::TypedExtensionConfig {
+            name: M::NAME.to_owned(),
+            typed_config: Some(build::any(message)),
+        }),
+    }
+}
+
+#[test]
+fn matchers_beyond_path_and_headers_are_taken() {
+    let mut r = build::prefix_route("r", "/", &[("c", 1)]);
+    let m = r.r#match.as_mut().unwrap();
+    m.path_specifier = Some(route::route_match::PathSpecifier::PathSeparatedPrefix(
+        "/api".to_owned(),
+    ));
+    m.query_parameters.push(route::QueryParameterMatcher {
+        name: "debug".to_owned(),
+        query_parameter_match_specifier: Some(
+            route::query_parameter_matcher::QueryParameterMatchSpecifier::StringMatch(
+                matcher::StringMatcher {
+                    match_pattern: Some(matcher::string_matcher::MatchPattern::Prefix(
+                        "Y".to_owned(),
+                    )),
+                    ignore_case: true,
+                    ..Default::default()
+                },
+            ),
+        ),
+    });
+    m.runtime_fraction = Some(core::RuntimeFractionalPercent {
+        default_value: Some(meshlib_xds::pb::envoy::r#type::v3::FractionalPercent {
+            numerator: 25,
+            denominator: 1, // TEN_THOUSAND
+        }),
+        runtime_key: "ignored".to_owned(),
+    });
+    let converted = one_route(r).unwrap();
+    assert_eq!(
+        converted.matcher.path,
+        PathMatch::PathSeparatedPrefix("/api".to_owned())
+    );
+    let query = &converted.matcher.query_parameters[0];
+    assert_eq!(query.name, "debug");
+    let value = query.value.as_ref().unwrap();
+    assert_eq!(
+        (&value.rule, value.ignore_case),
+        (&StringRule::Prefix("Y".to_owned()), true)
+    );
+    assert_eq!(
+        converted.matcher.runtime_fraction,
+        Some(FractionalPercent {
+            numerator: 25,
+            denominator: Denominator::TenThousand
+        })
+    );
+}
+
+#[test]
+#[allow(deprecated)]
+fn route_actions_are_taken() {
+    let mut r = build::prefix_route("r", "/", &[("c", 1)]);
+    r.request_headers_to_add.push(core::HeaderValueOption {
+        header: Some(core::HeaderValue {
+            key: "X-Route".to_owned(),
+            value: "1".to_owned(),
+            ..Default::default()
+        }),
+        append_action: 1, // ADD_IF_ABSENT
+        ..Default::default()
+    });
+    r.request_headers_to_remove.push("x-secret".to_owned());
+    let action = action_of(&mut r);
+    action.prefix_rewrite = "/v2/".to_owned();
+    action.host_rewrite_specifier = Some(
+        route::route_action::HostRewriteSpecifier::HostRewriteLiteral("backend:8080".to_owned()),
+    );
+    action
+        .request_mirror_policies
+        .push(route::route_action::RequestMirrorPolicy {
+            cluster: "shadow".to_owned(),
+            ..Default::default()
+        });
+    action.hash_policy = vec![
+        route::route_action::HashPolicy {
+            policy_specifier: Some(route::route_action::hash_policy::PolicySpecifier::Header(
+                route::route_action::hash_policy::Header {
+                    header_name: "X-User".to_owned(),
+                    regex_rewrite: None,
+                },
+            )),
+            terminal: true,
+        },
+        route::route_action::HashPolicy {
+            policy_specifier: Some(route::route_action::hash_policy::PolicySpecifier::Cookie(
+                route::route_action::hash_policy::Cookie {
+                    name: "session".to_owned(),
+                    ..Default::default()
+                },
+            )),
+            terminal: false,
+        },
+    ];
+    action.max_stream_duration = Some(route::route_action::MaxStreamDuration {
+        max_stream_duration: Some(Duration {
+            seconds: 3,
+            nanos: 0,
+        }),
+        grpc_timeout_header_max: Some(Duration::default()),
+        grpc_timeout_header_offset: None,
+    });
+    let mut config =
+        build::route_configuration("rc", vec![build::virtual_host("vh", &["*"], vec![r])]);
+    config.virtual_hosts[0]
+        .request_headers_to_add
+        .push(core::HeaderValueOption {
+            header: Some(core::HeaderValue {
+                key: "x-vhost".to_owned(),
+                value: "2".to_owned(),
+                ..Default::default()
+            }),
+            append: Some(BoolValue { value: false }),
+            ..Default::default()
+        });
+    let converted = route_configuration(&config)
+        .unwrap()
+        .remove(0)
+        .routes
+        .remove(0);
+    let action = &converted.action;
+    assert_eq!(action.prefix_rewrite.as_deref(), Some("/v2/"));
+    assert_eq!(action.host_rewrite_literal.as_deref(), Some("backend:8080"));
+    assert_eq!(
+        action.request_mirror_policies,
+        [MirrorPolicy {
+            cluster: "shadow".to_owned(),
+            fraction: None
+        }]
+    );
+    assert_eq!(
+        action.hash_policy,
+        [
+            HashPolicy {
+                on: HashOn::Header("x-user".to_owned()),
+                terminal: true
+            },
+            HashPolicy {
+                on: HashOn::Cookie("session".to_owned()),
+                terminal: false
+            }
+        ]
+    );
+    assert_eq!(
+        action.max_stream_duration,
+        Some(MaxStreamDuration {
+            max_stream_duration: Some(std::time::Duration::from_secs(3)),
+            grpc_timeout_header_max: Some(std::time::Duration::ZERO),
+        })
+    );
+    // The route's own header first, then the virtual host's; the deprecated
+    // `append: false` means overwrite.
+    assert_eq!(
+        converted.request_headers_to_add,
+        [
+            HeaderToAdd {
+                name: "x-route".to_owned(),
+                value: "1".to_owned(),
+                append_action: AppendAction::AddIfAbsent
+            },
+            HeaderToAdd {
+                name: "x-vhost".to_owned(),
+                value: "2".to_owned(),
+                append_action: AppendAction::OverwriteIfExistsOrAdd
+            }
+        ]
+    );
+    assert_eq!(converted.request_headers_to_remove, ["x-secret"]);
+}
+
+#[test]
+fn regex_rewrites_keep_envoys_substitution() {
+    let mut r = build::prefix_route("r", "/", &[("c", 1)]);
+    action_of(&mut r).regex_rewrite = Some(matcher::RegexMatchAndSubstitute {
+        pattern: Some(matcher::RegexMatcher {
+            regex: "^/service/([^/]+)(/.*)$".to_owned(),
+            ..Default::default()
+        }),
+        substitution: "\\2/instance/\\1".to_owned(),
+    });
+    assert_eq!(
+        one_route(r).unwrap().action.regex_rewrite,
+        Some(RegexRewrite {
+            pattern: "^/service/([^/]+)(/.*)$".to_owned(),
+            substitution: "\\2/instance/\\1".to_owned()
+        })
+    );
+}
+
+#[test]
+fn what_would_change_traffic_is_refused_by_name() {
+    let cases: Vec<(fn(&mut route::Route), &str)> = vec![
+        (
+            |r| {
+                action_of(r).cluster_specifier = Some(
+                    route::route_action::ClusterSpecifier::ClusterHeader("x-cluster".to_owned()),
+                )
+            },
+            "cluster_header: not supported over xDS",
+        ),
+        (
+            |r| {
+                action_of(r).host_rewrite_specifier = Some(
+                    route::route_action::HostRewriteSpecifier::HostRewriteHeader("x".to_owned()),
+                )
+            },
+            "host_rewrite: only host_rewrite_literal is supported",
+        ),
+        (
+            |r| {
+                action_of(r)
+                    .hash_policy
+                    .push(route::route_action::HashPolicy {
+                        policy_specifier: Some(
+                            route::route_action::hash_policy::PolicySpecifier::Cookie(
+                                route::route_action::hash_policy::Cookie {
+                                    name: "s".to_owned(),
+                                    ttl: Some(Duration {
+                                        seconds: 60,
+                                        nanos: 0,
+                                    }),
+                                    ..Default::default()
+                                },
+                            ),
+                        ),
+                        terminal: false,
+                    })
+            },
+            "hash_policy[0]: cookie: ttl (cookie generation): not supported",
+        ),
+        (
+            |r| {
+                let m = r.r#match.as_mut().unwrap();
+                m.query_parameters.push(route::QueryParameterMatcher {
+                    name: "q".to_owned(),
+                    query_parameter_match_specifier: None,
+                })
+            },
+            "match: query_parameters: \"q\": needs string_match or present_match: true",
+        ),
+    ];
+    for (change, expected) in cases {
+        let mut r = build::prefix_route("r", "/", &[("c", 1)]);
+        change(&mut r);
+        let error = one_route(r).unwrap_err();
+        assert!(
+            error.contains(expected),
+            "{error:?} should say {expected:?}"
+        );
+        assert!(
+            error.starts_with("virtual_host \"vh\": route \"r\": "),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn lb_policies_come_from_the_enum_and_its_config() {
+    let mut c = build::eds_cluster("c");
+    c.lb_policy = cluster::cluster::LbPolicy::RingHash as i32;
+    c.lb_config = Some(cluster::cluster::LbConfig::RingHashLbConfig(
+        cluster::cluster::RingHashLbConfig {
+            minimum_ring_size: Some(UInt64Value { value: 64 }),
+            maximum_ring_size: Some(UInt64Value { value: 4096 }),
+            hash_function: 0,
+        },
+    ));
+    assert_eq!(
+        cluster(&c).unwrap().0.lb_policy,
+        LbPolicy::RingHash {
+            minimum_ring_size: 64,
+            maximum_ring_size: 4096
+        }
+    );
+    c.lb_policy = cluster::cluster::LbPolicy::LeastRequest as i32;
+    c.lb_config = None;
+    assert_eq!(cluster(&c).unwrap().0.lb_policy, LbPolicy::least_request());
+    c.lb_policy = cluster::cluster::LbPolicy::Maglev as i32;
+    assert_eq!(cluster(&c).unwrap().0.lb_policy, LbPolicy::maglev());
+    c.lb_policy = cluster::cluster::LbPolicy::Random as i32;
+    assert_eq!(cluster(&c).unwrap().0.lb_policy, LbPolicy::Random);
+    c.lb_config = Some(cluster::cluster::LbConfig::MaglevLbConfig(
+        cluster::cluster::MaglevLbConfig {
+            table_size: Some(UInt64Value { value: 1000 }),
+        },
+    ));
+    c.lb_policy = cluster::cluster::LbPolicy::Maglev as i32;
+    let error = cluster(&c).unwrap_err();
+    assert!(
+        error.contains("maglev: table_size 1000 must be a prime"),
+        "{error}"
+    );
+}
+
+#[test]
+fn the_first_supported_typed_policy_wins() {
+    let mut c = build::eds_cluster("c");
+    let unsupported =
+        lb::client_side_weighted_round_robin::v3::ClientSideWeightedRoundRobin::default();
+    let ring = lb::ring_hash::v3::RingHash {
+        minimum_ring_size: Some(UInt64Value { value: 10 }),
+        maximum_ring_size: Some(UInt64Value { value: 100 }),
+        ..Default::default()
+    };
+    c.load_balancing_policy = Some(cluster::LoadBalancingPolicy {
+        policies: vec![policy_entry(&unsupported), policy_entry(&ring)],
+    });
+    assert_eq!(
+        cluster(&c).unwrap().0.lb_policy,
+        LbPolicy::RingHash {
+            minimum_ring_size: 10,
+            maximum_ring_size: 100
+        }
+    );
+
+    // What gRPC's control planes send: wrr_locality around the endpoint policy.
+    let wrr = lb::wrr_locality::v3::WrrLocality {
+        endpoint_picking_policy: Some(cluster::LoadBalancingPolicy {
+            policies: vec![policy_entry(&lb::least_request::v3::LeastRequest {
+                choice_count: Some(UInt32Value { value: 3 }),
+                ..Default::default()
+            })],
+        }),
+    };
+    c.load_balancing_policy = Some(cluster::LoadBalancingPolicy {
+        policies: vec![policy_entry(&wrr)],
+    });
+    assert_eq!(
+        cluster(&c).unwrap().0.lb_policy,
+        LbPolicy::LeastRequest { choice_count: 3 }
+    );
+
+    c.load_balancing_policy = Some(cluster::LoadBalancingPolicy {
+        policies: vec![policy_entry(&unsupported)],
+    });
+    let error = cluster(&c).unwrap_err();
+    assert!(
+        error.contains("load_balancing_policy: no supported policy (found: envoy.extensions.load_balancing_policies.client_side_weighted_round_robin.v3.ClientSideWeightedRoundRobin)"),
+        "{error}"
+    );
+}
+
+fn locality(
+    zone: &str,
+    weight: Option<u32>,
+    priority: u32,
+    port: u16,
+) -> endpoint::LocalityLbEndpoints {
+    endpoint::LocalityLbEndpoints {
+        locality: Some(core::Locality {
+            zone: zone.to_owned(),
+            ..Default::default()
+        }),
+        load_balancing_weight: weight.map(|value| UInt32Value { value }),
+        priority,
+        lb_endpoints: vec![build::lb_endpoint(([127, 0, 0, 1], port).into())],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn assignments_carry_priorities_locality_weights_and_overprovisioning() {
+    let a = endpoint::ClusterLoadAssignment {
+        cluster_name: "c".to_owned(),
+        endpoints: vec![
+            locality("a", Some(3), 0, 1),
+            locality("b", Some(1), 0, 2),
+            locality("c", Some(1), 1, 3),
+        ],
+        policy: Some(endpoint::cluster_load_assignment::Policy {
+            overprovisioning_factor: Some(UInt32Value { value: 200 }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let converted = assignment(&a).unwrap();
+    let priorities: Vec<u32> = converted.endpoints.iter().map(|e| e.priority).collect();
+    assert_eq!(priorities, [0, 0, 1]);
+    let zone = |z: &str| Locality {
+        zone: z.to_owned(),
+        ..Default::default()
+    };
+    assert_eq!(
+        converted.locality_weights,
+        [
+            LocalityWeight {
+                locality: zone("a"),
+                weight: 3
+            },
+            LocalityWeight {
+                locality: zone("b"),
+                weight: 1
+            },
+            LocalityWeight {
+                locality: zone("c"),
+                weight: 1
+            }
+        ]
+    );
+    assert_eq!(converted.overprovisioning_factor, Some(200));
+
+    // No weights anywhere: localities are not weighted at all.
+    let plain = endpoint::ClusterLoadAssignment {
+        endpoints: vec![locality("a", None, 0, 1), locality("b", None, 0, 2)],
+        ..Default::default()
+    };
+    assert!(assignment(&plain).unwrap().locality_weights.is_empty());
+
+    // A skipped priority is refused, as gRPC refuses it.
+    let gap = endpoint::ClusterLoadAssignment {
+        endpoints: vec![locality("a", Some(1), 0, 1), locality("b", Some(1), 2, 2)],
+        ..Default::default()
+    };
+    let error = assignment(&gap).unwrap_err();
+    assert!(
+        error.contains("priority 2 is used but priority 1 is not"),
+        "{error}"
+    );
+}
+
+#[test]
+fn destinations_stay_as_written() {
+    let r = build::prefix_route("r", "/", &[("a", 1), ("b", 3)]);
+    assert!(matches!(
+        one_route(r).unwrap().action.destination,
+        Destination::WeightedClusters(ref c) if c.len() == 2
+    ));
+}
