@@ -512,6 +512,52 @@ virtual_hosts:
     }
 
     #[test]
+    fn the_reference_file_is_valid_and_means_what_it_says() {
+        use crate::config::{AppendAction, Destination, LbPolicy, PathMatch};
+        let config =
+            MeshConfig::from_yaml(include_str!("../../../examples/config/reference.yaml")).unwrap();
+        let cart = &config.virtual_hosts[0].routes[0];
+        assert_eq!(
+            cart.matcher.path,
+            PathMatch::PathSeparatedPrefix("/cart".to_owned())
+        );
+        assert!(!cart.matcher.case_sensitive);
+        assert_eq!(cart.matcher.query_parameters.len(), 2);
+        assert_eq!(
+            cart.matcher.runtime_fraction.map(|f| f.per_million()),
+            Some(500_000)
+        );
+        assert!(matches!(
+            cart.action.destination,
+            Destination::WeightedClusters(ref c) if c.len() == 2
+        ));
+        assert_eq!(cart.action.hash_policy.len(), 4);
+        assert_eq!(
+            cart.request_headers_to_add[0].append_action,
+            AppendAction::OverwriteIfExistsOrAdd
+        );
+        let v1 = config.cluster("cart-v1").unwrap();
+        assert_eq!(
+            v1.lb_policy,
+            LbPolicy::RingHash {
+                minimum_ring_size: 512,
+                maximum_ring_size: 8 * 1024 * 1024
+            }
+        );
+        assert_eq!(v1.locality_weights.len(), 2);
+        assert_eq!(v1.endpoints[2].priority, 1);
+        // Every endpoint's locality is one the weights list.
+        for endpoint in &v1.endpoints {
+            assert!(
+                v1.locality_weights
+                    .iter()
+                    .any(|w| w.locality == endpoint.locality),
+                "{endpoint:?}"
+            );
+        }
+    }
+
+    #[test]
     fn lb_policies_read_as_names_or_with_parameters() {
         use crate::config::LbPolicy;
         let config = MeshConfig::from_yaml(
