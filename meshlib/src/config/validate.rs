@@ -125,14 +125,12 @@ fn check_lb_policy(cluster: &Cluster, resource: &str, problems: &mut Problems) {
                 );
             }
         }
-        LbPolicy::Maglev { table_size } => {
-            if !is_prime(table_size) || table_size > 5_000_011 {
-                problems.push(
-                    resource,
-                    "lb_policy: maglev: table_size",
-                    format!("must be a prime up to 5000011, is {table_size}"),
-                );
-            }
+        LbPolicy::Maglev { table_size } if !is_prime(table_size) || table_size > 5_000_011 => {
+            problems.push(
+                resource,
+                "lb_policy: maglev: table_size",
+                format!("must be a prime up to 5000011, is {table_size}"),
+            );
         }
         LbPolicy::PeakEwma { decay, .. } if decay.is_zero() => {
             problems.push(resource, "lb_policy: peak_ewma: decay", "must be above 0");
@@ -142,7 +140,10 @@ fn check_lb_policy(cluster: &Cluster, resource: &str, problems: &mut Problems) {
 }
 
 fn is_prime(n: u64) -> bool {
-    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+    n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
 }
 
 fn check_virtual_hosts(config: &MeshConfig, problems: &mut Problems) {

@@ -55,7 +55,6 @@ fn matchers_beyond_path_and_headers_are_taken() {
                         "Y".to_owned(),
                     )),
                     ignore_case: true,
-                    ..Default::default()
                 },
             ),
         ),
@@ -230,7 +229,8 @@ fn regex_rewrites_keep_envoys_substitution() {
 
 #[test]
 fn what_would_change_traffic_is_refused_by_name() {
-    let cases: Vec<(fn(&mut route::Route), &str)> = vec![
+    type Change = fn(&mut route::Route);
+    let cases: Vec<(Change, &str)> = vec![
         (
             |r| {
                 action_of(r).cluster_specifier = Some(
