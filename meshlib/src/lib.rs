@@ -41,14 +41,17 @@
 //! ## The layers
 //!
 //! ```text
-//! request ─► Route ─► Timeout ─► Dispatch ─► Balancer ─► endpoint's pooled client
+//! request ─► Route ─► Mirror ─► Timeout ─► Dispatch ─► Balancer ─► endpoint's pooled client
 //! ```
 //!
-//! Each is usable alone: [`route::Route`] matches and records a
-//! [`route::RouteDecision`] in the request's extensions, [`timeout::Timeout`]
-//! applies the route's timeout, [`stack::Dispatch`] hands the request to the
-//! cluster's [`balance::Balancer`], which picks an endpoint and sends through
-//! its [`connect::EndpointClient`]. [`stack`] puts them in order.
+//! Each is usable alone: [`route::Route`] matches, applies the route's
+//! rewrites and header changes, and records a [`route::RouteDecision`] in the
+//! request's extensions, [`mirror::Mirror`] copies a share of the requests to
+//! mirror clusters, [`timeout::Timeout`] applies the request's timeout,
+//! [`stack::Dispatch`] hands the request to the cluster's
+//! [`balance::Balancer`], which picks an endpoint and sends through its
+//! [`connect::EndpointClient`]. [`stack`] puts them in order, and
+//! [`check_route`] answers offline where a request would go.
 //!
 //! ## Features
 //!
@@ -73,6 +76,7 @@ mod error;
 pub mod future;
 #[cfg(feature = "grpc")]
 mod grpc;
+pub mod mirror;
 pub mod route;
 pub mod stack;
 pub mod timeout;
@@ -86,3 +90,4 @@ pub use error::{BoxError, Error, ErrorKind};
 pub use grpc::{ChannelFuture, MeshChannel};
 #[cfg(feature = "xds")]
 pub use meshlib_xds;
+pub use route::check_route;

@@ -29,15 +29,21 @@ use crate::future::ResponseFuture;
 use crate::route::{Route, RouteDecision, RouteTable};
 use crate::timeout::Timeout;
 
-/// The outbound stack for clients of type `C`, in the canonical order.
-pub type Outbound<C> = Route<Timeout<Dispatch<C>>>;
+/// The outbound stack for clients of type `C`, in the canonical order:
+/// route (and apply the route's rewrites), mirror, bound by the timeout,
+/// dispatch. Mirroring sits above the timeout so each copy is bounded by the
+/// route's timeout too.
+pub type Outbound<C> = Route<crate::mirror::Mirror<Timeout<Dispatch<C>>>>;
 
 /// Builds the [`Outbound`] stack over `clusters` routed by `routes`.
 pub fn outbound<C: EndpointClient>(
     routes: Arc<RouteTable>,
     clusters: Arc<ClusterSet<C>>,
 ) -> Outbound<C> {
-    Route::new(Timeout::new(Dispatch::new(clusters)), routes)
+    Route::new(
+        crate::mirror::Mirror::new(Timeout::new(Dispatch::new(clusters))),
+        routes,
+    )
 }
 
 /// One cluster's stack: its configuration and its balancer.
@@ -51,9 +57,7 @@ impl<C: EndpointClient> ClusterStack<C> {
     /// The stack for `config`, with clients made by `connect`.
     pub fn new(config: &Cluster, connect: &impl Connect<Client = C>) -> Self {
         ClusterStack {
-            balancer: Balancer::new(&config.name, &config.endpoints, |address| {
-                connect.client(config, address)
-            }),
+            balancer: Balancer::new(config, |address| connect.client(config, address)),
             // The endpoints live in the balancer; one copy is enough.
             config: Cluster {
                 endpoints: Vec::new(),
@@ -146,7 +150,7 @@ impl<C> Dispatch<C> {
 impl<C: EndpointClient> Service<Request<BoxBody>> for Dispatch<C> {
     type Response = Response<C::Body>;
     type Error = Error;
-    type Future = ResponseFuture<C::Future>;
+    type Future = ResponseFuture<crate::balance::ResponseFuture<C::Future>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
         // Per-endpoint clients queue internally; the mesh never pushes back here.

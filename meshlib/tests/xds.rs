@@ -11,12 +11,15 @@ use std::time::Duration;
 use meshlib::MeshClient;
 use meshlib::xds::XdsError;
 use meshlib_xds::pb::envoy::config::cluster::v3::{Cluster, cluster};
+use meshlib_xds::pb::envoy::config::core::v3::HealthStatus;
+use meshlib_xds::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LocalityLbEndpoints};
 use meshlib_xds::pb::envoy::config::listener::v3::ApiListener;
+use meshlib_xds::pb::envoy::config::route::v3 as route;
 use meshlib_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, Rds, http_connection_manager,
 };
 use meshlib_xds::server::build::{
-    ads, any, api_listener, cluster_load_assignment, eds_cluster, prefix_route,
+    ads, any, api_listener, cluster_load_assignment, eds_cluster, lb_endpoint, prefix_route,
     route_configuration, virtual_host, with_exact_header,
 };
 use meshlib_xds::server::{Snapshot, SnapshotServer};
@@ -283,4 +286,134 @@ async fn a_listener_without_a_router_is_nacked_with_grpcs_reason() {
             "xDS response validation errors: [resource \"reviews\": http_filters: expected at least one HTTP filter (the router)]"
         )
     );
+}
+
+/// `shop`: one route to cluster `shop` with `policy`, hashing on `x-user`,
+/// whose EDS assignment is `localities`.
+fn shop_snapshot(
+    version: &str,
+    cluster_policy: cluster::LbPolicy,
+    localities: Vec<LocalityLbEndpoints>,
+) -> Snapshot {
+    let mut route = prefix_route("all", "/", &[("shop", 1)]);
+    if let Some(route::route::Action::Route(action)) = &mut route.action {
+        action.hash_policy.push(route::route_action::HashPolicy {
+            policy_specifier: Some(route::route_action::hash_policy::PolicySpecifier::Header(
+                route::route_action::hash_policy::Header {
+                    header_name: "x-user".into(),
+                    regex_rewrite: None,
+                },
+            )),
+            terminal: false,
+        });
+    }
+    let mut shop = eds_cluster("shop");
+    shop.lb_policy = cluster_policy as i32;
+    Snapshot::new(version)
+        .with(api_listener("shop", "shop-routes"))
+        .with(route_configuration(
+            "shop-routes",
+            vec![virtual_host("shop", &["shop"], vec![route])],
+        ))
+        .with(shop)
+        .with(ClusterLoadAssignment {
+            cluster_name: "shop".into(),
+            endpoints: localities,
+            ..Default::default()
+        })
+}
+
+fn locality(priority: u32, backends: &[(&Backend, HealthStatus)]) -> LocalityLbEndpoints {
+    LocalityLbEndpoints {
+        priority,
+        lb_endpoints: backends
+            .iter()
+            .map(|(backend, health)| {
+                let mut endpoint = lb_endpoint(backend.address);
+                endpoint.health_status = *health as i32;
+                endpoint
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn eds_priorities_fail_over_when_health_falls_and_return_when_it_recovers() {
+    let (p0a, p0b, p1) = (
+        Backend::start("p0a").await,
+        Backend::start("p0b").await,
+        Backend::start("p1").await,
+    );
+    let healthy = HealthStatus::Healthy;
+    let snapshot = |version: &str, p0_health: HealthStatus| {
+        shop_snapshot(
+            version,
+            cluster::LbPolicy::RoundRobin,
+            vec![
+                locality(0, &[(&p0a, p0_health), (&p0b, p0_health)]),
+                locality(1, &[(&p1, healthy)]),
+            ],
+        )
+    };
+    let server = SnapshotServer::new();
+    server.set("test-node", snapshot("1", healthy));
+    let plane = server.start_standalone(0, None).unwrap();
+    let xds = xds_client(plane.address(), false);
+    let mesh = MeshClient::from_xds(&xds, "xds:///shop").await.unwrap();
+    let counts = tally(&mesh, "http://shop/", &[], 200).await;
+    assert_eq!(
+        counts.get("p1"),
+        None,
+        "priority 1 idles while 0 is healthy: {counts:?}"
+    );
+
+    // Priority 0 goes unhealthy: everything fails over to priority 1.
+    let version = mesh.version();
+    server.set("test-node", snapshot("2", HealthStatus::Unhealthy));
+    until("the failover applies", async || mesh.version() > version).await;
+    let counts = tally(&mesh, "http://shop/", &[], 200).await;
+    assert_eq!(counts.get("p1"), Some(&200), "{counts:?}");
+
+    // Healthy again: traffic returns.
+    let version = mesh.version();
+    server.set("test-node", snapshot("3", healthy));
+    until("the recovery applies", async || mesh.version() > version).await;
+    let counts = tally(&mesh, "http://shop/", &[], 200).await;
+    assert_eq!(counts.get("p1"), None, "{counts:?}");
+    assert!(server.nacks().is_empty(), "{:?}", server.nacks());
+}
+
+#[tokio::test]
+async fn ring_hash_from_xds_keeps_each_user_on_one_backend() {
+    let backends = [
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+    ];
+    let all: Vec<(&Backend, HealthStatus)> = backends
+        .iter()
+        .map(|b| (b, HealthStatus::Healthy))
+        .collect();
+    let server = SnapshotServer::new();
+    server.set(
+        "test-node",
+        shop_snapshot("1", cluster::LbPolicy::RingHash, vec![locality(0, &all)]),
+    );
+    let plane = server.start_standalone(0, None).unwrap();
+    let xds = xds_client(plane.address(), true);
+    let mesh = MeshClient::from_xds(&xds, "xds:///shop").await.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for user in 0..30 {
+        let user = format!("user-{user}");
+        let counts = tally(&mesh, "http://shop/", &[("x-user", &user)], 10).await;
+        assert_eq!(counts.len(), 1, "{user} was spread: {counts:?}");
+        seen.extend(counts.into_keys());
+    }
+    assert_eq!(
+        seen.len(),
+        3,
+        "30 users should reach all 3 backends: {seen:?}"
+    );
+    assert!(server.nacks().is_empty(), "{:?}", server.nacks());
 }

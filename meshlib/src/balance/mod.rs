@@ -1,26 +1,83 @@
-//! Load balancing over one cluster's endpoints.
+//! Load balancing over one cluster's endpoints: priority levels, locality
+//! weights, and the cluster's policy within them.
 //!
-//! A [`Balancer`] holds the cluster's current endpoint set behind an
-//! `ArcSwap`: endpoint changes (far more frequent than route changes) swap the
-//! set without touching the rest of the stack, and connections to endpoints that
-//! stay are kept. Picking is lock-free: one atomic load and one atomic add.
+//! A request's endpoint is picked in three steps, as Envoy's load balancing
+//! architecture docs describe and gRPC's xDS policies (A56 `priority`,
+//! `weighted_target`, then the endpoint picker) implement:
 //!
-//! The policy today is smooth weighted round robin (Envoy's `ROUND_ROBIN` with
-//! `load_balancing_weight`): endpoints take turns in proportion to weight,
-//! interleaved rather than in bursts. Endpoints whose health is `unhealthy` or
-//! `draining` take no traffic (EDS semantics).
+//! 1. **Priority.** Endpoints are grouped by `priority` (0 highest). Each level
+//!    takes a share of the traffic from its healthy share of endpoints and the
+//!    cluster's `overprovisioning_factor` (see Envoy's "priority levels"): a
+//!    level keeps everything while at least 1/1.4 of it is healthy, and spills
+//!    the rest to the next. There is no panic mode (gRPC has none): a cluster
+//!    with no healthy endpoint fails the request with
+//!    [`ErrorKind::NoEndpoints`].
+//! 2. **Locality.** With `locality_weights`, a locality of the chosen level is
+//!    picked in proportion to its weight scaled by its health (Envoy's
+//!    effective locality weight); localities not listed take no traffic.
+//! 3. **Endpoint.** The cluster's [`LbPolicy`](crate::config::LbPolicy) picks among the healthy
+//!    endpoints of the group: `round_robin` (smooth weighted), `random`
+//!    (weighted), `least_request` (power of `choice_count` choices on requests
+//!    in flight), `ring_hash` and `maglev` (consistent hashing on the request's
+//!    [`RequestHash`], one ring or table per level with endpoint weights
+//!    multiplied by locality weights, as gRPC builds them), `peak_ewma`
+//!    (power of two choices on latency, as linkerd2-proxy balances).
+//!
+//! Endpoints whose health is `unhealthy` or `draining` take no traffic (EDS
+//! semantics). Everything above is computed when the endpoints change, never
+//! per request: a [`Balancer`] holds the result behind an `ArcSwap`, and a
+//! pick is one atomic load of it plus a few atomics and random draws, with no
+//! lock. Each endpoint keeps its client (and so its connections) and its load
+//! (requests in flight, latency estimate) across updates while its address
+//! stays.
+//!
+//! ## Where this differs from Envoy or gRPC
+//!
+//! - No panic mode, as in gRPC: Envoy would send to unhealthy endpoints once
+//!   too few are healthy; here only endpoints that may take traffic get any.
+//! - With `locality_weights`, endpoints of unlisted localities are left out
+//!   entirely, from priority health too, as gRPC drops a locality of weight 0
+//!   (Envoy counts them in the priority's health but sends them nothing).
+//! - A locality is picked at random by effective weight, as gRPC's
+//!   `weighted_target` does; Envoy walks an EDF schedule to the same shares.
+//! - `ring_hash` and `maglev` multiply endpoint by locality weights, as gRPC
+//!   does; Envoy normalizes endpoint weights within each locality first.
+//! - `least_request` with unequal weights draws candidates by weight and
+//!   compares requests in flight per unit of weight, keeping one lock-free
+//!   pick, where Envoy switches to an EDF schedule over
+//!   `weight / (active + 1)` (gRPC ignores weights); with equal weights all
+//!   three are the same power of `choice_count` choices.
+//! - A request counts as in flight until its response headers arrive (or it
+//!   fails or is dropped), not until its body ends as in Envoy: the balancer
+//!   does not see the body.
 
+mod future;
+mod group;
+mod least_request;
+mod load;
+mod locality;
+mod maglev;
+mod peak_ewma;
+mod policy;
+mod priority;
+mod ring_hash;
+mod sampler;
 mod schedule;
+mod set;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 
-use crate::config::Endpoint;
+use crate::config::{Cluster, Endpoint};
 use crate::connect::EndpointClient;
 use crate::error::{Error, ErrorKind};
+
+pub use future::ResponseFuture;
+use load::Clock;
+use policy::Policy;
+use set::EndpointSet;
 
 /// A request's hash for the hashing policies (`ring_hash`, `maglev`), computed
 /// from the route's `hash_policy` and carried in the request's extensions.
@@ -29,17 +86,36 @@ use crate::error::{Error, ErrorKind};
 pub struct RequestHash(pub u64);
 
 /// Spreads requests over a cluster's endpoints, each reached through its own
-/// [`EndpointClient`].
+/// [`EndpointClient`], by the cluster's priorities, locality weights and
+/// [`LbPolicy`](crate::config::LbPolicy) (see the [module docs](self)).
+///
+/// ```
+/// use meshlib::balance::Balancer;
+/// use meshlib::config::{Cluster, Endpoint, HealthStatus, LbPolicy};
+///
+/// let endpoints = ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"]
+///     .iter()
+///     .map(|a| Ok(Endpoint::new(a.parse()?)))
+///     .collect::<Result<Vec<_>, std::net::AddrParseError>>()?;
+/// let mut cluster = Cluster::new("reviews", endpoints);
+/// cluster.lb_policy = LbPolicy::ring_hash();
+///
+/// // The closure makes each endpoint's client; `pick` needs none.
+/// let balancer = Balancer::new(&cluster, |_address| ());
+/// let first = balancer.pick(Some(42))?;
+/// assert_eq!(balancer.pick(Some(42))?, first, "same hash, same endpoint");
+///
+/// // Every endpoint down: the cluster fails fast.
+/// let mut down = cluster.endpoints.clone();
+/// down.iter_mut().for_each(|e| e.health = HealthStatus::Unhealthy);
+/// balancer.update(&down, |_address| ());
+/// assert_eq!(balancer.pick(Some(42)).unwrap_err().kind(), meshlib::ErrorKind::NoEndpoints);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Balancer<C> {
     cluster: Arc<str>,
+    policy: Policy,
     set: ArcSwap<EndpointSet<C>>,
-    next: AtomicUsize,
-}
-
-struct EndpointSet<C> {
-    endpoints: Vec<(Endpoint, Arc<C>)>,
-    /// Indices into `endpoints`, one per turn, in round-robin order.
-    schedule: Vec<u32>,
 }
 
 impl<C> std::fmt::Debug for Balancer<C> {
@@ -47,41 +123,52 @@ impl<C> std::fmt::Debug for Balancer<C> {
         let set = self.set.load();
         f.debug_struct("Balancer")
             .field("cluster", &self.cluster)
+            .field("policy", &self.policy.kind)
             .field(
                 "endpoints",
                 &set.endpoints
                     .iter()
-                    .map(|(e, _)| e.address)
+                    .map(|e| e.endpoint.address)
                     .collect::<Vec<_>>(),
             )
             .finish()
     }
 }
 
-impl<C: EndpointClient> Balancer<C> {
-    /// A balancer for `cluster` over `endpoints`, making each one's client with `client`.
-    pub fn new(cluster: &str, endpoints: &[Endpoint], client: impl FnMut(SocketAddr) -> C) -> Self {
-        let set = EndpointSet::build(endpoints, &[], client);
+impl<C> Balancer<C> {
+    /// A balancer over `cluster`'s endpoints by its policy, locality weights
+    /// and overprovisioning factor, making each endpoint's client with
+    /// `client`. The policy is fixed for the balancer's life (a cluster whose
+    /// policy changes gets a new balancer); only the endpoints change, by
+    /// [`Balancer::update`].
+    pub fn new(cluster: &Cluster, client: impl FnMut(SocketAddr) -> C) -> Self {
+        let policy = Policy::new(cluster, Clock::new());
+        let set = EndpointSet::build(&policy, &cluster.endpoints, None, client);
         Balancer {
-            cluster: Arc::from(cluster),
+            cluster: Arc::from(cluster.name.as_str()),
+            policy,
             set: ArcSwap::from_pointee(set),
-            next: AtomicUsize::new(0),
         }
     }
 
     /// Replaces the endpoint set. Endpoints whose address stays keep their
-    /// client (and so their pooled connections); `client` makes the new ones'.
+    /// client (and so their pooled connections) and their load (requests in
+    /// flight, latency estimate); `client` makes the new ones'. Requests
+    /// being picked meanwhile see the old set or the new one, whole.
+    ///
+    /// Concurrent updates are not serialized here: the last one stored wins,
+    /// so callers serialize them (`MeshClient` does).
     pub fn update(&self, endpoints: &[Endpoint], client: impl FnMut(SocketAddr) -> C) {
-        let current = self.set.load();
+        let current = self.set.load_full();
         if current
             .endpoints
             .iter()
-            .map(|(e, _)| e)
+            .map(|e| &e.endpoint)
             .eq(endpoints.iter())
         {
             return;
         }
-        let set = EndpointSet::build(endpoints, &current.endpoints, client);
+        let set = EndpointSet::build(&self.policy, endpoints, Some(&current), client);
         self.set.store(Arc::new(set));
     }
 
@@ -91,60 +178,53 @@ impl<C: EndpointClient> Balancer<C> {
             .load()
             .endpoints
             .iter()
-            .map(|(e, _)| e.clone())
+            .map(|e| e.endpoint.clone())
             .collect()
     }
 
-    /// Picks the next endpoint and sends `request` to it.
-    pub fn send(&self, request: http::Request<crate::BoxBody>) -> Result<C::Future, Error> {
+    /// The address of the endpoint a request with `hash` would be sent to now,
+    /// without sending anything: the same pick [`Balancer::send`] makes (and,
+    /// for `round_robin`, taking the same turn). `hash` is read by `ring_hash`
+    /// and `maglev` only; without one they pick at random, as for a request
+    /// without a [`RequestHash`].
+    pub fn pick(&self, hash: Option<u64>) -> Result<SocketAddr, Error> {
         let set = self.set.load();
-        let turns = set.schedule.len();
-        if turns == 0 {
-            return Err(Error::new(
+        let index = self.choose(&set, hash)?;
+        Ok(set.endpoints[index].endpoint.address)
+    }
+
+    fn choose(&self, set: &EndpointSet<C>, hash: Option<u64>) -> Result<usize, Error> {
+        set.pick(&self.policy, hash).ok_or_else(|| {
+            Error::new(
                 ErrorKind::NoEndpoints,
                 format!(
                     "cluster {:?} has no endpoint that may take traffic ({} configured)",
                     self.cluster,
                     set.endpoints.len()
                 ),
-            ));
-        }
-        let turn = self.next.fetch_add(1, Ordering::Relaxed) % turns;
-        let index = set.schedule[turn] as usize;
-        Ok(set.endpoints[index].1.send(request))
+            )
+        })
     }
 }
 
-impl<C> EndpointSet<C> {
-    fn build(
-        endpoints: &[Endpoint],
-        previous: &[(Endpoint, Arc<C>)],
-        mut client: impl FnMut(SocketAddr) -> C,
-    ) -> Self {
-        let endpoints: Vec<(Endpoint, Arc<C>)> = endpoints
-            .iter()
-            .map(|endpoint| {
-                let kept = previous
-                    .iter()
-                    .find(|(old, _)| old.address == endpoint.address)
-                    .map(|(_, c)| c.clone());
-                let c = kept.unwrap_or_else(|| Arc::new(client(endpoint.address)));
-                (endpoint.clone(), c)
-            })
-            .collect();
-        let weights: Vec<u32> = endpoints
-            .iter()
-            .map(|(e, _)| {
-                if e.health.takes_traffic() {
-                    e.weight
-                } else {
-                    0
-                }
-            })
-            .collect();
-        EndpointSet {
-            schedule: schedule::smooth_weighted(&weights),
-            endpoints,
-        }
+impl<C: EndpointClient> Balancer<C> {
+    /// Picks an endpoint (by the request's [`RequestHash`] for the hashing
+    /// policies) and sends `request` to it. The request counts as in flight
+    /// on that endpoint until the returned future resolves or is dropped.
+    pub fn send(
+        &self,
+        request: http::Request<crate::BoxBody>,
+    ) -> Result<ResponseFuture<C::Future>, Error> {
+        let hash = request.extensions().get::<RequestHash>().map(|h| h.0);
+        let set = self.set.load();
+        let endpoint = &set.endpoints[self.choose(&set, hash)?];
+        let in_flight = endpoint.load.start(self.policy.ewma());
+        Ok(ResponseFuture::new(
+            endpoint.client.send(request),
+            in_flight,
+        ))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,4 +1,44 @@
-//! The round-robin schedule: which endpoint takes each turn.
+//! `round_robin`: the schedule of which endpoint takes each turn, and the
+//! counter that walks it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Smooth weighted round robin over one group's members: a precomputed
+/// schedule walked by one atomic counter, so a pick is one `fetch_add`.
+#[derive(Debug)]
+pub(super) struct RoundRobin {
+    /// Positions in the group, one per turn.
+    schedule: Box<[u32]>,
+    next: AtomicUsize,
+}
+
+impl RoundRobin {
+    /// The schedule for `weights`, its first pick at turn `start` (the turn
+    /// the group's previous schedule had reached, so an endpoint update does
+    /// not send the next request to the first endpoint again); `None` if no
+    /// weight is above zero.
+    pub(super) fn new(weights: &[u32], start: usize) -> Option<Self> {
+        let schedule = smooth_weighted(weights);
+        if schedule.is_empty() {
+            return None;
+        }
+        Some(RoundRobin {
+            schedule: schedule.into_boxed_slice(),
+            next: AtomicUsize::new(start),
+        })
+    }
+
+    /// The position in the group of the member whose turn it is.
+    pub(super) fn pick(&self) -> usize {
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.schedule.len();
+        self.schedule[turn] as usize
+    }
+
+    /// The turn the next pick takes.
+    pub(super) fn turn(&self) -> usize {
+        self.next.load(Ordering::Relaxed)
+    }
+}
 
 /// Turns beyond this are scaled down (weights kept in proportion, each
 /// endpoint with weight at least one turn), bounding memory and rebuild time.
@@ -76,6 +116,17 @@ mod tests {
         assert_eq!(smooth_weighted(&[0, 2, 0]), [1]);
         assert!(smooth_weighted(&[0, 0]).is_empty());
         assert!(smooth_weighted(&[]).is_empty());
+    }
+
+    #[test]
+    fn picks_walk_the_schedule_from_the_turn_given() {
+        let rr = RoundRobin::new(&[2, 1], 0).unwrap();
+        let picks: Vec<usize> = (0..6).map(|_| rr.pick()).collect();
+        assert_eq!(picks, [0, 1, 0, 0, 1, 0]);
+        assert_eq!(rr.turn(), 6);
+        let resumed = RoundRobin::new(&[1, 1, 1], 4).unwrap();
+        assert_eq!(resumed.pick(), 1);
+        assert!(RoundRobin::new(&[0], 0).is_none());
     }
 
     #[test]

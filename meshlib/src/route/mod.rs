@@ -1,11 +1,21 @@
-//! Routing: which virtual host, which route, which cluster.
+//! Routing: which virtual host, which route, which cluster, and what the
+//! route does to the request on its way.
 //!
-//! [`Route`] matches each request against a compiled [`RouteTable`] once and
-//! writes the outcome, a [`RouteDecision`], into the request's extensions; later
-//! layers read the decision instead of matching again. Semantics follow Envoy's
+//! [`Route`] matches each request against a compiled [`RouteTable`] once,
+//! applies the matched route's request actions (path and host rewrites,
+//! header removals and additions), and writes the outcome, a
+//! [`RouteDecision`], into the request's extensions, with the request's
+//! [`RequestHash`] when the route's hash policies produce one; later layers read
+//! the decision instead of matching again. Semantics follow Envoy's
 //! `route_components.proto` and gRPC's gRFC A28; see [`RouteTable`].
+//! [`check_route`] answers the same question offline.
 
+mod action;
+mod check;
+mod hash;
+mod index;
 mod layer;
+mod query;
 mod split;
 mod table;
 
@@ -16,12 +26,15 @@ use std::time::Duration;
 use http::Request;
 use tower_service::Service;
 
+use crate::balance::RequestHash;
+use crate::config::{MaxStreamDuration, MirrorPolicy, WeightedCluster};
 use crate::error::Error;
 use crate::future::ResponseFuture;
 
+pub use check::{RouteCheck, check_route};
 pub use layer::RouteLayer;
-pub(crate) use table::RouteInfo;
 pub use table::RouteTable;
+pub(crate) use table::{fraction_drawn, strip_port};
 
 /// The address a request came from, set in its extensions by a caller that
 /// forwards requests (a server handing on its inbound requests): the input of
@@ -29,8 +42,40 @@ pub use table::RouteTable;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SourceAddress(pub std::net::SocketAddr);
 
-/// Where a request was routed: written by [`Route`] into the request's
-/// extensions, read by the layers after it.
+/// What a request's route decision says about the route itself: shared by
+/// every request the route matches.
+#[derive(Debug)]
+pub(crate) struct RouteInfo {
+    pub(crate) virtual_host: Arc<str>,
+    pub(crate) name: Arc<str>,
+    /// The route's `timeout`, zero taken as none.
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) max_stream_duration: Option<MaxStreamDuration>,
+    /// The split, for weighted clusters; empty otherwise.
+    pub(crate) split: Box<[WeightedCluster]>,
+    pub(crate) mirrors: Box<[MirrorPolicy]>,
+    pub(crate) hash: hash::HashPolicies,
+    pub(crate) actions: action::RequestActions,
+}
+
+impl RouteInfo {
+    /// A route that does nothing but name its cluster.
+    fn bare(virtual_host: &str, name: &str) -> Self {
+        RouteInfo {
+            virtual_host: Arc::from(virtual_host),
+            name: Arc::from(name),
+            timeout: None,
+            max_stream_duration: None,
+            split: Box::default(),
+            mirrors: Box::default(),
+            hash: hash::HashPolicies::default(),
+            actions: action::RequestActions::default(),
+        }
+    }
+}
+
+/// Where a request was routed, and with what policy: written by [`Route`]
+/// into the request's extensions, read by the layers after it.
 ///
 /// A test of a later layer can insert one by hand:
 ///
@@ -45,24 +90,41 @@ pub struct SourceAddress(pub std::net::SocketAddr);
 pub struct RouteDecision {
     route: Arc<RouteInfo>,
     cluster: Arc<str>,
+    /// This request's timeout: the route's, or as `max_stream_duration` and
+    /// the request's `grpc-timeout` set it.
+    timeout: Option<Duration>,
+    hash: Option<RequestHash>,
 }
 
 impl RouteDecision {
-    /// A decision for `cluster` by the route named `route` of `virtual_host`, with no timeout.
+    /// A decision for `cluster` by the route named `route` of `virtual_host`,
+    /// with no timeout, no hash and no request actions.
     pub fn new(virtual_host: &str, route: &str, cluster: &str) -> Self {
         RouteDecision {
-            route: Arc::new(RouteInfo {
-                virtual_host: Arc::from(virtual_host),
-                name: Arc::from(route),
-                timeout: None,
-            }),
+            route: Arc::new(RouteInfo::bare(virtual_host, route)),
             cluster: Arc::from(cluster),
+            timeout: None,
+            hash: None,
         }
     }
 
-    /// The same decision with the route's timeout set to `timeout`.
+    pub(crate) fn matched(
+        route: Arc<RouteInfo>,
+        cluster: Arc<str>,
+        timeout: Option<Duration>,
+        hash: Option<RequestHash>,
+    ) -> Self {
+        RouteDecision {
+            route,
+            cluster,
+            timeout,
+            hash,
+        }
+    }
+
+    /// The same decision with this request's timeout set to `timeout`.
     pub fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
-        Arc::make_mut(&mut self.route).timeout = timeout;
+        self.timeout = timeout;
         self
     }
 
@@ -86,16 +148,87 @@ impl RouteDecision {
         &self.cluster
     }
 
-    /// The route's timeout for the response headers, if it has one.
+    /// The clusters and weights the route splits between, when its destination
+    /// is `weighted_clusters` ([`cluster`](Self::cluster) is the one picked for
+    /// this request); empty for a single cluster or `cluster_header`.
+    pub fn weighted_clusters(&self) -> &[WeightedCluster] {
+        &self.route.split
+    }
+
+    /// How long this request may wait for its response headers: the route's
+    /// `max_stream_duration` or, for a request with a `grpc-timeout` header on
+    /// a route with `grpc_timeout_header_max`, that header's value capped; else
+    /// the route's `timeout` (see [`timeout::request_timeout`](crate::timeout::request_timeout)).
     pub fn timeout(&self) -> Option<Duration> {
-        self.route.timeout
+        self.timeout
+    }
+
+    /// The request's hash from the route's hash policies, when they produced
+    /// one; [`Route`] also puts it in the request's extensions.
+    pub fn hash(&self) -> Option<RequestHash> {
+        self.hash
+    }
+
+    /// The route's mirror policies: clusters a share of its requests is copied
+    /// to, by the [`Mirror`](crate::mirror::Mirror) layer.
+    pub fn request_mirror_policies(&self) -> &[MirrorPolicy] {
+        &self.route.mirrors
+    }
+
+    /// Applies the route's request actions to `request`, in Envoy's order:
+    /// `request_headers_to_remove`, `request_headers_to_add`,
+    /// `host_rewrite_literal`, then `prefix_rewrite` or `regex_rewrite` (the
+    /// query string is kept). [`Route`] does this for every request it routes.
+    ///
+    /// ```
+    /// use meshlib::config::MeshConfig;
+    /// use meshlib::route::RouteTable;
+    ///
+    /// let config = MeshConfig::from_yaml(r#"
+    /// virtual_hosts:
+    ///   - name: api
+    ///     domains: ["api"]
+    ///     routes:
+    ///       - match: { prefix: /v1/ }
+    ///         route: { cluster: backend, prefix_rewrite: /internal/v1/, host_rewrite_literal: backend.internal }
+    ///         request_headers_to_add: [{ name: x-routed, value: "yes" }]
+    /// clusters: [{ name: backend }]
+    /// "#)?;
+    /// let table = RouteTable::new(&config)?;
+    /// let mut request = http::Request::get("http://api/v1/users?page=2").body(())?;
+    /// let decision = table.decide(&request)?;
+    /// decision.apply(&mut request);
+    /// assert_eq!(request.uri(), "http://backend.internal/internal/v1/users?page=2");
+    /// assert_eq!(request.headers()["x-routed"], "yes");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn apply<B>(&self, request: &mut Request<B>) {
+        self.route.actions.apply(request);
+    }
+
+    /// The decision for a copy of this request sent to `cluster` by a mirror policy.
+    pub(crate) fn shadow(&self, cluster: &str) -> RouteDecision {
+        RouteDecision {
+            route: self.route.clone(),
+            cluster: Arc::from(cluster),
+            timeout: self.timeout,
+            hash: self.hash,
+        }
     }
 }
 
-/// Routes each request with a [`RouteTable`] and records the [`RouteDecision`]
-/// in its extensions before calling the inner service. A request that matches
-/// no route fails with [`ErrorKind::NoRoute`](crate::ErrorKind::NoRoute)
-/// without reaching the inner service.
+/// Routes each request with a [`RouteTable`], applies the route's request
+/// actions (see [`RouteDecision::apply`]) and records the [`RouteDecision`]
+/// (and the [`RequestHash`], if any) in its extensions before calling the
+/// inner service. A request that matches no route fails with
+/// [`ErrorKind::NoRoute`](crate::ErrorKind::NoRoute) without reaching the inner
+/// service.
+///
+/// The actions are applied here rather than by a layer of their own: in
+/// Envoy they are part of the route (the router applies them as it forwards),
+/// they need what only the match knows (how long the matched prefix was), and
+/// every layer below (mirror, retry, dispatch) must see the request as it
+/// will be sent.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -154,6 +287,10 @@ where
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         match self.table.decide(&request) {
             Ok(decision) => {
+                decision.apply(&mut request);
+                if let Some(hash) = decision.hash() {
+                    request.extensions_mut().insert(hash);
+                }
                 request.extensions_mut().insert(decision);
                 ResponseFuture::called(self.inner.call(request))
             }

@@ -2,20 +2,28 @@
 //!
 //! Semantics are Envoy's (`route_components.proto`) and gRPC's A28: the virtual
 //! host is chosen by domain (exact, then the longest `*suffix`, then the longest
-//! `prefix*`, then `*`), then routes are tried in order and the first whose path
-//! rule and header rules all match wins. Regular expressions are compiled here,
-//! once per configuration, never per request.
+//! `prefix*`, then `*`), then routes are tried in order and the first whose
+//! path, header and query parameter rules all match wins; a route with a
+//! `runtime_fraction` then matches only that share of the requests, drawn at
+//! random per request after its other rules held (as gRPC does). Regular
+//! expressions are compiled here, once per configuration, never per request,
+//! and each virtual host's routes are indexed by path (see [`PathIndex`]) so a
+//! request is tested only against routes that could match it.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::Request;
 
-use super::RouteDecision;
+use super::action::RequestActions;
+use super::hash::HashPolicies;
+use super::index::PathIndex;
 use super::split::WeightedClusters;
-use crate::config::{self, ConfigError, Destination, HeaderRule, MeshConfig, PathMatch, Problem};
+use super::{RouteDecision, RouteInfo, query};
+use crate::config::{
+    self, ConfigError, Destination, HeaderRule, MeshConfig, PathMatch, Problem, StringRule,
+};
 use crate::error::{Error, ErrorKind};
 
 /// A configuration's routes, compiled for matching requests.
@@ -30,15 +38,21 @@ use crate::error::{Error, ErrorKind};
 ///     domains: ["shop", "*.shop.internal"]
 ///     routes:
 ///       - name: cart
+///         match: { prefix: /cart, query_parameters: [{ name: debug, present_match: true }] }
+///         route: { cluster: cart-debug }
+///       - name: cart
 ///         match: { prefix: /cart }
 ///         route: { cluster: cart }
 /// clusters:
 ///   - name: cart
+///   - name: cart-debug
 /// "#)?;
 /// let table = RouteTable::new(&config)?;
 /// let request = http::Request::get("http://eu.shop.internal/cart/42").body(())?;
 /// let decision = table.decide(&request)?;
 /// assert_eq!((decision.virtual_host(), decision.route(), decision.cluster()), ("shop", "cart", "cart"));
+/// let request = http::Request::get("http://shop/cart/42?debug").body(())?;
+/// assert_eq!(table.decide(&request)?.cluster(), "cart-debug");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
@@ -58,22 +72,18 @@ pub struct RouteTable {
 struct VirtualHostEntry {
     name: Arc<str>,
     routes: Vec<RouteEntry>,
+    index: PathIndex,
 }
 
 #[derive(Debug)]
 struct RouteEntry {
     info: Arc<RouteInfo>,
     path: PathRule,
-    headers: Vec<HeaderCheck>,
+    headers: Box<[HeaderCheck]>,
+    query: Box<[QueryCheck]>,
+    /// The share of otherwise matching requests matched, in parts per million.
+    fraction: Option<u32>,
     target: Target,
-}
-
-/// What a request's route decision says about the route itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RouteInfo {
-    pub(crate) virtual_host: Arc<str>,
-    pub(crate) name: Arc<str>,
-    pub(crate) timeout: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -101,8 +111,10 @@ struct HeaderCheck {
     invert: bool,
 }
 
+/// A header, or a pseudo-header read from the request line, named in a
+/// matcher or a hash policy.
 #[derive(Debug)]
-enum HeaderRef {
+pub(super) enum HeaderRef {
     Authority,
     Method,
     Path,
@@ -111,7 +123,15 @@ enum HeaderRef {
 }
 
 #[derive(Debug)]
+struct QueryCheck {
+    name: Box<str>,
+    /// `None`: the parameter need only be present.
+    value: Option<ValueRule>,
+}
+
+#[derive(Debug)]
 enum ValueRule {
+    /// `value` lower-cased when `ignore_case`, here and in the three below.
     Exact {
         value: Box<str>,
         ignore_case: bool,
@@ -124,7 +144,6 @@ enum ValueRule {
         value: Box<str>,
         ignore_case: bool,
     },
-    /// `value` lower-cased when `ignore_case`.
     Contains {
         value: Box<str>,
         ignore_case: bool,
@@ -183,7 +202,12 @@ impl RouteTable {
                     }
                 })
                 .collect();
-            table.virtual_hosts.push(VirtualHostEntry { name, routes });
+            let index = PathIndex::new(vhost.routes.iter().map(|r| &r.matcher.path));
+            table.virtual_hosts.push(VirtualHostEntry {
+                name,
+                routes,
+                index,
+            });
         }
         // Longest wildcard first, as Envoy; ties keep configuration order.
         table
@@ -199,8 +223,11 @@ impl RouteTable {
         }
     }
 
-    /// Routes `request`: the virtual host, the route and, for weighted clusters,
-    /// a cluster picked at random in proportion to weight.
+    /// Routes `request`: the virtual host, the route, and the policy it gets
+    /// there: for weighted clusters a cluster picked at random in proportion
+    /// to weight, the request's timeout, its hash. Pure but for the random
+    /// draws (weighted clusters, `runtime_fraction`): the request is not
+    /// changed; [`RouteDecision::apply`] applies the route's rewrites.
     pub fn decide<B>(&self, request: &Request<B>) -> Result<RouteDecision, Error> {
         let route = self.find(request)?;
         let cluster = match &route.target {
@@ -228,40 +255,48 @@ impl RouteTable {
                     )
                 })?,
         };
-        Ok(RouteDecision {
-            route: route.info.clone(),
+        let timeout = crate::timeout::request_timeout(
+            route.info.timeout,
+            route.info.max_stream_duration.as_ref(),
+            request.headers(),
+        );
+        let hash = route.info.hash.hash(request);
+        Ok(RouteDecision::matched(
+            route.info.clone(),
             cluster,
-        })
+            timeout,
+            hash,
+        ))
     }
 
     fn find<B>(&self, request: &Request<B>) -> Result<&RouteEntry, Error> {
+        let vhost = self.virtual_host_of(request)?;
+        let (path, query) = (request.uri().path(), request.uri().query());
+        vhost
+            .index
+            .first_match(path, |i| {
+                vhost
+                    .routes
+                    .get(i as usize)
+                    .is_some_and(|route| route.matches(request, path, query))
+            })
+            .and_then(|i| vhost.routes.get(i as usize))
+            .ok_or_else(|| no_route(vhost, request))
+    }
+
+    fn virtual_host_of<B>(&self, request: &Request<B>) -> Result<&VirtualHostEntry, Error> {
         let authority = authority(request).ok_or_else(|| {
             Error::new(
                 ErrorKind::NoRoute,
                 "request has no authority or Host header",
             )
         })?;
-        let vhost = self.virtual_host(authority).ok_or_else(|| {
+        self.virtual_host(authority).ok_or_else(|| {
             Error::new(
                 ErrorKind::NoRoute,
                 format!("no virtual host for authority {authority:?}"),
             )
-        })?;
-        vhost
-            .routes
-            .iter()
-            .find(|route| route.matches(request))
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::NoRoute,
-                    format!(
-                        "no route in virtual host {:?} matches {} {}",
-                        vhost.name,
-                        request.method(),
-                        request.uri().path()
-                    ),
-                )
-            })
+        })
     }
 
     fn virtual_host(&self, authority: &str) -> Option<&VirtualHostEntry> {
@@ -302,6 +337,18 @@ impl RouteTable {
     }
 }
 
+fn no_route<B>(vhost: &VirtualHostEntry, request: &Request<B>) -> Error {
+    Error::new(
+        ErrorKind::NoRoute,
+        format!(
+            "no route in virtual host {:?} matches {} {}",
+            vhost.name,
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
 /// The request's authority: the URI's, else the `Host` header.
 fn authority<B>(request: &Request<B>) -> Option<&str> {
     match request.uri().authority() {
@@ -314,7 +361,7 @@ fn authority<B>(request: &Request<B>) -> Option<&str> {
 }
 
 /// `host` without a trailing `:port`, if it has one (`[::1]:80` → `[::1]`).
-fn strip_port(authority: &str) -> Option<&str> {
+pub(crate) fn strip_port(authority: &str) -> Option<&str> {
     let colon = authority.rfind(':')?;
     let (host, port) = (&authority[..colon], &authority[colon + 1..]);
     let is_port = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
@@ -337,8 +384,9 @@ fn compile_route(
         field: field.to_owned(),
         message,
     };
-    let case_sensitive = route.matcher.case_sensitive;
-    let path = match &route.matcher.path {
+    let matcher = &route.matcher;
+    let case_sensitive = matcher.case_sensitive;
+    let path = match &matcher.path {
         PathMatch::Prefix(prefix) => PathRule::Prefix {
             prefix: prefix.as_str().into(),
             case_sensitive,
@@ -355,26 +403,52 @@ fn compile_route(
             case_sensitive,
         },
     };
-    let headers = route
-        .matcher
+    let headers = matcher
         .headers
         .iter()
         .map(|h| {
             compile_header(h).map_err(|m| problem(&format!("match: headers: {:?}", h.name), m))
         })
         .collect::<Result<_, _>>()?;
-    let target = match &route.action.destination {
-        Destination::Cluster(name) => Target::Cluster(Arc::from(name.as_str())),
-        Destination::WeightedClusters(clusters) => Target::Weighted(WeightedClusters::new(
-            clusters
-                .iter()
-                .map(|c| (Arc::from(c.name.as_str()), c.weight)),
-        )),
-        Destination::ClusterHeader(header) => Target::Header(
-            http::HeaderName::from_bytes(header.as_bytes())
-                .map_err(|e| problem("cluster_header", e.to_string()))?,
+    let query = matcher
+        .query_parameters
+        .iter()
+        .map(|q| {
+            let value = q
+                .value
+                .as_ref()
+                .map(|m| compile_string(&m.rule, m.ignore_case))
+                .transpose()
+                .map_err(|m| problem(&format!("match: query_parameters: {:?}", q.name), m))?;
+            Ok(QueryCheck {
+                name: q.name.as_str().into(),
+                value,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let action = &route.action;
+    let (target, split) = match &action.destination {
+        Destination::Cluster(name) => (Target::Cluster(Arc::from(name.as_str())), Box::default()),
+        Destination::WeightedClusters(clusters) => (
+            Target::Weighted(WeightedClusters::new(
+                clusters
+                    .iter()
+                    .map(|c| (Arc::from(c.name.as_str()), c.weight)),
+            )),
+            clusters.as_slice().into(),
+        ),
+        Destination::ClusterHeader(header) => (
+            Target::Header(
+                http::HeaderName::from_bytes(header.as_bytes())
+                    .map_err(|e| problem("cluster_header", e.to_string()))?,
+            ),
+            Box::default(),
         ),
     };
+    let actions =
+        RequestActions::compile(route).map_err(|(field, message)| problem(field, message))?;
+    let hash = HashPolicies::compile(&action.hash_policy)
+        .map_err(|message| problem("hash_policy", message))?;
     Ok(RouteEntry {
         info: Arc::new(RouteInfo {
             virtual_host: vhost.clone(),
@@ -383,10 +457,17 @@ fn compile_route(
             } else {
                 route.name.as_str()
             }),
-            timeout: route.action.timeout.filter(|t| !t.is_zero()),
+            timeout: action.timeout.filter(|t| !t.is_zero()),
+            max_stream_duration: action.max_stream_duration,
+            split,
+            mirrors: action.request_mirror_policies.as_slice().into(),
+            hash,
+            actions,
         }),
         path,
         headers,
+        query,
+        fraction: matcher.runtime_fraction.map(|f| f.per_million()),
         target,
     })
 }
@@ -396,44 +477,49 @@ fn full_match(pattern: &str) -> Result<regex::Regex, regex::Error> {
     regex::Regex::new(&format!("^(?:{pattern})$"))
 }
 
-fn compile_header(matcher: &config::HeaderMatcher) -> Result<HeaderCheck, String> {
-    let name = match matcher.name.as_str() {
-        ":authority" | "host" => HeaderRef::Authority,
-        ":method" => HeaderRef::Method,
-        ":path" => HeaderRef::Path,
-        ":scheme" => HeaderRef::Scheme,
-        other => HeaderRef::Header(
-            http::HeaderName::from_bytes(other.as_bytes()).map_err(|e| e.to_string())?,
-        ),
-    };
-    let ignore_case = matcher.ignore_case;
-    let text = |v: &str| -> Box<str> {
-        if ignore_case {
-            v.to_ascii_lowercase().into()
-        } else {
-            v.into()
-        }
-    };
-    let rule = match &matcher.rule {
-        HeaderRule::Exact(v) => ValueRule::Exact {
-            value: text(v),
+/// The compared text, lower-cased when the comparison ignores case.
+fn text(value: &str, ignore_case: bool) -> Box<str> {
+    if ignore_case {
+        value.to_ascii_lowercase().into()
+    } else {
+        value.into()
+    }
+}
+
+/// Envoy's `StringMatcher`; `ignore_case` is not applied to `safe_regex`.
+fn compile_string(rule: &StringRule, ignore_case: bool) -> Result<ValueRule, String> {
+    Ok(match rule {
+        StringRule::Exact(v) => ValueRule::Exact {
+            value: text(v, ignore_case),
             ignore_case,
         },
-        HeaderRule::Prefix(v) => ValueRule::Prefix {
-            value: text(v),
+        StringRule::Prefix(v) => ValueRule::Prefix {
+            value: text(v, ignore_case),
             ignore_case,
         },
-        HeaderRule::Suffix(v) => ValueRule::Suffix {
-            value: text(v),
+        StringRule::Suffix(v) => ValueRule::Suffix {
+            value: text(v, ignore_case),
             ignore_case,
         },
-        HeaderRule::Contains(v) => ValueRule::Contains {
-            value: text(v),
+        StringRule::Contains(v) => ValueRule::Contains {
+            value: text(v, ignore_case),
             ignore_case,
         },
-        HeaderRule::Regex(pattern) => {
+        StringRule::Regex(pattern) => {
             ValueRule::Regex(full_match(pattern).map_err(|e| format!("safe_regex: {e}"))?)
         }
+    })
+}
+
+fn compile_header(matcher: &config::HeaderMatcher) -> Result<HeaderCheck, String> {
+    let ignore_case = matcher.ignore_case;
+    let string = |rule: StringRule| compile_string(&rule, ignore_case);
+    let rule = match &matcher.rule {
+        HeaderRule::Exact(v) => string(StringRule::Exact(v.clone()))?,
+        HeaderRule::Prefix(v) => string(StringRule::Prefix(v.clone()))?,
+        HeaderRule::Suffix(v) => string(StringRule::Suffix(v.clone()))?,
+        HeaderRule::Contains(v) => string(StringRule::Contains(v.clone()))?,
+        HeaderRule::Regex(pattern) => string(StringRule::Regex(pattern.clone()))?,
         HeaderRule::Present(present) => ValueRule::Present(*present),
         HeaderRule::Range { start, end } => ValueRule::Range {
             start: *start,
@@ -441,16 +527,68 @@ fn compile_header(matcher: &config::HeaderMatcher) -> Result<HeaderCheck, String
         },
     };
     Ok(HeaderCheck {
-        name,
+        name: HeaderRef::parse(&matcher.name)?,
         rule,
         invert: matcher.invert_match,
     })
 }
 
+impl HeaderRef {
+    /// `:authority` (or `host`), `:method`, `:path`, `:scheme`, or a header.
+    pub(super) fn parse(name: &str) -> Result<Self, String> {
+        Ok(match name {
+            ":authority" | "host" => HeaderRef::Authority,
+            ":method" => HeaderRef::Method,
+            ":path" => HeaderRef::Path,
+            ":scheme" => HeaderRef::Scheme,
+            other => HeaderRef::Header(
+                http::HeaderName::from_bytes(other.as_bytes()).map_err(|e| e.to_string())?,
+            ),
+        })
+    }
+
+    /// The value in `request`: a header sent several times has its values
+    /// joined by `,`, as Envoy matches it. `None` when absent or not UTF-8.
+    pub(super) fn value<'a, B>(&self, request: &'a Request<B>) -> Option<Cow<'a, str>> {
+        match self {
+            HeaderRef::Authority => authority(request).map(Cow::Borrowed),
+            HeaderRef::Method => Some(Cow::Borrowed(request.method().as_str())),
+            HeaderRef::Path => Some(Cow::Borrowed(
+                request.uri().path_and_query().map_or("/", |p| p.as_str()),
+            )),
+            HeaderRef::Scheme => request.uri().scheme_str().map(Cow::Borrowed),
+            HeaderRef::Header(name) => {
+                let mut values = request.headers().get_all(name).iter();
+                let first = std::str::from_utf8(values.next()?.as_bytes()).ok()?;
+                let mut joined: Cow<'a, str> = Cow::Borrowed(first);
+                for more in values {
+                    let joined = joined.to_mut();
+                    joined.push(',');
+                    joined.push_str(std::str::from_utf8(more.as_bytes()).ok()?);
+                }
+                Some(joined)
+            }
+        }
+    }
+}
+
 impl RouteEntry {
-    fn matches<B>(&self, request: &Request<B>) -> bool {
-        self.path.matches(request.uri().path())
+    fn matches<B>(&self, request: &Request<B>, path: &str, query: Option<&str>) -> bool {
+        self.path.matches(path)
             && self.headers.iter().all(|check| check.matches(request))
+            && self.query.iter().all(|check| check.matches(query))
+            // Drawn last, so only requests the route otherwise matches draw.
+            && self.fraction.is_none_or(fraction_drawn)
+    }
+}
+
+/// Whether a request falls in a share of `per_million` parts per million,
+/// drawn at random.
+pub(crate) fn fraction_drawn(per_million: u32) -> bool {
+    match per_million {
+        0 => false,
+        1_000_000.. => true,
+        share => rand::random_range(0..1_000_000) < share,
     }
 }
 
@@ -481,15 +619,19 @@ impl PathRule {
                 prefix,
                 case_sensitive,
             } => {
-                let Some(head) = path.get(..prefix.len()) else {
+                let Some(head) = path.as_bytes().get(..prefix.len()) else {
                     return false;
                 };
                 let head_matches = if *case_sensitive {
-                    head == &**prefix
+                    head == prefix.as_bytes()
                 } else {
-                    head.eq_ignore_ascii_case(prefix)
+                    head.eq_ignore_ascii_case(prefix.as_bytes())
                 };
-                head_matches && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/'))
+                // The prefix must end at a segment boundary; `/` (the one
+                // prefix allowed to end with `/`) already does.
+                head_matches
+                    && (prefix.ends_with('/')
+                        || matches!(path.as_bytes().get(prefix.len()), None | Some(b'/')))
             }
         }
     }
@@ -497,7 +639,7 @@ impl PathRule {
 
 impl HeaderCheck {
     fn matches<B>(&self, request: &Request<B>) -> bool {
-        let Some(value) = self.value(request) else {
+        let Some(value) = self.name.value(request) else {
             // An absent header matches only `present: false`; inverting any
             // other rule does not make an absent header match (Envoy, gRPC A28).
             return match self.rule {
@@ -507,27 +649,16 @@ impl HeaderCheck {
         };
         self.rule.matches(&value) != self.invert
     }
+}
 
-    fn value<'a, B>(&self, request: &'a Request<B>) -> Option<Cow<'a, str>> {
-        match &self.name {
-            HeaderRef::Authority => authority(request).map(Cow::Borrowed),
-            HeaderRef::Method => Some(Cow::Borrowed(request.method().as_str())),
-            HeaderRef::Path => Some(Cow::Borrowed(
-                request.uri().path_and_query().map_or("/", |p| p.as_str()),
-            )),
-            HeaderRef::Scheme => request.uri().scheme_str().map(Cow::Borrowed),
-            HeaderRef::Header(name) => {
-                let mut values = request.headers().get_all(name).iter();
-                let first = std::str::from_utf8(values.next()?.as_bytes()).ok()?;
-                let mut joined: Cow<'a, str> = Cow::Borrowed(first);
-                // A header sent several times is matched on its values joined by `,`.
-                for more in values {
-                    let joined = joined.to_mut();
-                    joined.push(',');
-                    joined.push_str(std::str::from_utf8(more.as_bytes()).ok()?);
-                }
-                Some(joined)
-            }
+impl QueryCheck {
+    fn matches(&self, query: Option<&str>) -> bool {
+        let Some(raw) = query.and_then(|q| query::first_value(q, &self.name)) else {
+            return false;
+        };
+        match &self.value {
+            None => true,
+            Some(rule) => rule.matches(&query::decode(raw)),
         }
     }
 }
@@ -538,13 +669,7 @@ impl ValueRule {
             ValueRule::Exact {
                 value: v,
                 ignore_case,
-            } => {
-                if *ignore_case {
-                    value.eq_ignore_ascii_case(v)
-                } else {
-                    value == &**v
-                }
-            }
+            } => bytes_eq(value.as_bytes(), v.as_bytes(), *ignore_case),
             ValueRule::Prefix {
                 value: v,
                 ignore_case,
@@ -567,7 +692,13 @@ impl ValueRule {
             ValueRule::Contains {
                 value: v,
                 ignore_case: true,
-            } => value.to_ascii_lowercase().contains(&**v),
+            } => {
+                v.is_empty()
+                    || value
+                        .as_bytes()
+                        .windows(v.len())
+                        .any(|window| window.eq_ignore_ascii_case(v.as_bytes()))
+            }
             ValueRule::Regex(regex) => regex.is_match(value),
             ValueRule::Present(present) => *present,
             ValueRule::Range { start, end } => {
@@ -587,6 +718,8 @@ fn bytes_eq(a: &[u8], b: &[u8], ignore_case: bool) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn table(yaml: &str) -> RouteTable {
@@ -831,5 +964,333 @@ virtual_hosts:
         assert_eq!(strip_port("[::1]"), None);
         assert_eq!(strip_port("svc"), None);
         assert_eq!(strip_port("svc:"), None);
+    }
+
+    /// A table whose one virtual host `v` has `routes` (YAML flow list items,
+    /// each with its `route:`), over clusters `a`, `b` and `c`.
+    fn routes(routes: &[&str]) -> RouteTable {
+        table(&format!(
+            "clusters: [{{ name: a }}, {{ name: b }}, {{ name: c }}]\nvirtual_hosts: [{{ name: v, domains: ['*'], routes: [{}] }}]",
+            routes.join(", ")
+        ))
+    }
+
+    fn route_for(table: &RouteTable, uri: &str, headers: &[(&str, &str)]) -> Option<String> {
+        let mut builder = Request::get(uri);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        table
+            .decide(&builder.body(()).unwrap())
+            .ok()
+            .map(|d| d.route().to_owned())
+    }
+
+    #[test]
+    fn grpc_method_paths_match_as_a28_and_psm_interop_test() {
+        // The shapes of psm-interop's path matching cases: a full method
+        // path, a service prefix, a regex, case-insensitive variants, and
+        // precedence by order.
+        let table = routes(&[
+            "{ name: empty-call, match: { path: /grpc.testing.TestService/EmptyCall }, route: { cluster: a } }",
+            "{ name: unary-ci, match: { path: /GRPC.TESTING.TESTSERVICE/UNARYCALL, case_sensitive: false }, route: { cluster: a } }",
+            "{ name: regex, match: { safe_regex: { regex: '^/grpc.testing.TestService/Streaming.*Call$' } }, route: { cluster: b } }",
+            "{ name: service-ci, match: { prefix: /GRPC.TESTING.OTHERSERVICE/, case_sensitive: false }, route: { cluster: b } }",
+            "{ name: service, match: { prefix: /grpc.testing.TestService/ }, route: { cluster: c } }",
+            "{ name: shadowed, match: { path: /grpc.testing.TestService/UnimplementedCall }, route: { cluster: a } }",
+        ]);
+        let cases = [
+            ("/grpc.testing.TestService/EmptyCall", Some("empty-call")),
+            // `path` is case-sensitive by default.
+            ("/grpc.testing.TestService/emptycall", Some("service")),
+            ("/grpc.testing.TestService/UnaryCall", Some("unary-ci")),
+            ("/grpc.testing.testservice/unarycall", Some("unary-ci")),
+            (
+                "/grpc.testing.TestService/StreamingOutputCall",
+                Some("regex"),
+            ),
+            // `case_sensitive` does not apply to `safe_regex`.
+            (
+                "/grpc.testing.TestService/STREAMINGOUTPUTCALL",
+                Some("service"),
+            ),
+            ("/grpc.testing.OtherService/Call", Some("service-ci")),
+            // The earlier prefix route wins over the later exact one.
+            (
+                "/grpc.testing.TestService/UnimplementedCall",
+                Some("service"),
+            ),
+            // A prefix is matched from the path's start, whole.
+            ("/grpc.testing.TestServic/EmptyCall", None),
+            ("/x/grpc.testing.TestService/EmptyCall", None),
+        ];
+        for (path, expected) in cases {
+            let got = route_for(&table, &format!("http://svc{path}"), &[]);
+            assert_eq!(got.as_deref(), expected, "{path}");
+        }
+    }
+
+    #[test]
+    fn header_rules_cover_a28s_matchers() {
+        // One route per rule, then a fallback; each case names the route
+        // expected to win.
+        let table = routes(&[
+            "{ name: exact, match: { prefix: /, headers: [{ name: x-exact, exact: v }] }, route: { cluster: a } }",
+            "{ name: exact-ci, match: { prefix: /, headers: [{ name: x-exact-ci, exact: VaLuE, ignore_case: true }] }, route: { cluster: a } }",
+            "{ name: prefix, match: { prefix: /, headers: [{ name: x-prefix, prefix: pre }] }, route: { cluster: a } }",
+            "{ name: prefix-ci, match: { prefix: /, headers: [{ name: x-prefix-ci, prefix: PRE, ignore_case: true }] }, route: { cluster: a } }",
+            "{ name: suffix, match: { prefix: /, headers: [{ name: x-suffix, suffix: fix }] }, route: { cluster: a } }",
+            "{ name: contains, match: { prefix: /, headers: [{ name: x-contains, contains: mid }] }, route: { cluster: a } }",
+            "{ name: present, match: { prefix: /, headers: [{ name: x-present, present: true }] }, route: { cluster: a } }",
+            "{ name: range, match: { prefix: /, headers: [{ name: x-range, range: { start: -10, end: 10 } }] }, route: { cluster: a } }",
+            "{ name: regex, match: { prefix: /, headers: [{ name: x-regex, safe_regex: { regex: 'user-[0-9]+' } }] }, route: { cluster: a } }",
+            "{ name: regex-ci, match: { prefix: /, headers: [{ name: x-regex-ci, safe_regex: { regex: 'abc' }, ignore_case: true }] }, route: { cluster: a } }",
+            "{ name: invert, match: { prefix: /, headers: [{ name: x-invert, exact: no, invert_match: true }] }, route: { cluster: a } }",
+            "{ name: both, match: { prefix: /, headers: [{ name: x-one, exact: '1' }, { name: x-two, exact: '2' }] }, route: { cluster: a } }",
+            "{ name: fallback, match: { prefix: / }, route: { cluster: b } }",
+        ]);
+        type Headers<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(Headers<'_>, &str)] = &[
+            (&[("x-exact", "v")], "exact"),
+            (&[("x-exact", "V")], "fallback"),
+            (&[("x-exact-ci", "VALUE")], "exact-ci"),
+            (&[("x-prefix", "prefixed")], "prefix"),
+            (&[("x-prefix", "PREfixed")], "fallback"),
+            (&[("x-prefix-ci", "prEfixed")], "prefix-ci"),
+            (&[("x-suffix", "suffix")], "suffix"),
+            (&[("x-suffix", "fixes")], "fallback"),
+            (&[("x-contains", "amidst")], "contains"),
+            (&[("x-present", "")], "present"),
+            (&[("x-range", "-10")], "range"),
+            (&[("x-range", "9")], "range"),
+            (&[("x-range", "10")], "fallback"),
+            (&[("x-range", "1.5")], "fallback"),
+            (&[("x-regex", "user-42")], "regex"),
+            // `safe_regex` matches the whole value.
+            (&[("x-regex", "user-42x")], "fallback"),
+            // `ignore_case` is not applied to `safe_regex`.
+            (&[("x-regex-ci", "ABC")], "fallback"),
+            (&[("x-regex-ci", "abc")], "regex-ci"),
+            (&[("x-invert", "yes")], "invert"),
+            (&[("x-invert", "no")], "fallback"),
+            // An absent header never matches, inverted or not.
+            (&[], "fallback"),
+            (&[("x-one", "1"), ("x-two", "2")], "both"),
+            (&[("x-one", "1")], "fallback"),
+        ];
+        for (headers, expected) in cases {
+            let got = route_for(&table, "http://svc/", headers);
+            assert_eq!(got.as_deref(), Some(*expected), "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn query_parameter_rules_match_the_first_decoded_value() {
+        let table = routes(&[
+            "{ name: exact, match: { prefix: /, query_parameters: [{ name: debug, string_match: { exact: 'on' } }] }, route: { cluster: a } }",
+            "{ name: exact-ci, match: { prefix: /, query_parameters: [{ name: mode, string_match: { exact: fast, ignore_case: true } }] }, route: { cluster: a } }",
+            "{ name: prefix, match: { prefix: /, query_parameters: [{ name: q, string_match: { prefix: 'hello ' } }] }, route: { cluster: a } }",
+            "{ name: suffix, match: { prefix: /, query_parameters: [{ name: file, string_match: { suffix: .json } }] }, route: { cluster: a } }",
+            "{ name: contains, match: { prefix: /, query_parameters: [{ name: tags, string_match: { contains: RED, ignore_case: true } }] }, route: { cluster: a } }",
+            "{ name: regex, match: { prefix: /, query_parameters: [{ name: id, string_match: { safe_regex: { regex: '[0-9]+' } } }] }, route: { cluster: a } }",
+            "{ name: present, match: { prefix: /, query_parameters: [{ name: trace, present_match: true }] }, route: { cluster: a } }",
+            "{ name: both, match: { prefix: /, query_parameters: [{ name: x, present_match: true }, { name: y, string_match: { exact: '2' } }] }, route: { cluster: a } }",
+            "{ name: fallback, match: { prefix: / }, route: { cluster: b } }",
+        ]);
+        let cases = [
+            ("/?debug=on", "exact"),
+            ("/?debug=ON", "fallback"),
+            ("/?debug=off&debug=on", "fallback"),
+            ("/?debug=on&debug=off", "exact"),
+            ("/?mode=FAST", "exact-ci"),
+            ("/?q=hello%20world", "prefix"),
+            ("/?q=hello+world", "fallback"),
+            ("/?file=a.json", "suffix"),
+            ("/?tags=blue,Red", "contains"),
+            ("/?id=123", "regex"),
+            ("/?id=123a", "fallback"),
+            ("/?trace", "present"),
+            ("/?trace=", "present"),
+            ("/?tracer=1", "fallback"),
+            ("/?x&y=2", "both"),
+            ("/?y=2", "fallback"),
+            ("/?my%20debug=on&debug=on", "exact"),
+            ("/", "fallback"),
+        ];
+        for (path, expected) in cases {
+            let got = route_for(&table, &format!("http://svc{path}"), &[]);
+            assert_eq!(got.as_deref(), Some(expected), "{path}");
+        }
+    }
+
+    #[test]
+    fn path_separated_prefix_matches_whole_segments() {
+        let table = routes(&[
+            "{ name: api, match: { path_separated_prefix: /api }, route: { cluster: a } }",
+            "{ name: ci, match: { path_separated_prefix: /Docs, case_sensitive: false }, route: { cluster: a } }",
+            "{ name: root, match: { path_separated_prefix: / }, route: { cluster: b } }",
+        ]);
+        let cases = [
+            ("/api", Some("api")),
+            ("/api/", Some("api")),
+            ("/api/v1/users", Some("api")),
+            ("/api?x=1", Some("api")),
+            ("/apix", Some("root")),
+            ("/API/v1", Some("root")),
+            ("/docs/a", Some("ci")),
+            ("/DOCS", Some("ci")),
+            ("/docsx", Some("root")),
+            ("/", Some("root")),
+        ];
+        for (path, expected) in cases {
+            let got = route_for(&table, &format!("http://svc{path}"), &[]);
+            assert_eq!(got.as_deref(), expected, "{path}");
+        }
+    }
+
+    #[test]
+    fn runtime_fraction_matches_its_share_of_requests() {
+        let share = |fraction: &str| {
+            let table = routes(&[
+                &format!(
+                    "{{ name: some, match: {{ prefix: /, runtime_fraction: {fraction} }}, route: {{ cluster: a }} }}"
+                ),
+                "{ name: rest, match: { prefix: / }, route: { cluster: b } }",
+            ]);
+            let n = 20_000;
+            let hits = (0..n)
+                .filter(|_| route_for(&table, "http://svc/", &[]).as_deref() == Some("some"))
+                .count();
+            hits as f64 / n as f64
+        };
+        assert_eq!(share("{ numerator: 0 }"), 0.0);
+        assert_eq!(share("{ numerator: 100 }"), 1.0);
+        assert_eq!(share("{ numerator: 1000000, denominator: million }"), 1.0);
+        // 20,000 draws at p = 0.25: σ ≈ 0.003; ±0.02 is over 6σ.
+        let quarter = share("{ numerator: 2500, denominator: ten_thousand }");
+        assert!((0.23..=0.27).contains(&quarter), "{quarter}");
+    }
+
+    #[test]
+    fn runtime_fraction_is_drawn_only_after_the_other_rules_hold() {
+        // A route that can never match otherwise never matches, whatever its fraction.
+        let table = routes(&[
+            "{ name: never, match: { prefix: /, headers: [{ name: x-no, present: true }], runtime_fraction: { numerator: 100 } }, route: { cluster: a } }",
+            "{ name: rest, match: { prefix: / }, route: { cluster: b } }",
+        ]);
+        assert_eq!(
+            route_for(&table, "http://svc/", &[]).as_deref(),
+            Some("rest")
+        );
+        assert_eq!(
+            route_for(&table, "http://svc/", &[("x-no", "1")]).as_deref(),
+            Some("never")
+        );
+    }
+
+    #[test]
+    fn the_decision_carries_the_routes_policy() {
+        let table = routes(&[
+            r#"{ name: r, match: { prefix: / }, route: { weighted_clusters: { clusters: [{ name: a, weight: 3 }, { name: b, weight: 1 }] }, timeout: 2s, request_mirror_policies: [{ cluster: c, runtime_fraction: { numerator: 10 } }], hash_policy: [{ header: { header_name: x-user } }], max_stream_duration: { grpc_timeout_header_max: 1s } } }"#,
+        ]);
+        let request = Request::get("http://svc/")
+            .header("x-user", "alice")
+            .header("grpc-timeout", "5S")
+            .body(())
+            .unwrap();
+        let decision = table.decide(&request).unwrap();
+        let split: Vec<_> = decision
+            .weighted_clusters()
+            .iter()
+            .map(|c| (c.name.as_str(), c.weight))
+            .collect();
+        assert_eq!(split, [("a", 3), ("b", 1)]);
+        assert!(["a", "b"].contains(&decision.cluster()));
+        assert_eq!(decision.timeout(), Some(Duration::from_secs(1)));
+        assert_eq!(decision.request_mirror_policies()[0].cluster, "c");
+        assert_eq!(
+            decision.hash(),
+            Some(crate::balance::RequestHash(xxhash_rust::xxh64::xxh64(
+                b"alice", 0
+            )))
+        );
+        let plain = table.decide(&get("http://svc/")).unwrap();
+        assert_eq!(plain.timeout(), Some(Duration::from_secs(2)));
+        assert_eq!(plain.hash(), None);
+    }
+
+    /// Property: for random tables and requests, the index finds exactly
+    /// the route a linear scan finds.
+    #[test]
+    fn the_index_finds_what_a_linear_scan_finds() {
+        use rand::{RngExt, SeedableRng};
+
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+        let segments = ["a", "A", "ab", "b", "api", "API", "v1", ""];
+        let path = |rng: &mut rand::rngs::StdRng| {
+            let n = rng.random_range(0..4);
+            let mut path = String::new();
+            for _ in 0..n {
+                path.push('/');
+                path.push_str(segments[rng.random_range(0..segments.len())]);
+            }
+            if path.is_empty() || rng.random_bool(0.2) {
+                path.push('/');
+            }
+            path
+        };
+        for round in 0..300 {
+            let n = rng.random_range(1..40);
+            let mut lines = Vec::new();
+            for i in 0..n {
+                let p = path(&mut rng);
+                let rule = match rng.random_range(0..7) {
+                    0 => format!("path: '{p}'"),
+                    1 => {
+                        let segments = p.trim_end_matches('/');
+                        let prefix = if segments.is_empty() { "/" } else { segments };
+                        format!("path_separated_prefix: '{prefix}'")
+                    }
+                    2 => format!("safe_regex: {{ regex: '{}.*' }}", regex::escape(&p)),
+                    3 => format!("prefix: '{}'", &p[..rng.random_range(0..=p.len())]),
+                    _ => format!("prefix: '{p}'"),
+                };
+                let case = if rng.random_bool(0.3) {
+                    ", case_sensitive: false"
+                } else {
+                    ""
+                };
+                let header = match rng.random_range(0..4) {
+                    0 => ", headers: [{ name: x-h, exact: '1' }]",
+                    1 => ", runtime_fraction: { numerator: 0 }",
+                    2 => ", query_parameters: [{ name: q, present_match: true }]",
+                    _ => "",
+                };
+                lines.push(format!(
+                    "{{ name: r{i}, match: {{ {rule}{case}{header} }}, route: {{ cluster: a }} }}"
+                ));
+            }
+            let line_refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+            let table = routes(&line_refs);
+            let vhost = &table.virtual_hosts[0];
+            for _ in 0..50 {
+                let mut uri = format!("http://svc{}", path(&mut rng));
+                if rng.random_bool(0.3) {
+                    uri.push_str("?q=1");
+                }
+                let mut builder = Request::get(uri.as_str());
+                if rng.random_bool(0.5) {
+                    builder = builder.header("x-h", "1");
+                }
+                let request = builder.body(()).unwrap();
+                let (p, q) = (request.uri().path(), request.uri().query());
+                let linear = vhost.routes.iter().position(|r| r.matches(&request, p, q));
+                let indexed = table
+                    .find(&request)
+                    .ok()
+                    .and_then(|found| vhost.routes.iter().position(|r| std::ptr::eq(r, found)));
+                assert_eq!(indexed, linear, "round {round}: {uri} in {lines:#?}");
+            }
+        }
     }
 }

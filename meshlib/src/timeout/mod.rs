@@ -5,23 +5,88 @@
 //! the response headers arrive; a streaming body is not bounded by it (Envoy's
 //! route `timeout` also bounds the body: that comes with per-try timeouts).
 //! A request without a decision, or whose route has no timeout, is not bounded.
+//!
+//! Which timeout a request gets is decided with its route, by
+//! [`request_timeout`]: the route's `timeout`, overridden by its
+//! `max_stream_duration` (Envoy's `RouteAction.MaxStreamDuration`, gRPC's A31),
+//! whose `grpc_timeout_header_max` lets a gRPC client's own deadline, sent in
+//! its `grpc-timeout` header, set the timeout, capped.
 
 mod future;
+mod grpc;
 mod layer;
 
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use http::Request;
+use http::{HeaderMap, Request};
 use tower_service::Service;
 
+use crate::config::MaxStreamDuration;
 use crate::error::Error;
 use crate::route::RouteDecision;
 
 pub use future::ResponseFuture;
 pub use layer::TimeoutLayer;
 
+/// The time a request may wait for its response headers, from its route's
+/// `timeout` and `max_stream_duration` and its `grpc-timeout` header, as
+/// Envoy decides it:
+///
+/// 1. With `grpc_timeout_header_max` set and a well-formed `grpc-timeout`
+///    header: the header's value, capped at `grpc_timeout_header_max` unless
+///    that is zero (no cap).
+/// 2. Else, with `max_stream_duration` set: that, zero meaning no timeout.
+/// 3. Else the route's `timeout` (zero meaning none).
+///
+/// ```
+/// use std::time::Duration;
+/// use meshlib::config::MaxStreamDuration;
+/// use meshlib::timeout::request_timeout;
+///
+/// let limits = MaxStreamDuration {
+///     max_stream_duration: Some(Duration::from_secs(30)),
+///     grpc_timeout_header_max: Some(Duration::from_secs(5)),
+/// };
+/// let route_timeout = Some(Duration::from_secs(15));
+/// let mut headers = http::HeaderMap::new();
+/// assert_eq!(request_timeout(route_timeout, Some(&limits), &headers), Some(Duration::from_secs(30)));
+/// headers.insert("grpc-timeout", "250m".parse()?);
+/// assert_eq!(request_timeout(route_timeout, Some(&limits), &headers), Some(Duration::from_millis(250)));
+/// headers.insert("grpc-timeout", "1H".parse()?);
+/// assert_eq!(request_timeout(route_timeout, Some(&limits), &headers), Some(Duration::from_secs(5)));
+/// assert_eq!(request_timeout(route_timeout, None, &headers), route_timeout);
+/// # Ok::<(), http::header::InvalidHeaderValue>(())
+/// ```
+pub fn request_timeout(
+    route_timeout: Option<Duration>,
+    max_stream_duration: Option<&MaxStreamDuration>,
+    headers: &HeaderMap,
+) -> Option<Duration> {
+    let route_timeout = route_timeout.filter(|t| !t.is_zero());
+    let Some(limits) = max_stream_duration else {
+        return route_timeout;
+    };
+    if let Some(cap) = limits.grpc_timeout_header_max
+        && let Some(requested) = headers
+            .get("grpc-timeout")
+            .and_then(|value| grpc::parse(value.as_bytes()))
+    {
+        return Some(if cap.is_zero() {
+            requested
+        } else {
+            requested.min(cap)
+        });
+    }
+    match limits.max_stream_duration {
+        Some(limit) => (!limit.is_zero()).then_some(limit),
+        None => route_timeout,
+    }
+}
+
 /// Fails a request with [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) when
-/// its route's timeout passes before the inner service answers.
+/// its timeout ([`RouteDecision::timeout`], see [`request_timeout`]) passes
+/// before the inner service answers.
 ///
 /// ```
 /// use std::time::Duration;
@@ -49,7 +114,7 @@ pub struct Timeout<S> {
 }
 
 impl<S> Timeout<S> {
-    /// Bounds `inner` by each request's route timeout.
+    /// Bounds `inner` by each request's timeout.
     pub fn new(inner: S) -> Self {
         Timeout { inner }
     }
@@ -72,5 +137,93 @@ where
         let decision = request.extensions().get::<RouteDecision>();
         let limit = decision.and_then(|d| d.timeout().map(|t| (t, d.clone())));
         ResponseFuture::new(self.inner.call(request), limit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::ErrorKind;
+    use crate::config::MeshConfig;
+    use crate::route::RouteTable;
+
+    /// How long a request to a route whose action has `limits` (YAML) waits,
+    /// with `grpc_timeout` as its header, before timing out; `None` if it
+    /// does not time out within a day.
+    async fn waited(limits: &str, grpc_timeout: Option<&str>) -> Option<Duration> {
+        let config = MeshConfig::from_yaml(&format!(
+            "clusters: [{{ name: c }}]\nvirtual_hosts: [{{ name: v, domains: ['*'], routes: [{{ match: {{ prefix: / }}, route: {{ cluster: c, {limits} }} }}] }}]"
+        ))
+        .unwrap();
+        let table = RouteTable::new(&config).unwrap();
+        let mut request = http::Request::get("http://svc/Service/Method");
+        if let Some(value) = grpc_timeout {
+            request = request.header("grpc-timeout", value);
+        }
+        let mut request = request.body(()).unwrap();
+        let decision = table.decide(&request).unwrap();
+        request.extensions_mut().insert(decision);
+        let never =
+            tower::service_fn(|_: http::Request<()>| std::future::pending::<Result<(), Error>>());
+        let start = tokio::time::Instant::now();
+        let day = Duration::from_secs(24 * 3600);
+        match tokio::time::timeout(day, Timeout::new(never).oneshot(request)).await {
+            Ok(Err(error)) => {
+                assert_eq!(error.kind(), ErrorKind::Timeout);
+                Some(start.elapsed())
+            }
+            Ok(Ok(())) => unreachable!("the service never answers"),
+            Err(_) => None,
+        }
+    }
+
+    fn ms(n: u64) -> Option<Duration> {
+        Some(Duration::from_millis(n))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_route_timeout_bounds_the_wait() {
+        assert_eq!(waited("timeout: 2s", None).await, ms(2000));
+        assert_eq!(waited("timeout: 0s", None).await, None);
+        assert_eq!(
+            waited("timeout: 2s", Some("1S")).await,
+            ms(2000),
+            "grpc-timeout ignored without grpc_timeout_header_max"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn max_stream_duration_overrides_the_route_timeout() {
+        let limits = "timeout: 2s, max_stream_duration: { max_stream_duration: 500ms }";
+        assert_eq!(waited(limits, None).await, ms(500));
+        let limits = "timeout: 2s, max_stream_duration: { max_stream_duration: 5s }";
+        assert_eq!(waited(limits, None).await, ms(5000));
+        // Zero: no timeout at all, as Envoy reads an explicit zero.
+        let limits = "timeout: 2s, max_stream_duration: { max_stream_duration: 0s }";
+        assert_eq!(waited(limits, None).await, None);
+        // Neither limit set: the route timeout stands.
+        assert_eq!(
+            waited("timeout: 2s, max_stream_duration: {}", None).await,
+            ms(2000)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn grpc_timeout_sets_the_timeout_capped_by_grpc_timeout_header_max() {
+        let capped = "timeout: 2s, max_stream_duration: { max_stream_duration: 10s, grpc_timeout_header_max: 3s }";
+        assert_eq!(waited(capped, Some("100m")).await, ms(100));
+        assert_eq!(waited(capped, Some("5S")).await, ms(3000));
+        assert_eq!(waited(capped, Some("1H")).await, ms(3000));
+        // Without the header, or with a malformed one, max_stream_duration applies.
+        assert_eq!(waited(capped, None).await, ms(10_000));
+        assert_eq!(waited(capped, Some("soon")).await, ms(10_000));
+        // A zero cap leaves the header's value as it is.
+        let uncapped = "timeout: 2s, max_stream_duration: { grpc_timeout_header_max: 0s }";
+        assert_eq!(waited(uncapped, Some("1M")).await, ms(60_000));
+        assert_eq!(waited(uncapped, None).await, ms(2000));
     }
 }

@@ -1,0 +1,90 @@
+//! The cost of matching one request against a route table of 10, 1,000 and
+//! 10,000 routes: `RouteTable::decide`, with the matching route near the
+//! end of the table.
+//!
+//! `distinct_prefixes`: each route has its own path prefix and a header
+//! rule, the shape of a large mesh's generated routes; the path index hands
+//! the matcher only the routes whose prefix the path has. `shared_prefix`:
+//! every route has the prefix `/` and differs only by header, so every route
+//! before the match is a candidate and is tested: the index's worst case.
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use http::Request;
+use meshlib::config::{
+    Cluster, HeaderMatcher, HeaderRule, MeshConfig, Route, RouteAction, RouteMatch, VirtualHost,
+};
+use meshlib::route::RouteTable;
+
+/// `n` routes: route `i` matches `prefix(i)` with header `x-tenant: t{i}`.
+fn table(n: usize, prefix: impl Fn(usize) -> String) -> RouteTable {
+    let routes = (0..n)
+        .map(|i| Route {
+            name: format!("route-{i}"),
+            matcher: RouteMatch {
+                headers: vec![HeaderMatcher {
+                    name: "x-tenant".to_owned(),
+                    rule: HeaderRule::Exact(format!("t{i}")),
+                    ignore_case: false,
+                    invert_match: false,
+                }],
+                ..RouteMatch::prefix(prefix(i))
+            },
+            action: RouteAction::cluster("backend"),
+            request_headers_to_add: Vec::new(),
+            request_headers_to_remove: Vec::new(),
+        })
+        .collect();
+    let config = MeshConfig {
+        virtual_hosts: vec![VirtualHost {
+            name: "mesh".to_owned(),
+            domains: vec!["mesh".to_owned()],
+            routes,
+        }],
+        clusters: vec![Cluster::new("backend", Vec::new())],
+    };
+    config.validate().unwrap();
+    RouteTable::new(&config).unwrap()
+}
+
+/// A request for route `i`.
+fn request(i: usize, path: &str) -> Request<()> {
+    Request::get(format!("http://mesh{path}"))
+        .header("x-tenant", format!("t{i}"))
+        .header("user-agent", "bench")
+        .body(())
+        .unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("route_match");
+    for n in [10, 1_000, 10_000] {
+        // Near the end: the route before last.
+        let target = n - 2;
+
+        let distinct = table(n, |i| format!("/svc-{i}/"));
+        let request_distinct = request(target, &format!("/svc-{target}/items/42"));
+        assert_eq!(
+            distinct.decide(&request_distinct).unwrap().route(),
+            format!("route-{target}")
+        );
+        group.bench_with_input(BenchmarkId::new("distinct_prefixes", n), &n, |b, _| {
+            b.iter(|| black_box(distinct.decide(black_box(&request_distinct)).unwrap()))
+        });
+
+        let shared = table(n, |_| "/".to_owned());
+        let request_shared = request(target, "/items/42");
+        assert_eq!(
+            shared.decide(&request_shared).unwrap().route(),
+            format!("route-{target}")
+        );
+        group.bench_with_input(BenchmarkId::new("shared_prefix", n), &n, |b, _| {
+            b.iter(|| black_box(shared.decide(black_box(&request_shared)).unwrap()))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,99 @@
+//! A cluster's balancing configuration, read once when its balancer is made.
+
+use std::collections::HashMap;
+
+use super::load::Clock;
+use super::peak_ewma::Ewma;
+use crate::config::{Cluster, Endpoint, LbPolicy, Locality};
+
+/// What a balancer needs of its cluster's configuration: the policy within a
+/// group of endpoints, the locality weights and the overprovisioning factor.
+#[derive(Debug)]
+pub(super) struct Policy {
+    pub(super) kind: Kind,
+    /// Listed localities in configuration order, with their weights.
+    pub(super) localities: Vec<(Locality, u32)>,
+    by_locality: HashMap<Locality, u32>,
+    pub(super) overprovisioning_factor: u32,
+}
+
+/// The policy that picks within one group of healthy endpoints, with its
+/// parameters.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Kind {
+    RoundRobin,
+    Random,
+    LeastRequest {
+        choice_count: u32,
+    },
+    RingHash {
+        minimum_size: u64,
+        maximum_size: u64,
+    },
+    Maglev {
+        table_size: u64,
+    },
+    PeakEwma(Ewma),
+}
+
+impl Policy {
+    pub(super) fn new(cluster: &Cluster, clock: Clock) -> Self {
+        let kind = match cluster.lb_policy {
+            LbPolicy::RoundRobin => Kind::RoundRobin,
+            LbPolicy::Random => Kind::Random,
+            LbPolicy::LeastRequest { choice_count } => Kind::LeastRequest { choice_count },
+            LbPolicy::RingHash {
+                minimum_ring_size,
+                maximum_ring_size,
+            } => Kind::RingHash {
+                minimum_size: minimum_ring_size,
+                maximum_size: maximum_ring_size,
+            },
+            LbPolicy::Maglev { table_size } => Kind::Maglev { table_size },
+            LbPolicy::PeakEwma { decay, default_rtt } => {
+                Kind::PeakEwma(Ewma::new(decay, default_rtt, clock))
+            }
+        };
+        let localities: Vec<(Locality, u32)> = cluster
+            .locality_weights
+            .iter()
+            .filter(|lw| lw.weight > 0)
+            .map(|lw| (lw.locality.clone(), lw.weight))
+            .collect();
+        Policy {
+            kind,
+            by_locality: localities.iter().cloned().collect(),
+            localities,
+            overprovisioning_factor: cluster.overprovisioning_factor,
+        }
+    }
+
+    /// Whether picks follow the request's hash (`ring_hash`, `maglev`).
+    pub(super) fn hashes(&self) -> bool {
+        matches!(self.kind, Kind::RingHash { .. } | Kind::Maglev { .. })
+    }
+
+    /// The peak-EWMA parameters, for `peak_ewma`.
+    pub(super) fn ewma(&self) -> Option<&Ewma> {
+        match &self.kind {
+            Kind::PeakEwma(ewma) => Some(ewma),
+            _ => None,
+        }
+    }
+
+    /// Whether locality weights are configured.
+    pub(super) fn weighs_localities(&self) -> bool {
+        !self.by_locality.is_empty()
+    }
+
+    /// The weight of `endpoint`'s locality: 1 without locality weights, `None`
+    /// when they are configured and its locality is not among them. Such an
+    /// endpoint is left out altogether, from the priority health too, as gRPC
+    /// leaves out a locality of weight 0.
+    pub(super) fn locality_weight(&self, endpoint: &Endpoint) -> Option<u32> {
+        if self.by_locality.is_empty() {
+            return Some(1);
+        }
+        self.by_locality.get(&endpoint.locality).copied()
+    }
+}

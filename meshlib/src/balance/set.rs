@@ -1,0 +1,268 @@
+//! One snapshot of a cluster's endpoints, ready to pick from: each endpoint's
+//! client and load, its priority levels with their share of the traffic, the
+//! weighted localities within a level, and a policy's picker per group.
+//! Built off the request path whenever the endpoints change, and swapped in
+//! whole.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rand::RngExt;
+
+use super::group::{Group, Member};
+use super::load::EndpointLoad;
+use super::locality::effective_weight;
+use super::policy::Policy;
+use super::priority::{LevelHealth, loads};
+use super::sampler::WeightedIndex;
+use crate::config::{Endpoint, Locality};
+
+/// An endpoint with what is kept of it across updates: its client (and so its
+/// pooled connections) and its load.
+pub(super) struct EndpointState<C> {
+    pub(super) endpoint: Endpoint,
+    pub(super) client: Arc<C>,
+    pub(super) load: Arc<EndpointLoad>,
+}
+
+/// A cluster's endpoints and how a request picks one.
+pub(super) struct EndpointSet<C> {
+    pub(super) endpoints: Box<[EndpointState<C>]>,
+    /// The levels that take traffic, in priority order.
+    levels: Box<[Level]>,
+}
+
+/// A priority level that takes some traffic.
+#[derive(Debug)]
+struct Level {
+    priority: u32,
+    /// A pick of `0..100` below this, and not below the previous level's,
+    /// lands here: the cumulative priority load.
+    below: u32,
+    groups: Groups,
+}
+
+#[derive(Debug)]
+enum Groups {
+    /// One group of all the level's healthy endpoints.
+    All(Group),
+    /// One group per locality with healthy endpoints, each with the index of
+    /// its locality in [`Policy::localities`], picked by effective weight.
+    Localities {
+        by_weight: WeightedIndex,
+        groups: Box<[(usize, Group)]>,
+    },
+}
+
+impl<C> EndpointSet<C> {
+    /// The set for `endpoints` under `policy`. Endpoints whose address was in
+    /// `previous` keep their client and load; `client` makes the others'.
+    pub(super) fn build(
+        policy: &Policy,
+        endpoints: &[Endpoint],
+        previous: Option<&EndpointSet<C>>,
+        mut client: impl FnMut(SocketAddr) -> C,
+    ) -> Self {
+        let kept: HashMap<SocketAddr, &EndpointState<C>> = previous
+            .map(|p| {
+                p.endpoints
+                    .iter()
+                    .map(|e| (e.endpoint.address, e))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let endpoints: Box<[EndpointState<C>]> = endpoints
+            .iter()
+            .map(|endpoint| {
+                let (client, load) = match kept.get(&endpoint.address) {
+                    Some(old) => (old.client.clone(), old.load.clone()),
+                    None => (Arc::new(client(endpoint.address)), Arc::default()),
+                };
+                EndpointState {
+                    endpoint: endpoint.clone(),
+                    client,
+                    load,
+                }
+            })
+            .collect();
+
+        // Endpoints of unlisted localities are left out (see `Policy::locality_weight`).
+        let mut by_priority: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for (index, state) in (0u32..).zip(endpoints.iter()) {
+            if policy.locality_weight(&state.endpoint).is_some() {
+                by_priority
+                    .entry(state.endpoint.priority)
+                    .or_default()
+                    .push(index);
+            }
+        }
+        let health: Vec<LevelHealth> = by_priority
+            .values()
+            .map(|indices| LevelHealth {
+                healthy: indices
+                    .iter()
+                    .filter(|i| takes_traffic(&endpoints[**i as usize].endpoint))
+                    .count() as u64,
+                total: indices.len() as u64,
+            })
+            .collect();
+        let loads = loads(&health, policy.overprovisioning_factor).unwrap_or_default();
+
+        let mut below = 0;
+        let levels = by_priority
+            .iter()
+            .zip(loads)
+            .filter(|(_, load)| *load > 0)
+            .filter_map(|((priority, indices), load)| {
+                let groups = Groups::build(policy, *priority, indices, &endpoints, previous)?;
+                below += load;
+                Some(Level {
+                    priority: *priority,
+                    below,
+                    groups,
+                })
+            })
+            .collect();
+        EndpointSet { endpoints, levels }
+    }
+
+    /// The index of the endpoint for a request of `hash` (random when `None`
+    /// and the policy hashes); `None` if no endpoint takes traffic.
+    pub(super) fn pick(&self, policy: &Policy, hash: Option<u64>) -> Option<usize> {
+        let mut rng = rand::rng();
+        let hash = match hash {
+            Some(hash) if policy.hashes() => hash,
+            None if policy.hashes() => rng.random(),
+            _ => 0,
+        };
+        let level = match &*self.levels {
+            [] => return None,
+            [only] => only,
+            levels => {
+                // Hashing policies pick the priority by the hash too, as
+                // Envoy does, so a key keeps its level while loads stay.
+                let p = if policy.hashes() {
+                    (hash % 100) as u32
+                } else {
+                    rng.random_range(0..100)
+                };
+                levels
+                    .iter()
+                    .find(|level| p < level.below)
+                    .or(levels.last())?
+            }
+        };
+        let group = match &level.groups {
+            Groups::All(group) => group,
+            Groups::Localities { by_weight, groups } => &groups[by_weight.sample(&mut rng)].1,
+        };
+        Some(group.pick(hash, &mut rng) as usize)
+    }
+
+    /// The turn the round robin of `priority` (and locality, by its index in
+    /// [`Policy::localities`]) had reached.
+    fn turn(&self, priority: u32, locality: Option<usize>) -> usize {
+        let Some(level) = self.levels.iter().find(|l| l.priority == priority) else {
+            return 0;
+        };
+        match (&level.groups, locality) {
+            (Groups::All(group), None) => group.turn(),
+            (Groups::Localities { groups, .. }, Some(locality)) => groups
+                .iter()
+                .find(|(l, _)| *l == locality)
+                .map_or(0, |(_, group)| group.turn()),
+            _ => 0,
+        }
+    }
+
+    /// Each priority's share of the traffic in percent, for tests and
+    /// diagnostics.
+    #[cfg(test)]
+    pub(super) fn priority_loads(&self) -> Vec<(u32, u32)> {
+        let mut previous = 0;
+        self.levels
+            .iter()
+            .map(|level| {
+                let load = level.below - previous;
+                previous = level.below;
+                (level.priority, load)
+            })
+            .collect()
+    }
+}
+
+fn takes_traffic(endpoint: &Endpoint) -> bool {
+    endpoint.health.takes_traffic() && endpoint.weight > 0
+}
+
+impl Groups {
+    /// The groups of the level `priority` made of the endpoints at `indices`;
+    /// `None` if none of them takes traffic.
+    fn build<C>(
+        policy: &Policy,
+        priority: u32,
+        indices: &[u32],
+        endpoints: &[EndpointState<C>],
+        previous: Option<&EndpointSet<C>>,
+    ) -> Option<Self> {
+        let member = |index: u32, weight: u64| {
+            let state = &endpoints[index as usize];
+            Member {
+                index,
+                address: state.endpoint.address,
+                weight,
+                load: state.load.clone(),
+            }
+        };
+        let turn = |locality| previous.map_or(0, |p| p.turn(priority, locality));
+
+        if policy.hashes() || !policy.weighs_localities() {
+            // Hashing policies get one ring or table per level, each endpoint
+            // weighted by its locality's weight too, as gRPC builds them.
+            let members = indices
+                .iter()
+                .copied()
+                .filter(|i| takes_traffic(&endpoints[*i as usize].endpoint))
+                .map(|i| {
+                    let endpoint = &endpoints[i as usize].endpoint;
+                    let locality = policy.locality_weight(endpoint).unwrap_or(0);
+                    member(i, u64::from(endpoint.weight) * u64::from(locality))
+                })
+                .collect();
+            return Some(Groups::All(Group::new(&policy.kind, members, turn(None))?));
+        }
+
+        let mut by_locality: HashMap<&Locality, (u64, Vec<Member>)> = HashMap::new();
+        for &i in indices {
+            let endpoint = &endpoints[i as usize].endpoint;
+            let (total, members) = by_locality.entry(&endpoint.locality).or_default();
+            *total += 1;
+            if takes_traffic(endpoint) {
+                members.push(member(i, u64::from(endpoint.weight)));
+            }
+        }
+        let mut weights = Vec::new();
+        let mut groups = Vec::new();
+        for (position, (locality, weight)) in policy.localities.iter().enumerate() {
+            let Some((total, members)) = by_locality.remove(locality) else {
+                continue;
+            };
+            let healthy = members.len() as u64;
+            let Some(group) = Group::new(&policy.kind, members, turn(Some(position))) else {
+                continue;
+            };
+            weights.push(effective_weight(
+                *weight,
+                healthy,
+                total,
+                policy.overprovisioning_factor,
+            ));
+            groups.push((position, group));
+        }
+        Some(Groups::Localities {
+            by_weight: WeightedIndex::new(weights)?,
+            groups: groups.into_boxed_slice(),
+        })
+    }
+}

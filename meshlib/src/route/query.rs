@@ -1,0 +1,60 @@
+//! Reading one parameter of a request's query string, as Envoy's
+//! `QueryParamsMulti` does: `&`-separated `name=value` pairs, a name without
+//! `=` having the empty value, the first occurrence of a name winning.
+
+use std::borrow::Cow;
+
+use percent_encoding::percent_decode_str;
+
+/// The raw (still percent-encoded) first value of the parameter `name` in
+/// `query`; names are compared after percent-decoding, case-sensitively.
+pub(super) fn first_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let same = if key.contains('%') {
+            percent_decode_str(key).eq(name.bytes())
+        } else {
+            key == name
+        };
+        same.then_some(value)
+    })
+}
+
+/// `raw` percent-decoded; invalid UTF-8 is replaced, as a matcher sees text.
+/// Borrows unless there is something to decode.
+pub(super) fn decode(raw: &str) -> Cow<'_, str> {
+    percent_decode_str(raw).decode_utf8_lossy()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_value_of_a_parameter_is_found_by_its_decoded_name() {
+        let cases = [
+            ("a=1&b=2", "b", Some("2")),
+            ("a=1&a=2", "a", Some("1")),
+            ("flag&b=2", "flag", Some("")),
+            ("a=&b=2", "a", Some("")),
+            ("a=x=y", "a", Some("x=y")),
+            ("my%20key=v", "my key", Some("v")),
+            ("ab=1", "a", None),
+            ("", "a", None),
+            ("A=1", "a", None),
+        ];
+        for (query, name, expected) in cases {
+            assert_eq!(first_value(query, name), expected, "{name} in {query:?}");
+        }
+    }
+
+    #[test]
+    fn values_are_percent_decoded_and_borrowed_when_plain() {
+        assert_eq!(decode("hello%20world"), "hello world");
+        assert_eq!(decode("a%2Fb"), "a/b");
+        // Envoy decodes `%XX` only; a `+` stays a `+`.
+        assert_eq!(decode("a+b"), "a+b");
+        assert!(matches!(decode("plain"), Cow::Borrowed("plain")));
+        assert_eq!(decode("%ff"), "\u{fffd}");
+    }
+}
