@@ -1,0 +1,217 @@
+//! meshlib against gRPC's reference xDS clients, scenario by scenario
+//! (grpc/grpc `doc/xds-test-descriptions.md`).
+//!
+//! Each scenario starts on loopback the snapshot control plane (in-process),
+//! `xds-interop-server` backends named `backend-N`, and three clients under
+//! one bootstrap: meshlib's `xds-interop-client`, gRPC Python and gRPC Node
+//! (installed by `scripts/install-interop-peers`). Each step changes the
+//! world (a new snapshot, stopped or restarted backends, a `Configure`),
+//! waits until the clients' traffic shows the change, then asks every client
+//! for the next 1,000 RPCs with `GetClientStats` and checks them.
+//!
+//! ```text
+//! cargo test -p meshlib-interop --test interop                 # every scenario
+//! cargo test -p meshlib-interop --test interop -- round_robin  # by name
+//! MESHLIB_INTEROP_REPORT=1 cargo test -p meshlib-interop --test interop  # and write INTEROP.md
+//! ```
+//!
+//! Adding a scenario is adding an entry to [`scenarios`].
+
+mod harness;
+mod report;
+mod resources;
+mod scenarios;
+
+use std::time::{Duration, Instant};
+
+use harness::{Outcome, World};
+use scenarios::{Action, Scenario};
+
+/// What became of one step.
+pub(crate) struct StepResult {
+    pub(crate) name: &'static str,
+    pub(crate) outcomes: Vec<Outcome>,
+}
+
+/// What became of one scenario.
+pub(crate) struct ScenarioResult {
+    pub(crate) name: &'static str,
+    pub(crate) about: &'static str,
+    pub(crate) steps: Vec<StepResult>,
+    /// Why it could not run at all.
+    pub(crate) error: Option<String>,
+    pub(crate) took: Duration,
+}
+
+impl ScenarioResult {
+    pub(crate) fn passed(&self) -> bool {
+        self.error.is_none()
+            && self
+                .steps
+                .iter()
+                .all(|s| s.outcomes.iter().all(|o| o.error.is_none()))
+    }
+}
+
+/// Each scenario has this long, all steps included, before it fails.
+const SCENARIO_LIMIT: Duration = Duration::from_secs(240);
+
+async fn run(scenario: &Scenario) -> ScenarioResult {
+    let started = Instant::now();
+    let mut result = ScenarioResult {
+        name: scenario.name,
+        about: scenario.about,
+        steps: Vec::new(),
+        error: None,
+        took: Duration::ZERO,
+    };
+    let outcome = tokio::time::timeout(SCENARIO_LIMIT, steps(scenario, &mut result.steps)).await;
+    result.error = match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(why)) => Some(why),
+        Err(_) => Some(format!("did not finish within {SCENARIO_LIMIT:?}")),
+    };
+    result.took = started.elapsed();
+    result
+}
+
+async fn steps(scenario: &Scenario, results: &mut Vec<StepResult>) -> Result<(), String> {
+    let mut world = World::start(scenario.name, scenario.backends).await?;
+    for (i, step) in scenario.steps.iter().enumerate() {
+        apply(&mut world, &step.action).await?;
+        if i == 0 {
+            // The first configuration is in place before the clients start,
+            // as in a deployment.
+            world.start_clients(&scenario.flags).await?;
+        }
+        let mut outcomes = harness::measure(
+            &mut world,
+            &step.expect,
+            step.rpcs,
+            step.settle,
+            scenario.flags.qps * scenario.flags.rpc.split(',').count() as u32,
+        )
+        .await;
+        if let Some(reason) = step.meshlib_nack {
+            let nacks = world.meshlib_nacks().await;
+            if !nacks.iter().any(|n| n.contains(reason)) {
+                let why = format!("CSDS shows no NACK mentioning {reason:?} (NACKs: {nacks:?})");
+                for o in outcomes
+                    .iter_mut()
+                    .filter(|o| o.kind == harness::Kind::Meshlib)
+                {
+                    o.error.get_or_insert(why.clone());
+                }
+            }
+        }
+        if let Some(needs) = scenario.meshlib_needs {
+            for o in outcomes
+                .iter_mut()
+                .filter(|o| o.kind == harness::Kind::Meshlib)
+            {
+                if let Some(e) = &mut o.error {
+                    *e = format!("meshlib lacks {needs}: {e}");
+                }
+            }
+        }
+        for o in &outcomes {
+            let status = if o.error.is_some() { "FAIL" } else { "ok" };
+            let seen = o.window.as_ref().map(|w| w.describe()).unwrap_or_default();
+            println!(
+                "  {} / {} / {}: {status} [{seen}]",
+                scenario.name,
+                step.name,
+                o.kind.name()
+            );
+            if let Some(e) = &o.error {
+                println!("      {e}");
+            }
+            if let Some(n) = &o.note {
+                println!("      note: {n}");
+            }
+        }
+        results.push(StepResult {
+            name: step.name,
+            outcomes,
+        });
+    }
+    Ok(())
+}
+
+async fn apply(world: &mut World, action: &Action) -> Result<(), String> {
+    match action {
+        Action::Serve(make) => world.serve(|version, addresses| make(version, addresses)),
+        Action::Stop(which) => world.stop(which).await,
+        Action::Restart(which) => world.restart(which).await?,
+        Action::Configure(rpcs, metadata) => world.configure(rpcs, metadata).await?,
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    // Cargo passes libtest's flags; the only argument we take is name filters.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let all = scenarios::scenarios();
+    let chosen: Vec<&Scenario> = all
+        .iter()
+        .filter(|s| filters.is_empty() || filters.iter().any(|f| s.name.contains(f.as_str())))
+        .collect();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start a runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let started = Instant::now();
+    println!("\nrunning {} interop scenarios", chosen.len());
+    let mut results = Vec::new();
+    for scenario in chosen {
+        println!("scenario {}: {}", scenario.name, scenario.about);
+        let result = runtime.block_on(run(scenario));
+        if let Some(e) = &result.error {
+            println!("  {}: {e}", scenario.name);
+        }
+        let verdict = if result.passed() { "ok" } else { "FAILED" };
+        println!(
+            "test {} ... {verdict} ({:.1} s)",
+            scenario.name,
+            result.took.as_secs_f64()
+        );
+        results.push(result);
+    }
+    let failed: Vec<&str> = results
+        .iter()
+        .filter(|r| !r.passed())
+        .map(|r| r.name)
+        .collect();
+    let passed = results.len() - failed.len();
+    if std::env::var_os("MESHLIB_INTEROP_REPORT").is_some() {
+        match report::write(&results, filters.is_empty()) {
+            Ok(path) => println!("wrote {}", path.display()),
+            Err(e) => println!("could not write INTEROP.md: {e}"),
+        }
+    }
+    if !failed.is_empty() {
+        println!("\nfailures:\n    {}", failed.join("\n    "));
+    }
+    println!(
+        "\ntest result: {}. {passed} passed; {} failed; 0 ignored; 0 measured; 0 filtered out; finished in {:.2}s\n",
+        if failed.is_empty() { "ok" } else { "FAILED" },
+        failed.len(),
+        started.elapsed().as_secs_f64()
+    );
+    drop(runtime);
+    if failed.is_empty() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,453 @@
+//! The scenarios, as data: what to serve, what the clients send, what their
+//! traffic must show. Add one by adding an entry to [`scenarios`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use meshlib_interop::pb::client_configure_request::RpcType;
+use meshlib_xds::server::Snapshot;
+
+use crate::harness::{Expect, Flags};
+use crate::resources::{
+    Header, Path, hash_by_header, header_route, path_route, prioritized, ring_hash_cluster,
+    snapshot, split, to,
+};
+
+/// Makes the snapshot of a step from its version and the backends' addresses.
+pub(crate) type MakeSnapshot = Box<dyn Fn(u64, &[SocketAddr]) -> Snapshot + Send + Sync>;
+
+/// What a step does to the world before measuring.
+pub(crate) enum Action {
+    /// Serve a new snapshot.
+    Serve(MakeSnapshot),
+    /// Kill these backends.
+    Stop(Vec<usize>),
+    /// Start these backends again, on their ports.
+    Restart(Vec<usize>),
+    /// `Configure` every client: the methods to call and their metadata.
+    #[allow(dead_code)]
+    Configure(Vec<RpcType>, Vec<(RpcType, &'static str, &'static str)>),
+}
+
+/// One change and what must follow from it.
+pub(crate) struct Step {
+    pub(crate) name: &'static str,
+    pub(crate) action: Action,
+    pub(crate) expect: Expect,
+    /// RPCs measured, once the change shows.
+    pub(crate) rpcs: u32,
+    /// How long the change may take to show.
+    pub(crate) settle: Duration,
+    /// Text meshlib's CSDS must show in a NACK's reason after the step.
+    pub(crate) meshlib_nack: Option<&'static str>,
+}
+
+impl Step {
+    fn new(name: &'static str, action: Action, expect: Expect) -> Step {
+        Step {
+            name,
+            action,
+            expect,
+            rpcs: 1000,
+            settle: Duration::from_secs(20),
+            meshlib_nack: None,
+        }
+    }
+
+    fn nacked_by_meshlib(mut self, reason: &'static str) -> Step {
+        self.meshlib_nack = Some(reason);
+        self
+    }
+
+    fn within(mut self, settle: Duration) -> Step {
+        self.settle = settle;
+        self
+    }
+}
+
+/// A scenario of `doc/xds-test-descriptions.md`, on loopback.
+pub(crate) struct Scenario {
+    pub(crate) name: &'static str,
+    pub(crate) about: &'static str,
+    /// How many backends (`backend-0`…).
+    pub(crate) backends: usize,
+    pub(crate) flags: Flags,
+    pub(crate) steps: Vec<Step>,
+    /// What meshlib still lacks for it, if anything. Not a skip: the
+    /// scenario runs, and a meshlib failure names this as its reason.
+    pub(crate) meshlib_needs: Option<&'static str>,
+}
+
+fn serve(make: impl Fn(u64, &[SocketAddr]) -> Snapshot + Send + Sync + 'static) -> Action {
+    Action::Serve(Box::new(make))
+}
+
+/// Routes `routes` over clusters `a` and `b` (`b` may be empty).
+fn routed(
+    routes: impl Fn() -> Vec<meshlib_xds::pb::envoy::config::route::v3::Route> + Send + Sync + 'static,
+    a: &'static [usize],
+    b: &'static [usize],
+) -> Action {
+    serve(move |v, addresses| {
+        let mut clusters = vec![("cluster-a", a)];
+        if !b.is_empty() {
+            clusters.push(("cluster-b", b));
+        }
+        snapshot(v, addresses, routes(), &clusters)
+    })
+}
+
+const ALL4: &[usize] = &[0, 1, 2, 3];
+
+/// Both methods, each on its backends.
+fn methods(empty: &[usize], unary: &[usize]) -> Expect {
+    Expect::ByMethod(vec![
+        ("EmptyCall", empty.to_vec()),
+        ("UnaryCall", unary.to_vec()),
+    ])
+}
+
+const BOTH: Flags = Flags {
+    qps: 250,
+    rpc: "EmptyCall,UnaryCall",
+    metadata: "",
+};
+
+/// Every scenario, in the order they run.
+pub(crate) fn scenarios() -> Vec<Scenario> {
+    let default = |a, b| routed(|| to("cluster-a"), a, b);
+    vec![
+        Scenario {
+            name: "ping_pong",
+            about: "every backend of the cluster receives traffic",
+            backends: 4,
+            flags: Flags::default(),
+            steps: vec![Step::new(
+                "all backends",
+                default(ALL4, &[]),
+                Expect::Spread(ALL4.to_vec()),
+            )],
+            meshlib_needs: None,
+        },
+        Scenario {
+            name: "round_robin",
+            about: "RPCs are spread evenly (round robin) over the cluster",
+            backends: 4,
+            flags: Flags::default(),
+            steps: vec![Step::new("even", default(ALL4, &[]), Expect::even(ALL4))],
+            meshlib_needs: None,
+        },
+        Scenario {
+            name: "traffic_splitting",
+            about: "a route's weighted clusters split traffic by weight",
+            backends: 2,
+            flags: Flags::default(),
+            steps: vec![
+                Step::new(
+                    "one cluster",
+                    default(&[0], &[1]),
+                    Expect::Shares(vec![(0, 100.0)]),
+                ),
+                Step::new(
+                    "a:20 b:80",
+                    routed(
+                        || split(&[("cluster-a", 20), ("cluster-b", 80)]),
+                        &[0],
+                        &[1],
+                    ),
+                    Expect::Shares(vec![(0, 20.0), (1, 80.0)]),
+                ),
+            ],
+            meshlib_needs: None,
+        },
+        Scenario {
+            name: "weight_change",
+            about: "a live change of weights shows within seconds, without failures",
+            backends: 2,
+            flags: Flags::default(),
+            steps: vec![
+                Step::new(
+                    "a:80 b:20",
+                    routed(
+                        || split(&[("cluster-a", 80), ("cluster-b", 20)]),
+                        &[0],
+                        &[1],
+                    ),
+                    Expect::Shares(vec![(0, 80.0), (1, 20.0)]),
+                ),
+                Step::new(
+                    "a:20 b:80",
+                    routed(
+                        || split(&[("cluster-a", 20), ("cluster-b", 80)]),
+                        &[0],
+                        &[1],
+                    ),
+                    Expect::Shares(vec![(0, 20.0), (1, 80.0)]),
+                )
+                .within(Duration::from_secs(5)),
+            ],
+            meshlib_needs: None,
+        },
+        Scenario {
+            name: "path_matching",
+            about: "routes match the RPC path: exact, prefix, regex, case-insensitive",
+            backends: 2,
+            flags: BOTH,
+            steps: vec![
+                Step::new("default", default(&[0], &[1]), methods(&[0], &[0])),
+                Step::new(
+                    "path EmptyCall",
+                    routed(
+                        || {
+                            path_route(
+                                Path::Exact("/grpc.testing.TestService/EmptyCall"),
+                                "cluster-b",
+                                "cluster-a",
+                            )
+                        },
+                        &[0],
+                        &[1],
+                    ),
+                    methods(&[1], &[0]),
+                ),
+                Step::new(
+                    "prefix Unary",
+                    routed(
+                        || {
+                            path_route(
+                                Path::Prefix("/grpc.testing.TestService/Unary"),
+                                "cluster-b",
+                                "cluster-a",
+                            )
+                        },
+                        &[0],
+                        &[1],
+                    ),
+                    methods(&[0], &[1]),
+                ),
+                Step::new(
+                    "regex UnaryCall",
+                    routed(
+                        || path_route(Path::Regex(r"^\/.*\/UnaryCall$"), "cluster-b", "cluster-a"),
+                        &[0],
+                        &[1],
+                    ),
+                    methods(&[0], &[1]),
+                ),
+                Step::new(
+                    "path ignoring case",
+                    routed(
+                        || {
+                            path_route(
+                                Path::ExactIgnoringCase("/gRpC.tEsTinG.tEstseRvice/empTycaLl"),
+                                "cluster-b",
+                                "cluster-a",
+                            )
+                        },
+                        &[0],
+                        &[1],
+                    ),
+                    methods(&[1], &[0]),
+                ),
+            ],
+            meshlib_needs: None,
+        },
+        Scenario {
+            name: "header_matching",
+            about: "routes match request metadata: exact, prefix, suffix, present, inverted, range, regex",
+            backends: 2,
+            flags: Flags {
+                metadata: "EmptyCall:xds_md:empty_ytpme,UnaryCall:xds_md:unary_yranu,UnaryCall:xds_md_numeric:159",
+                ..BOTH
+            },
+            steps: vec![
+                Step::new("default", default(&[0], &[1]), methods(&[0], &[0])),
+                header_step(
+                    "exact",
+                    "xds_md",
+                    Header::Exact("empty_ytpme"),
+                    methods(&[1], &[0]),
+                ),
+                header_step(
+                    "prefix",
+                    "xds_md",
+                    Header::Prefix("un"),
+                    methods(&[0], &[1]),
+                ),
+                header_step(
+                    "suffix",
+                    "xds_md",
+                    Header::Suffix("me"),
+                    methods(&[1], &[0]),
+                ),
+                header_step(
+                    "present",
+                    "xds_md_numeric",
+                    Header::Present,
+                    methods(&[0], &[1]),
+                ),
+                header_step(
+                    "inverted",
+                    "xds_md",
+                    Header::Not("unary_yranu"),
+                    methods(&[1], &[0]),
+                ),
+                header_step(
+                    "range",
+                    "xds_md_numeric",
+                    Header::Range(100, 200),
+                    methods(&[0], &[1]),
+                ),
+                header_step(
+                    "regex",
+                    "xds_md",
+                    Header::Regex("^em.*me$"),
+                    methods(&[1], &[0]),
+                ),
+            ],
+            meshlib_needs: None,
+        },
+        Scenario {
+            name: "change_backend_service",
+            about: "pointing the route at another cluster moves all traffic to it",
+            backends: 4,
+            flags: Flags::default(),
+            steps: vec![
+                Step::new(
+                    "cluster a",
+                    default(&[0, 1], &[2, 3]),
+                    Expect::Spread(vec![0, 1]),
+                ),
+                Step::new(
+                    "cluster b",
+                    routed(|| to("cluster-b"), &[0, 1], &[2, 3]),
+                    Expect::Spread(vec![2, 3]),
+                ),
+            ],
+            meshlib_needs: None,
+        },
+        Scenario {
+            name: "remove_endpoints",
+            about: "endpoints removed by EDS stop receiving traffic, with no failed RPC",
+            backends: 4,
+            flags: Flags::default(),
+            steps: vec![
+                Step::new("four endpoints", default(ALL4, &[]), Expect::even(ALL4)),
+                Step::new(
+                    "two endpoints",
+                    default(&[0, 1], &[]),
+                    Expect::even(&[0, 1]),
+                ),
+            ],
+            meshlib_needs: None,
+        },
+        Scenario {
+            name: "nack_keeps_config",
+            about: "a Cluster the client cannot use is NACKed (with the reason in CSDS) and the last good one keeps serving",
+            backends: 2,
+            flags: Flags::default(),
+            steps: vec![
+                Step::new("valid", default(&[0, 1], &[]), Expect::even(&[0, 1])),
+                Step::new(
+                    "CLUSTER_PROVIDED",
+                    serve(|v, addresses| {
+                        let mut provided = meshlib_xds::server::build::eds_cluster("cluster-a");
+                        provided.lb_policy =
+                            meshlib_xds::pb::envoy::config::cluster::v3::cluster::LbPolicy::ClusterProvided as i32;
+                        snapshot(v, addresses, to("cluster-a"), &[("cluster-a", &[0, 1])]).with(provided)
+                    }),
+                    Expect::even(&[0, 1]),
+                )
+                .nacked_by_meshlib("CLUSTER_PROVIDED"),
+            ],
+            meshlib_needs: None,
+        },
+        Scenario {
+            name: "backends_restart",
+            about: "RPCs fail while every backend is down and spread as before once they are back",
+            backends: 4,
+            flags: Flags::default(),
+            steps: vec![
+                Step::new("running", default(ALL4, &[]), Expect::even(ALL4)),
+                Step::new("stopped", Action::Stop(ALL4.to_vec()), Expect::AllFail),
+                Step::new(
+                    "restarted",
+                    Action::Restart(ALL4.to_vec()),
+                    Expect::even(ALL4),
+                )
+                .within(Duration::from_secs(40)),
+            ],
+            meshlib_needs: None,
+        },
+        Scenario {
+            name: "affinity",
+            about: "ring hash on a request header keeps one session on one backend",
+            backends: 4,
+            flags: Flags {
+                metadata: "UnaryCall:x-session-id:session-42",
+                ..Flags::default()
+            },
+            steps: vec![Step::new(
+                "ring hash by header",
+                serve(|v, addresses| {
+                    snapshot(
+                        v,
+                        addresses,
+                        hash_by_header("cluster-a", "x-session-id"),
+                        &[("cluster-a", ALL4)],
+                    )
+                    .with(ring_hash_cluster("cluster-a"))
+                }),
+                Expect::Sticky(ALL4.to_vec()),
+            )],
+            meshlib_needs: None,
+        },
+        Scenario {
+            name: "failover",
+            about: "priority 1 takes the traffic while priority 0 is down, and gives it back",
+            backends: 4,
+            flags: Flags::default(),
+            steps: vec![
+                Step::new(
+                    "priority 0",
+                    serve(|v, addresses| {
+                        snapshot(v, addresses, to("cluster-a"), &[("cluster-a", &[])])
+                            .with(prioritized("cluster-a", addresses, &[&[0, 1], &[2, 3]]))
+                    }),
+                    Expect::even(&[0, 1]),
+                ),
+                Step::new(
+                    "priority 0 down",
+                    Action::Stop(vec![0, 1]),
+                    Expect::even(&[2, 3]),
+                )
+                .within(Duration::from_secs(30)),
+                Step::new(
+                    "priority 0 back",
+                    Action::Restart(vec![0, 1]),
+                    Expect::even(&[0, 1]),
+                )
+                .within(Duration::from_secs(40)),
+            ],
+            meshlib_needs: None,
+        },
+    ]
+}
+
+/// A header-matching step: header `name` by `rule` to cluster b.
+fn header_step(
+    name: &'static str,
+    header: &'static str,
+    rule: Header<'static>,
+    expect: Expect,
+) -> Step {
+    Step::new(
+        name,
+        routed(
+            move || header_route(header, rule.clone(), "cluster-b", "cluster-a"),
+            &[0],
+            &[1],
+        ),
+        expect,
+    )
+}
