@@ -195,6 +195,113 @@ async fn traffic_fails_over_to_the_next_priority_and_returns() {
     );
 }
 
+/// Sends one request; the backend that answered, or the mesh's error.
+async fn try_send(mesh: &MeshClient) -> Result<String, meshlib::Error> {
+    let request = Request::get("http://svc/")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = mesh.clone().oneshot(request).await?;
+    let name = response.headers()["x-backend"].to_str().unwrap().to_owned();
+    let _ = response.into_body().collect().await;
+    Ok(name)
+}
+
+/// Sends requests until one is answered by `backend`, for at most 10 s; the
+/// errors seen meanwhile.
+async fn until_answered_by(mesh: &MeshClient, backend: &str) -> Vec<meshlib::ErrorKind> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut errors = Vec::new();
+    loop {
+        match try_send(mesh).await {
+            Ok(name) if name == backend => return errors,
+            Ok(_) => {}
+            Err(e) => errors.push(e.kind()),
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{backend} did not answer within 10 s (errors: {errors:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_priority_that_refuses_connections_fails_over_and_takes_traffic_back() {
+    // Priority 0 is an address nothing listens on yet: it refuses.
+    let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let p0 = reserved.local_addr().unwrap();
+    drop(reserved);
+    let c = Backend::start("c").await;
+    let mesh = MeshClient::new(config(&format!(
+        r#"
+endpoints:
+  - {{ address: "{p0}" }}
+  - {{ address: "{}", priority: 1 }}
+"#,
+        c.address
+    )))
+    .unwrap();
+
+    let first = try_send(&mesh).await;
+    assert_eq!(
+        first.unwrap_err().kind(),
+        meshlib::ErrorKind::Connect,
+        "the first request finds priority 0 refusing"
+    );
+    let errors = until_answered_by(&mesh, "c").await;
+    assert!(
+        errors.iter().all(|e| *e == meshlib::ErrorKind::Connect),
+        "{errors:?}"
+    );
+    for _ in 0..50 {
+        assert_eq!(try_send(&mesh).await.unwrap(), "c", "priority 1 takes all");
+    }
+
+    // Priority 0 comes up: the probe finds it and it takes everything back,
+    // with no request failing on the way.
+    let _a = Backend::start_at("a", p0).await;
+    let errors = until_answered_by(&mesh, "a").await;
+    assert_eq!(errors, [], "no request fails while priority 0 returns");
+    for _ in 0..50 {
+        assert_eq!(
+            try_send(&mesh).await.unwrap(),
+            "a",
+            "priority 0 takes all back"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_endpoint_that_refuses_connections_is_skipped_by_round_robin() {
+    let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = reserved.local_addr().unwrap();
+    drop(reserved);
+    let [a, b, _c] = three().await;
+    let mesh = MeshClient::new(config(&format!(
+        r#"
+endpoints:
+  - {{ address: "{}" }}
+  - {{ address: "{dead}" }}
+  - {{ address: "{}" }}
+"#,
+        a.address, b.address
+    )))
+    .unwrap();
+    // At most the requests sent before the failure is seen fail.
+    let mut failures = 0;
+    for _ in 0..20 {
+        failures += usize::from(try_send(&mesh).await.is_err());
+        tokio::task::yield_now().await;
+    }
+    assert!(failures <= 2, "{failures} failures");
+    let s = shares(&mesh, 200, |_| None).await;
+    assert_eq!(
+        s,
+        BTreeMap::from([("a".to_owned(), 50.0), ("b".to_owned(), 50.0)]),
+        "the refusing endpoint gets nothing"
+    );
+}
+
 #[tokio::test]
 async fn locality_weights_split_a_priority_and_skip_unlisted_localities() {
     let [a, b, c] = three().await;

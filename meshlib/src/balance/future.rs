@@ -1,29 +1,35 @@
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 
+use super::connectivity::Connectivity;
 use super::load::InFlight;
+use crate::error::{Error, ErrorKind};
 
 pin_project! {
     /// The response of the endpoint a [`Balancer`](super::Balancer) sent a
     /// request to. Until it resolves (or is dropped) the request counts as in
     /// flight on that endpoint, which `least_request` and `peak_ewma` read;
     /// for `peak_ewma` the time until the response headers arrive is the
-    /// endpoint's latency sample.
+    /// endpoint's latency sample. A connect failure takes the endpoint out
+    /// of the balancer's set until a probe reaches it.
     pub struct ResponseFuture<F> {
         #[pin]
         response: F,
         in_flight: Option<InFlight>,
+        connectivity: Arc<Connectivity>,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(response: F, in_flight: InFlight) -> Self {
+    pub(super) fn new(response: F, in_flight: InFlight, connectivity: Arc<Connectivity>) -> Self {
         ResponseFuture {
             response,
             in_flight: Some(in_flight),
+            connectivity,
         }
     }
 }
@@ -36,19 +42,22 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
     }
 }
 
-impl<F, T, E> Future for ResponseFuture<F>
+impl<F, T> Future for ResponseFuture<F>
 where
-    F: Future<Output = Result<T, E>>,
+    F: Future<Output = Result<T, Error>>,
 {
-    type Output = Result<T, E>;
+    type Output = Result<T, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.response.poll(cx));
         if let Some(in_flight) = this.in_flight.take() {
             // Dropping the guard ends the request's count (and measures it).
-            if result.is_err() {
+            if let Err(error) = &result {
                 in_flight.failed();
+                if error.kind() == ErrorKind::Connect {
+                    this.connectivity.connect_failed();
+                }
             }
         }
         Poll::Ready(result)
@@ -61,8 +70,13 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::balance::connectivity::Connectivity;
     use crate::balance::load::{Clock, EndpointLoad};
     use crate::balance::peak_ewma::Ewma;
+
+    fn endpoint() -> Arc<Connectivity> {
+        Arc::new(Connectivity::detached(([127, 0, 0, 1], 9).into()))
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_request_counts_until_its_response_arrives_and_its_latency_is_recorded() {
@@ -75,14 +89,15 @@ mod tests {
         let response = ResponseFuture::new(
             async {
                 tokio::time::sleep(Duration::from_millis(120)).await;
-                Ok::<_, ()>("headers")
+                Ok::<_, Error>("headers")
             },
             load.start(Some(&ewma)),
+            endpoint(),
         );
         let task = tokio::spawn(response);
         tokio::task::yield_now().await;
         assert_eq!(load.active(), 1);
-        assert_eq!(task.await.unwrap(), Ok("headers"));
+        assert_eq!(task.await.unwrap().unwrap(), "headers");
         assert_eq!(load.active(), 0);
         assert_eq!(load.rtt().estimate(&ewma, ewma.clock().now()), 120e6);
     }
@@ -95,23 +110,45 @@ mod tests {
             Clock::new(),
         );
         let load = Arc::new(EndpointLoad::default());
+        let connectivity = endpoint();
         let response = ResponseFuture::new(
             async {
                 tokio::time::sleep(Duration::from_millis(1)).await;
-                Err::<(), _>("refused")
+                Err::<(), _>(Error::new(ErrorKind::Upstream, "reset"))
             },
             load.start(Some(&ewma)),
+            connectivity.clone(),
         );
-        assert_eq!(response.await, Err("refused"));
+        assert_eq!(response.await.unwrap_err().kind(), ErrorKind::Upstream);
         assert_eq!(load.active(), 0);
         assert_eq!(load.rtt().estimate(&ewma, ewma.clock().now()), 30e6);
+        assert!(
+            !connectivity.failing(),
+            "an upstream error says nothing of connecting"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connect_failure_marks_the_endpoint_failing() {
+        let load = Arc::new(EndpointLoad::default());
+        let connectivity = endpoint();
+        let response = ResponseFuture::new(
+            std::future::ready(Err::<(), _>(Error::new(ErrorKind::Connect, "refused"))),
+            load.start(None),
+            connectivity.clone(),
+        );
+        assert_eq!(response.await.unwrap_err().kind(), ErrorKind::Connect);
+        assert!(connectivity.failing());
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_dropped_request_stops_counting() {
         let load = Arc::new(EndpointLoad::default());
-        let response =
-            ResponseFuture::new(std::future::pending::<Result<(), ()>>(), load.start(None));
+        let response = ResponseFuture::new(
+            std::future::pending::<Result<(), Error>>(),
+            load.start(None),
+            endpoint(),
+        );
         assert_eq!(load.active(), 1);
         let timed_out = tokio::time::timeout(Duration::from_secs(1), response).await;
         assert!(timed_out.is_err());

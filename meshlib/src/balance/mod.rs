@@ -24,7 +24,12 @@
 //!    (power of two choices on latency, as linkerd2-proxy balances).
 //!
 //! Endpoints whose health is `unhealthy` or `draining` take no traffic (EDS
-//! semantics). Everything above is computed when the endpoints change, never
+//! semantics), and neither does an endpoint whose last connection attempt
+//! failed, until a probe on a background task connects to it again with
+//! gRPC's connection backoff: it counts as unhealthy above, so a priority
+//! whose endpoints all refuse connections fails over to the next and takes
+//! its traffic back when they answer, as gRPC's `priority` policy does on
+//! `TRANSIENT_FAILURE`. Everything above is computed when the endpoints change, never
 //! per request: a [`Balancer`] holds the result behind an `ArcSwap`, and a
 //! pick is one atomic load of it plus a few atomics and random draws, with no
 //! lock. Each endpoint keeps its client (and so its connections) and its load
@@ -33,6 +38,11 @@
 //!
 //! ## Where this differs from Envoy or gRPC
 //!
+//! - An endpoint that refuses connections is treated as unhealthy, so a
+//!   priority with some of its endpoints refusing spills part of its traffic
+//!   by the overprovisioning factor, as Envoy does for hosts its health
+//!   checks failed; gRPC keeps a priority whole while any of its endpoints
+//!   connects. With none of them connecting the two agree.
 //! - No panic mode, as in gRPC: Envoy would send to unhealthy endpoints once
 //!   too few are healthy; here only endpoints that may take traffic get any.
 //! - With `locality_weights`, endpoints of unlisted localities are left out
@@ -51,6 +61,7 @@
 //!   fails or is dropped), not until its body ends as in Envoy: the balancer
 //!   does not see the body.
 
+mod connectivity;
 mod future;
 mod group;
 mod least_request;
@@ -66,7 +77,7 @@ mod schedule;
 mod set;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use arc_swap::ArcSwap;
 
@@ -74,6 +85,7 @@ use crate::config::{Cluster, Endpoint};
 use crate::connect::EndpointClient;
 use crate::error::{Error, ErrorKind};
 
+use connectivity::Refresh;
 pub use future::ResponseFuture;
 use load::Clock;
 use policy::Policy;
@@ -113,17 +125,36 @@ pub struct RequestHash(pub u64);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Balancer<C> {
+    shared: Arc<Shared<C>>,
+}
+
+/// What a balancer shares with the probes of its failing endpoints, which
+/// rebuild its set when an endpoint's reachability changes.
+struct Shared<C> {
     cluster: Arc<str>,
     policy: Policy,
     set: ArcSwap<EndpointSet<C>>,
+    /// Serializes the writers of `set` (updates and probes' refreshes); the
+    /// request path never takes it.
+    writer: Mutex<()>,
+    /// This, as the probes see it.
+    this: Weak<dyn Refresh>,
+}
+
+impl<C: Send + Sync + 'static> Refresh for Shared<C> {
+    fn refresh(&self) {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let rebuilt = self.set.load().rebuilt(&self.policy);
+        self.set.store(Arc::new(rebuilt));
+    }
 }
 
 impl<C> std::fmt::Debug for Balancer<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let set = self.set.load();
+        let set = self.shared.set.load();
         f.debug_struct("Balancer")
-            .field("cluster", &self.cluster)
-            .field("policy", &self.policy.kind)
+            .field("cluster", &self.shared.cluster)
+            .field("policy", &self.shared.policy.kind)
             .field(
                 "endpoints",
                 &set.endpoints
@@ -135,31 +166,39 @@ impl<C> std::fmt::Debug for Balancer<C> {
     }
 }
 
-impl<C> Balancer<C> {
+impl<C: Send + Sync + 'static> Balancer<C> {
     /// A balancer over `cluster`'s endpoints by its policy, locality weights
     /// and overprovisioning factor, making each endpoint's client with
     /// `client`. The policy is fixed for the balancer's life (a cluster whose
     /// policy changes gets a new balancer); only the endpoints change, by
-    /// [`Balancer::update`].
+    /// [`Balancer::update`], and their reachability: an endpoint that fails
+    /// to connect takes no traffic until a probe connects to it again (see
+    /// the [module docs](self)).
     pub fn new(cluster: &Cluster, client: impl FnMut(SocketAddr) -> C) -> Self {
         let policy = Policy::new(cluster, Clock::new());
-        let set = EndpointSet::build(&policy, &cluster.endpoints, None, client);
-        Balancer {
-            cluster: Arc::from(cluster.name.as_str()),
-            policy,
-            set: ArcSwap::from_pointee(set),
-        }
+        let shared = Arc::new_cyclic(|this: &Weak<Shared<C>>| {
+            let this: Weak<dyn Refresh> = this.clone();
+            let set = EndpointSet::build(&policy, &cluster.endpoints, None, &this, client);
+            Shared {
+                cluster: Arc::from(cluster.name.as_str()),
+                policy,
+                set: ArcSwap::from_pointee(set),
+                writer: Mutex::new(()),
+                this,
+            }
+        });
+        Balancer { shared }
     }
 
     /// Replaces the endpoint set. Endpoints whose address stays keep their
-    /// client (and so their pooled connections) and their load (requests in
-    /// flight, latency estimate); `client` makes the new ones'. Requests
-    /// being picked meanwhile see the old set or the new one, whole.
-    ///
-    /// Concurrent updates are not serialized here: the last one stored wins,
-    /// so callers serialize them (`MeshClient` does).
+    /// client (and so their pooled connections), their load (requests in
+    /// flight, latency estimate) and their reachability; `client` makes the
+    /// new ones'. Requests being picked meanwhile see the old set or the new
+    /// one, whole.
     pub fn update(&self, endpoints: &[Endpoint], client: impl FnMut(SocketAddr) -> C) {
-        let current = self.set.load_full();
+        let shared = &*self.shared;
+        let _writer = shared.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = shared.set.load_full();
         if current
             .endpoints
             .iter()
@@ -168,13 +207,22 @@ impl<C> Balancer<C> {
         {
             return;
         }
-        let set = EndpointSet::build(&self.policy, endpoints, Some(&current), client);
-        self.set.store(Arc::new(set));
+        let set = EndpointSet::build(
+            &shared.policy,
+            endpoints,
+            Some(&current),
+            &shared.this,
+            client,
+        );
+        shared.set.store(Arc::new(set));
     }
+}
 
+impl<C> Balancer<C> {
     /// The endpoints as configured now.
     pub fn endpoints(&self) -> Vec<Endpoint> {
-        self.set
+        self.shared
+            .set
             .load()
             .endpoints
             .iter()
@@ -188,18 +236,27 @@ impl<C> Balancer<C> {
     /// and `maglev` only; without one they pick at random, as for a request
     /// without a [`RequestHash`].
     pub fn pick(&self, hash: Option<u64>) -> Result<SocketAddr, Error> {
-        let set = self.set.load();
+        let set = self.shared.set.load();
         let index = self.choose(&set, hash)?;
         Ok(set.endpoints[index].endpoint.address)
     }
 
     fn choose(&self, set: &EndpointSet<C>, hash: Option<u64>) -> Result<usize, Error> {
-        set.pick(&self.policy, hash).ok_or_else(|| {
+        set.pick(&self.shared.policy, hash).ok_or_else(|| {
+            let failing = set
+                .endpoints
+                .iter()
+                .filter(|e| e.connectivity.failing())
+                .count();
+            let failing = match failing {
+                0 => String::new(),
+                n => format!(", {n} failing to connect"),
+            };
             Error::new(
                 ErrorKind::NoEndpoints,
                 format!(
-                    "cluster {:?} has no endpoint that may take traffic ({} configured)",
-                    self.cluster,
+                    "cluster {:?} has no endpoint that may take traffic ({} configured{failing})",
+                    self.shared.cluster,
                     set.endpoints.len()
                 ),
             )
@@ -210,18 +267,21 @@ impl<C> Balancer<C> {
 impl<C: EndpointClient> Balancer<C> {
     /// Picks an endpoint (by the request's [`RequestHash`] for the hashing
     /// policies) and sends `request` to it. The request counts as in flight
-    /// on that endpoint until the returned future resolves or is dropped.
+    /// on that endpoint until the returned future resolves or is dropped; if
+    /// it fails to connect, the endpoint takes no more traffic until a probe
+    /// reaches it.
     pub fn send(
         &self,
         request: http::Request<crate::BoxBody>,
     ) -> Result<ResponseFuture<C::Future>, Error> {
         let hash = request.extensions().get::<RequestHash>().map(|h| h.0);
-        let set = self.set.load();
+        let set = self.shared.set.load();
         let endpoint = &set.endpoints[self.choose(&set, hash)?];
-        let in_flight = endpoint.load.start(self.policy.ewma());
+        let in_flight = endpoint.load.start(self.shared.policy.ewma());
         Ok(ResponseFuture::new(
             endpoint.client.send(request),
             in_flight,
+            endpoint.connectivity.clone(),
         ))
     }
 }

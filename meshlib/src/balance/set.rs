@@ -6,10 +6,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use rand::RngExt;
 
+use super::connectivity::{Connectivity, Refresh};
 use super::group::{Group, Member};
 use super::load::EndpointLoad;
 use super::locality::effective_weight;
@@ -19,11 +20,33 @@ use super::sampler::WeightedIndex;
 use crate::config::{Endpoint, Locality};
 
 /// An endpoint with what is kept of it across updates: its client (and so its
-/// pooled connections) and its load.
+/// pooled connections), its load and its reachability.
 pub(super) struct EndpointState<C> {
     pub(super) endpoint: Endpoint,
     pub(super) client: Arc<C>,
     pub(super) load: Arc<EndpointLoad>,
+    pub(super) connectivity: Arc<Connectivity>,
+}
+
+impl<C> EndpointState<C> {
+    /// Whether the endpoint may take traffic now: healthy or of unknown
+    /// health by EDS, of some weight, and not failing to connect.
+    fn takes_traffic(&self) -> bool {
+        self.endpoint.health.takes_traffic()
+            && self.endpoint.weight > 0
+            && !self.connectivity.failing()
+    }
+}
+
+impl<C> Clone for EndpointState<C> {
+    fn clone(&self) -> Self {
+        EndpointState {
+            endpoint: self.endpoint.clone(),
+            client: self.client.clone(),
+            load: self.load.clone(),
+            connectivity: self.connectivity.clone(),
+        }
+    }
 }
 
 /// A cluster's endpoints and how a request picks one.
@@ -57,11 +80,14 @@ enum Groups {
 
 impl<C> EndpointSet<C> {
     /// The set for `endpoints` under `policy`. Endpoints whose address was in
-    /// `previous` keep their client and load; `client` makes the others'.
+    /// `previous` keep their client, load and reachability; `client` makes
+    /// the others' clients, and `balancer` is told when their reachability
+    /// changes.
     pub(super) fn build(
         policy: &Policy,
         endpoints: &[Endpoint],
         previous: Option<&EndpointSet<C>>,
+        balancer: &Weak<dyn Refresh>,
         mut client: impl FnMut(SocketAddr) -> C,
     ) -> Self {
         let kept: HashMap<SocketAddr, &EndpointState<C>> = previous
@@ -75,18 +101,38 @@ impl<C> EndpointSet<C> {
         let endpoints: Box<[EndpointState<C>]> = endpoints
             .iter()
             .map(|endpoint| {
-                let (client, load) = match kept.get(&endpoint.address) {
-                    Some(old) => (old.client.clone(), old.load.clone()),
-                    None => (Arc::new(client(endpoint.address)), Arc::default()),
-                };
-                EndpointState {
-                    endpoint: endpoint.clone(),
-                    client,
-                    load,
+                let address = endpoint.address;
+                match kept.get(&address) {
+                    Some(old) => EndpointState {
+                        endpoint: endpoint.clone(),
+                        ..(*old).clone()
+                    },
+                    None => EndpointState {
+                        endpoint: endpoint.clone(),
+                        client: Arc::new(client(address)),
+                        load: Arc::default(),
+                        connectivity: Arc::new(Connectivity::new(address, balancer.clone())),
+                    },
                 }
             })
             .collect();
+        Self::levels(policy, endpoints, previous)
+    }
 
+    /// The same endpoints, their priority loads and groups computed again
+    /// from their reachability now.
+    pub(super) fn rebuilt(&self, policy: &Policy) -> Self {
+        Self::levels(policy, self.endpoints.iter().cloned().collect(), Some(self))
+    }
+
+    fn levels(
+        policy: &Policy,
+        endpoints: Box<[EndpointState<C>]>,
+        previous: Option<&EndpointSet<C>>,
+    ) -> Self {
+        // Read once, so the priority health and the groups agree while a
+        // probe flips an endpoint's reachability.
+        let live: Vec<bool> = endpoints.iter().map(EndpointState::takes_traffic).collect();
         // Endpoints of unlisted localities are left out (see `Policy::locality_weight`).
         let mut by_priority: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
         for (index, state) in (0u32..).zip(endpoints.iter()) {
@@ -100,10 +146,7 @@ impl<C> EndpointSet<C> {
         let health: Vec<LevelHealth> = by_priority
             .values()
             .map(|indices| LevelHealth {
-                healthy: indices
-                    .iter()
-                    .filter(|i| takes_traffic(&endpoints[**i as usize].endpoint))
-                    .count() as u64,
+                healthy: indices.iter().filter(|i| live[**i as usize]).count() as u64,
                 total: indices.len() as u64,
             })
             .collect();
@@ -115,7 +158,8 @@ impl<C> EndpointSet<C> {
             .zip(loads)
             .filter(|(_, load)| *load > 0)
             .filter_map(|((priority, indices), load)| {
-                let groups = Groups::build(policy, *priority, indices, &endpoints, previous)?;
+                let groups =
+                    Groups::build(policy, *priority, indices, &endpoints, &live, previous)?;
                 below += load;
                 Some(Level {
                     priority: *priority,
@@ -192,10 +236,6 @@ impl<C> EndpointSet<C> {
     }
 }
 
-fn takes_traffic(endpoint: &Endpoint) -> bool {
-    endpoint.health.takes_traffic() && endpoint.weight > 0
-}
-
 impl Groups {
     /// The groups of the level `priority` made of the endpoints at `indices`;
     /// `None` if none of them takes traffic.
@@ -204,6 +244,7 @@ impl Groups {
         priority: u32,
         indices: &[u32],
         endpoints: &[EndpointState<C>],
+        live: &[bool],
         previous: Option<&EndpointSet<C>>,
     ) -> Option<Self> {
         let member = |index: u32, weight: u64| {
@@ -223,7 +264,7 @@ impl Groups {
             let members = indices
                 .iter()
                 .copied()
-                .filter(|i| takes_traffic(&endpoints[*i as usize].endpoint))
+                .filter(|i| live[*i as usize])
                 .map(|i| {
                     let endpoint = &endpoints[i as usize].endpoint;
                     let locality = policy.locality_weight(endpoint).unwrap_or(0);
@@ -238,7 +279,7 @@ impl Groups {
             let endpoint = &endpoints[i as usize].endpoint;
             let (total, members) = by_locality.entry(&endpoint.locality).or_default();
             *total += 1;
-            if takes_traffic(endpoint) {
+            if live[i as usize] {
                 members.push(member(i, u64::from(endpoint.weight)));
             }
         }

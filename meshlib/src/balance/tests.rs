@@ -212,7 +212,7 @@ fn priority_load_fails_over_and_returns_as_health_changes() {
                 .into_iter()
                 .filter(|(_, l)| *l > 0)
                 .collect();
-            assert_eq!(balancer.set.load().priority_loads(), loads);
+            assert_eq!(balancer.shared.set.load().priority_loads(), loads);
             let (p0, p1) = (f64::from(p0), f64::from(p1));
             let (got0, got1) = priority_shares(&balancer, hashing);
             assert!(
@@ -368,7 +368,7 @@ fn an_update_keeps_clients_and_loads_of_addresses_that_stay() {
         ));
         stuck.push(balancer.send(request).unwrap());
     }
-    let set = balancer.set.load_full();
+    let set = balancer.shared.set.load_full();
     let loads: Vec<u32> = set.endpoints.iter().map(|e| e.load.active()).collect();
     assert_eq!(loads.iter().sum::<u32>(), 5);
 
@@ -382,7 +382,7 @@ fn an_update_keeps_clients_and_loads_of_addresses_that_stay() {
         3,
         "only the new endpoint gets a client"
     );
-    let updated = balancer.set.load_full();
+    let updated = balancer.shared.set.load_full();
     for (old, new) in set.endpoints.iter().zip(updated.endpoints.iter()) {
         assert!(Arc::ptr_eq(&old.client, &new.client));
         assert!(Arc::ptr_eq(&old.load, &new.load));
@@ -392,14 +392,14 @@ fn an_update_keeps_clients_and_loads_of_addresses_that_stay() {
 
     // The same endpoints again: nothing is rebuilt.
     balancer.update(&endpoints, |_| unreachable!());
-    assert!(Arc::ptr_eq(&updated, &balancer.set.load_full()));
+    assert!(Arc::ptr_eq(&updated, &balancer.shared.set.load_full()));
 }
 
 #[test]
 fn least_request_avoids_an_endpoint_with_requests_stuck_on_it() {
     let endpoints: Vec<Endpoint> = (1..=3).map(endpoint).collect();
     let balancer = balancer(&cluster(LbPolicy::least_request(), endpoints));
-    let set = balancer.set.load_full();
+    let set = balancer.shared.set.load_full();
     let _stuck: Vec<_> = (0..10).map(|_| set.endpoints[0].load.start(None)).collect();
     let s = shares(&balancer, PICKS, random_hash);
     // Endpoint 1 only when both candidates are it: 1/9.

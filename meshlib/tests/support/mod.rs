@@ -37,7 +37,19 @@ impl Drop for Backend {
 
 impl Backend {
     pub async fn start(name: &'static str) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Backend::serve(name, TcpListener::bind("127.0.0.1:0").await.unwrap())
+    }
+
+    /// A backend on `address`, which an earlier listener may just have
+    /// released (so the address is reused).
+    pub async fn start_at(name: &'static str, address: SocketAddr) -> Backend {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket.bind(address).unwrap();
+        Backend::serve(name, socket.listen(64).unwrap())
+    }
+
+    fn serve(name: &'static str, listener: TcpListener) -> Backend {
         let address = listener.local_addr().unwrap();
         let requests = Arc::new(AtomicUsize::new(0));
         let connections = Arc::new(AtomicUsize::new(0));
