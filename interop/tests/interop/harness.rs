@@ -48,6 +48,11 @@ impl Kind {
             Kind::Node => "grpc-node",
         }
     }
+
+    /// The node id of the client's bootstrap.
+    pub(crate) fn node_id(self) -> String {
+        format!("interop-{}", self.name())
+    }
 }
 
 /// The flags every client of a scenario gets.
@@ -351,7 +356,8 @@ pub(crate) struct World {
     dir: PathBuf,
     pub(crate) plane: SnapshotServer,
     _standalone: StandaloneServer,
-    bootstrap: PathBuf,
+    /// The control plane's address, for each client's bootstrap.
+    plane_address: SocketAddr,
     pub(crate) backends: Vec<Backend>,
     pub(crate) clients: Vec<Client>,
     version: u64,
@@ -377,18 +383,12 @@ impl World {
         let standalone = plane
             .start_standalone(0, None)
             .map_err(|e| format!("control plane: {e}"))?;
-        let bootstrap = dir.join("bootstrap.json");
-        let json = format!(
-            r#"{{"xds_servers": [{{"server_uri": "{}", "channel_creds": [{{"type": "insecure"}}], "server_features": ["xds_v3"]}}],
- "node": {{"id": "interop-node", "cluster": "interop", "locality": {{"region": "r", "zone": "z0"}}}}}}"#,
-            standalone.address()
-        );
-        std::fs::write(&bootstrap, json).map_err(|e| format!("{}: {e}", bootstrap.display()))?;
+        let plane_address = standalone.address();
         let mut world = World {
             dir,
             plane,
             _standalone: standalone,
-            bootstrap,
+            plane_address,
             backends: Vec::new(),
             clients: Vec::new(),
             version: 0,
@@ -425,6 +425,60 @@ impl World {
             .iter()
             .map(|b| SocketAddr::from(([127, 0, 0, 1], b.port)))
             .collect()
+    }
+
+    /// The bootstrap of the client of `kind`: the same for every client but
+    /// for the node id, which tells their ACKs apart.
+    fn bootstrap(&self, kind: Kind) -> Result<PathBuf, String> {
+        let path = self.dir.join(format!("bootstrap-{}.json", kind.name()));
+        let json = format!(
+            r#"{{"xds_servers": [{{"server_uri": "{}", "channel_creds": [{{"type": "insecure"}}], "server_features": ["xds_v3"]}}],
+ "node": {{"id": "{}", "cluster": "interop", "locality": {{"region": "r", "zone": "z0"}}}}}}"#,
+            self.plane_address,
+            kind.node_id()
+        );
+        std::fs::write(&path, json).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(path)
+    }
+
+    /// Waits, at most `limit`, until every client has answered the latest
+    /// snapshot for each resource type it reads: an ACK of its version, or a
+    /// NACK. Measuring before that could credit a client with the old
+    /// configuration's behaviour.
+    pub(crate) async fn until_answered(&self, limit: Duration) -> Result<(), String> {
+        let version = self.version.to_string();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let acks = self.plane.acks();
+            let behind: Vec<String> = self
+                .clients
+                .iter()
+                .filter_map(|client| {
+                    let node = client.kind.node_id();
+                    let mut latest: BTreeMap<&str, &meshlib_xds::server::Ack> = BTreeMap::new();
+                    for ack in acks.iter().filter(|a| a.node == node) {
+                        latest.insert(&ack.type_url, ack);
+                    }
+                    let stale: Vec<&str> = latest
+                        .iter()
+                        .filter(|(_, ack)| !ack.is_nack() && ack.version_info != version)
+                        .map(|(type_url, _)| type_url.rsplit('.').next().unwrap_or(type_url))
+                        .collect();
+                    (latest.is_empty() || !stale.is_empty())
+                        .then(|| format!("{} (still on an older {stale:?})", client.kind.name()))
+                })
+                .collect();
+            if behind.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "not every client answered snapshot version {version} within {limit:?}: {}",
+                    behind.join(", ")
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Serves a new snapshot to every client.
@@ -493,7 +547,7 @@ impl World {
             }
         };
         command
-            .env("GRPC_XDS_BOOTSTRAP", &self.bootstrap)
+            .env("GRPC_XDS_BOOTSTRAP", self.bootstrap(kind)?)
             .env_remove("GRPC_XDS_BOOTSTRAP_CONFIG")
             .args([
                 "--server",

@@ -53,6 +53,9 @@ impl ScenarioResult {
     }
 }
 
+/// How long every client has to ACK or NACK a new snapshot.
+const ANSWER_LIMIT: Duration = Duration::from_secs(20);
+
 /// Each scenario has this long, all steps included, before it fails.
 const SCENARIO_LIMIT: Duration = Duration::from_secs(240);
 
@@ -83,6 +86,9 @@ async fn steps(scenario: &Scenario, results: &mut Vec<StepResult>) -> Result<(),
             // The first configuration is in place before the clients start,
             // as in a deployment.
             world.start_clients(&scenario.flags).await?;
+        }
+        if matches!(step.action, Action::Serve(_)) {
+            world.until_answered(ANSWER_LIMIT).await?;
         }
         let mut outcomes = harness::measure(
             &mut world,
@@ -159,6 +165,12 @@ fn main() -> std::process::ExitCode {
         .iter()
         .filter(|s| filters.is_empty() || filters.iter().any(|f| s.name.contains(f.as_str())))
         .collect();
+    if chosen.is_empty() {
+        // A filter that matches nothing (or a libtest flag's value taken for
+        // one) must not pass as a run of nothing.
+        eprintln!("no interop scenario matches {filters:?}");
+        return std::process::ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
