@@ -6,6 +6,11 @@ use super::load::Clock;
 use super::peak_ewma::Ewma;
 use crate::config::{Cluster, Endpoint, LbPolicy, Locality};
 
+/// Envoy's bounds: `maximum_ring_size` is at most 8M, and 5,000,011 is the
+/// largest maglev table it accepts.
+const MAX_RING_SIZE: u64 = 8 * 1024 * 1024;
+const MAX_MAGLEV_TABLE_SIZE: u64 = 5_000_011;
+
 /// What a balancer needs of its cluster's configuration: the policy within a
 /// group of endpoints, the locality weights and the overprovisioning factor.
 #[derive(Debug)]
@@ -46,10 +51,15 @@ impl Policy {
                 minimum_ring_size,
                 maximum_ring_size,
             } => Kind::RingHash {
-                minimum_size: minimum_ring_size,
-                maximum_size: maximum_ring_size,
+                // Validation refuses sizes out of these bounds; a cluster
+                // built in code skips it, and must not make a ring or table
+                // that cannot be allocated.
+                minimum_size: minimum_ring_size.clamp(1, MAX_RING_SIZE),
+                maximum_size: maximum_ring_size.clamp(1, MAX_RING_SIZE),
             },
-            LbPolicy::Maglev { table_size } => Kind::Maglev { table_size },
+            LbPolicy::Maglev { table_size } => Kind::Maglev {
+                table_size: table_size.min(MAX_MAGLEV_TABLE_SIZE),
+            },
             LbPolicy::PeakEwma { decay, default_rtt } => {
                 Kind::PeakEwma(Ewma::new(decay, default_rtt, clock))
             }

@@ -39,10 +39,14 @@ impl Ring {
         if total <= 0.0 {
             return None;
         }
-        let min_weight = members
+        // Normalized first and scaled after, in this order, as Envoy and gRPC
+        // compute it: the targets land on whole numbers, so the rounding of
+        // `scale * w / total` would give some members one entry more or less.
+        let normalized: Vec<f64> = members.iter().map(|m| m.weight as f64 / total).collect();
+        let min_weight = normalized
             .iter()
-            .filter(|m| m.weight > 0)
-            .map(|m| m.weight as f64 / total)
+            .copied()
+            .filter(|w| *w > 0.0)
             .fold(f64::INFINITY, f64::min);
         let scale = ((min_weight * minimum_size.max(1) as f64).ceil() / min_weight)
             .min(maximum_size.max(1) as f64);
@@ -50,8 +54,8 @@ impl Ring {
         let mut entries: Vec<(u64, u32)> = Vec::with_capacity(scale.ceil() as usize);
         let mut key = String::new();
         let (mut current, mut target) = (0.0f64, 0.0f64);
-        for (position, member) in (0u32..).zip(members) {
-            target += scale * member.weight as f64 / total;
+        for ((position, member), weight) in (0u32..).zip(members).zip(normalized) {
+            target += scale * weight;
             key.clear();
             // Writing to a String cannot fail.
             let _ = write!(key, "{}_", member.address);
@@ -117,6 +121,19 @@ mod tests {
                 "rebuilt, the ring is the same"
             );
         }
+    }
+
+    #[test]
+    fn entries_per_member_round_as_envoys_normalized_weights_do() {
+        // Weights 1 and 2, 25 times over, at the default minimum of 1024:
+        // Envoy's and gRPC's `scale * (w / total)` give the first member 15
+        // entries and 1051 in all; `(scale * w) / total` would give 14 and
+        // 1050, and keys near the missing entry would land elsewhere.
+        let weights: Vec<u64> = [1, 2].repeat(25);
+        let ring = Ring::new(&members(&weights), 1024, 8 << 20).unwrap();
+        assert_eq!(ring.len(), 1051);
+        let per_member = |p: u32| ring.positions.iter().filter(|q| **q == p).count();
+        assert_eq!((per_member(0), per_member(1), per_member(2)), (15, 28, 14));
     }
 
     #[test]

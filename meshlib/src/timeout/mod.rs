@@ -4,13 +4,16 @@
 //! every route. The clock starts when the request enters the layer and stops when
 //! the response headers arrive; a streaming body is not bounded by it (Envoy's
 //! route `timeout` also bounds the body: that comes with per-try timeouts).
+//! The same holds for a `max_stream_duration` or `grpc-timeout` deadline,
+//! which in Envoy and gRPC bound the whole stream: here a server-streaming
+//! RPC is unbounded once its headers have arrived.
 //! A request without a decision, or whose route has no timeout, is not bounded.
 //!
 //! Which timeout a request gets is decided with its route, by
-//! [`request_timeout`]: the route's `timeout`, overridden by its
+//! [`request_timeout`]: the route's `timeout`, or, once the route has a
 //! `max_stream_duration` (Envoy's `RouteAction.MaxStreamDuration`, gRPC's A31),
-//! whose `grpc_timeout_header_max` lets a gRPC client's own deadline, sent in
-//! its `grpc-timeout` header, set the timeout, capped.
+//! that instead, whose `grpc_timeout_header_max` lets a gRPC client's own
+//! deadline, sent in its `grpc-timeout` header, set the timeout, capped.
 
 mod future;
 mod grpc;
@@ -37,7 +40,12 @@ pub use layer::TimeoutLayer;
 ///    header: the header's value, capped at `grpc_timeout_header_max` unless
 ///    that is zero (no cap).
 /// 2. Else, with `max_stream_duration` set: that, zero meaning no timeout.
-/// 3. Else the route's `timeout` (zero meaning none).
+/// 3. Else, if the route has a `max_stream_duration` message at all: no
+///    timeout. Envoy then takes the "new timeouts" path, which never reads the
+///    route's `timeout` (and falls back to the HttpConnectionManager's own
+///    `max_stream_duration`, which meshlib does not take); gRPC never reads
+///    the route's `timeout` either.
+/// 4. Else the route's `timeout` (zero meaning none).
 ///
 /// ```
 /// use std::time::Duration;
@@ -78,10 +86,7 @@ pub fn request_timeout(
             requested.min(cap)
         });
     }
-    match limits.max_stream_duration {
-        Some(limit) => (!limit.is_zero()).then_some(limit),
-        None => route_timeout,
-    }
+    limits.max_stream_duration.filter(|limit| !limit.is_zero())
 }
 
 /// Fails a request with [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) when
@@ -205,10 +210,11 @@ mod tests {
         // Zero: no timeout at all, as Envoy reads an explicit zero.
         let limits = "timeout: 2s, max_stream_duration: { max_stream_duration: 0s }";
         assert_eq!(waited(limits, None).await, None);
-        // Neither limit set: the route timeout stands.
+        // Neither limit set: no timeout, the route's is not read (Envoy's
+        // "new timeouts").
         assert_eq!(
             waited("timeout: 2s, max_stream_duration: {}", None).await,
-            ms(2000)
+            None
         );
     }
 
@@ -224,6 +230,6 @@ mod tests {
         // A zero cap leaves the header's value as it is.
         let uncapped = "timeout: 2s, max_stream_duration: { grpc_timeout_header_max: 0s }";
         assert_eq!(waited(uncapped, Some("1M")).await, ms(60_000));
-        assert_eq!(waited(uncapped, None).await, ms(2000));
+        assert_eq!(waited(uncapped, None).await, None, "and none without it");
     }
 }
