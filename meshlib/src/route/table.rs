@@ -1215,7 +1215,11 @@ virtual_hosts:
             )))
         );
         let plain = table.decide(&get("http://svc/")).unwrap();
-        assert_eq!(plain.timeout(), Some(Duration::from_secs(2)));
+        assert_eq!(
+            plain.timeout(),
+            None,
+            "with max_stream_duration, the route timeout is not read"
+        );
         assert_eq!(plain.hash(), None);
     }
 
