@@ -146,7 +146,6 @@ mod tests {
         reversed.reverse();
         let again = Maglev::new(&reversed, 65_537).unwrap();
         for key in keys(1000) {
-            assert_eq!(table.pick(key), table.pick(key));
             assert_eq!(
                 members[table.pick(key)].index,
                 reversed[again.pick(key)].index,

@@ -156,11 +156,15 @@ fn ring_hash_and_maglev_follow_the_request_hash() {
     for policy in [LbPolicy::ring_hash(), LbPolicy::maglev()] {
         let endpoints: Vec<Endpoint> = (1..=10).map(endpoint).collect();
         let balancer = balancer(&cluster(policy, endpoints));
+        let mut reached = std::collections::BTreeSet::new();
         for key in 0..1000u64 {
             let hash = xxhash_rust::xxh64::xxh64(&key.to_le_bytes(), 0);
             let first = balancer.pick(Some(hash)).unwrap();
             assert_eq!(balancer.pick(Some(hash)).unwrap(), first, "{policy:?}");
+            reached.insert(first);
         }
+        // A hash that is read, not dropped: different keys reach every endpoint.
+        assert_eq!(reached.len(), 10, "{policy:?}: {reached:?}");
         // Without a hash: random, so spread over every endpoint.
         let s = shares(&balancer, 10_000, random_hash);
         assert_eq!(s.len(), 10, "{policy:?}: {s:?}");
