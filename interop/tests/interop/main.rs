@@ -7,7 +7,8 @@
 //! (installed by `scripts/install-interop-peers`). Each step changes the
 //! world (a new snapshot, stopped or restarted backends, a `Configure`),
 //! waits until the clients' traffic shows the change, then asks every client
-//! for the next 1,000 RPCs with `GetClientStats` and checks them.
+//! for the next 1,000 RPCs (2,000 for weighted splits) with `GetClientStats`
+//! and checks them.
 //!
 //! ```text
 //! cargo test -p meshlib-interop --test interop                 # every scenario

@@ -59,9 +59,11 @@ pub(crate) fn write(results: &[ScenarioResult], complete: bool) -> Result<PathBu
          MESHLIB_INTEROP_REPORT=1 cargo test -p meshlib-interop --test interop\n```\n\n\
          Each scenario of gRPC's `doc/xds-test-descriptions.md` runs on loopback: the snapshot control\n\
          plane of `meshlib-xds`, `xds-interop-server` backends `backend-N` (`bN` below), and three\n\
-         clients under the same bootstrap: meshlib's `xds-interop-client`, gRPC Python 1.85.1 (C-core)\n\
-         and gRPC Node (`@grpc/grpc-js` 1.14.7 + `@grpc/grpc-js-xds` 1.14.1). Each step waits until\n\
-         the change shows, then takes the next 1,000 RPCs of every client (`GetClientStats`).\n\
+         clients under the same bootstrap (but for their node ids): meshlib's `xds-interop-client`,\n\
+         gRPC Python 1.85.1 (C-core) and gRPC Node (`@grpc/grpc-js` 1.14.7 + `@grpc/grpc-js-xds`\n\
+         1.14.1). Each step waits until every client has ACKed (or NACKed) the new snapshot and its\n\
+         traffic shows the change, then takes the next 1,000 RPCs of every client (2,000 for weighted\n\
+         splits) with `GetClientStats`.\n\
          A cell passes when the client's RPCs show the expected behaviour and, for meshlib, when its\n\
          share of every backend is within ±{TOLERANCE} points of each reference client's.\n"
     );

@@ -59,6 +59,15 @@ impl Step {
         self
     }
 
+    /// Measures `rpcs` RPCs instead of 1,000. A weighted split needs 2,000:
+    /// two clients' 1,000-RPC shares of a 20/80 split differ by 1.8 points
+    /// (one standard deviation), so ±5 would fail about one comparison in
+    /// 200 by chance; at 2,000 it is one in ten thousand.
+    fn rpcs(mut self, rpcs: u32) -> Step {
+        self.rpcs = rpcs;
+        self
+    }
+
     fn within(mut self, settle: Duration) -> Step {
         self.settle = settle;
         self
@@ -156,7 +165,8 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
                         &[1],
                     ),
                     Expect::Shares(vec![(0, 20.0), (1, 80.0)]),
-                ),
+                )
+                .rpcs(2000),
             ],
             meshlib_needs: None,
         },
@@ -174,7 +184,8 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
                         &[1],
                     ),
                     Expect::Shares(vec![(0, 80.0), (1, 20.0)]),
-                ),
+                )
+                .rpcs(2000),
                 Step::new(
                     "a:20 b:80",
                     routed(
@@ -184,6 +195,7 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
                     ),
                     Expect::Shares(vec![(0, 20.0), (1, 80.0)]),
                 )
+                .rpcs(2000)
                 .within(Duration::from_secs(5)),
             ],
             meshlib_needs: None,
