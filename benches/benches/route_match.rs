@@ -5,8 +5,11 @@
 //! `distinct_prefixes`: each route has its own path prefix and a header
 //! rule, the shape of a large mesh's generated routes; the path index hands
 //! the matcher only the routes whose prefix the path has. `shared_prefix`:
-//! every route has the prefix `/` and differs only by header, so every route
-//! before the match is a candidate and is tested: the index's worst case.
+//! every route has the prefix `/` and differs only by an exact header value;
+//! the index splits the prefix's routes by that header, so only the route
+//! with the request's value is tested. `shared_prefix_header_prefix`: the
+//! same with a `prefix` header rule, which the index cannot split by, so
+//! every route before the match is tested: the index's worst case.
 
 use std::hint::black_box;
 
@@ -17,15 +20,21 @@ use meshlib::config::{
 };
 use meshlib::route::RouteTable;
 
-/// `n` routes: route `i` matches `prefix(i)` with header `x-tenant: t{i}`.
-fn table(n: usize, prefix: impl Fn(usize) -> String) -> RouteTable {
+/// `n` routes: route `i` matches `prefix(i)` with header `x-tenant: t{i}`
+/// (exactly, or as a prefix).
+fn table(n: usize, prefix: impl Fn(usize) -> String, exact: bool) -> RouteTable {
     let routes = (0..n)
         .map(|i| Route {
             name: format!("route-{i}"),
             matcher: RouteMatch {
                 headers: vec![HeaderMatcher {
                     name: "x-tenant".to_owned(),
-                    rule: HeaderRule::Exact(format!("t{i}")),
+                    rule: if exact {
+                        HeaderRule::Exact(format!("t{i}"))
+                    } else {
+                        // `t{i}.` so that `t1` is not a prefix of `t12`.
+                        HeaderRule::Prefix(format!("t{i}."))
+                    },
                     ignore_case: false,
                     invert_match: false,
                 }],
@@ -48,10 +57,10 @@ fn table(n: usize, prefix: impl Fn(usize) -> String) -> RouteTable {
     RouteTable::new(&config).unwrap()
 }
 
-/// A request for route `i`.
-fn request(i: usize, path: &str) -> Request<()> {
+/// A request with header `x-tenant: tenant`.
+fn request(tenant: &str, path: &str) -> Request<()> {
     Request::get(format!("http://mesh{path}"))
-        .header("x-tenant", format!("t{i}"))
+        .header("x-tenant", tenant)
         .header("user-agent", "bench")
         .body(())
         .unwrap()
@@ -63,8 +72,8 @@ fn bench(c: &mut Criterion) {
         // Near the end: the route before last.
         let target = n - 2;
 
-        let distinct = table(n, |i| format!("/svc-{i}/"));
-        let request_distinct = request(target, &format!("/svc-{target}/items/42"));
+        let distinct = table(n, |i| format!("/svc-{i}/"), true);
+        let request_distinct = request(&format!("t{target}"), &format!("/svc-{target}/items/42"));
         assert_eq!(
             distinct.decide(&request_distinct).unwrap().route(),
             format!("route-{target}")
@@ -73,8 +82,8 @@ fn bench(c: &mut Criterion) {
             b.iter(|| black_box(distinct.decide(black_box(&request_distinct)).unwrap()))
         });
 
-        let shared = table(n, |_| "/".to_owned());
-        let request_shared = request(target, "/items/42");
+        let shared = table(n, |_| "/".to_owned(), true);
+        let request_shared = request(&format!("t{target}"), "/items/42");
         assert_eq!(
             shared.decide(&request_shared).unwrap().route(),
             format!("route-{target}")
@@ -82,6 +91,18 @@ fn bench(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("shared_prefix", n), &n, |b, _| {
             b.iter(|| black_box(shared.decide(black_box(&request_shared)).unwrap()))
         });
+
+        let scanned = table(n, |_| "/".to_owned(), false);
+        let request_scanned = request(&format!("t{target}.x"), "/items/42");
+        assert_eq!(
+            scanned.decide(&request_scanned).unwrap().route(),
+            format!("route-{target}")
+        );
+        group.bench_with_input(
+            BenchmarkId::new("shared_prefix_header_prefix", n),
+            &n,
+            |b, _| b.iter(|| black_box(scanned.decide(black_box(&request_scanned)).unwrap())),
+        );
     }
     group.finish();
 }

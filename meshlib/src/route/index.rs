@@ -15,7 +15,17 @@
 //! candidates come as lists of route numbers, each sorted, and are merged in
 //! route order, so the first candidate that matches is the first route of
 //! the virtual host that matches: first-match-wins exactly as a linear scan.
+//!
+//! Routes filed under one key that differ by the exact value of one header
+//! (a tenant or version header on a shared prefix, the shape of generated
+//! meshes) are split once more: when at least [`SPLIT_MIN`] routes share a
+//! key and most of them require an exact, case-sensitive value of the same
+//! header, those routes are filed under that value, and a request is offered
+//! only the routes filed under its value beside the key's other routes. The
+//! value is read as the matcher reads it, so no route that could match is
+//! left out.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -24,34 +34,57 @@ use crate::config::PathMatch;
 /// Route numbers, each list in ascending order.
 type Routes = Box<[u32]>;
 
+/// A key needs this many routes before they are split by a header.
+pub(super) const SPLIT_MIN: usize = 8;
+
+/// What the index needs of one route: its path rule, and the headers (by a
+/// number the caller gives each distinct header) whose exact, case-sensitive
+/// value it requires.
+#[derive(Debug)]
+pub(super) struct RouteKeys<'a> {
+    pub(super) path: &'a PathMatch,
+    pub(super) exact_headers: Vec<(u32, &'a str)>,
+}
+
 #[derive(Debug, Default)]
 pub(super) struct PathIndex {
     /// `safe_regex` routes: candidates for every path.
-    always: Routes,
+    always: Candidates,
     exact: KeyMap,
     prefixes: KeyMap,
     /// `prefix_lengths[n]`: some prefix is `n` bytes long.
     prefix_lengths: Box<[bool]>,
 }
 
+/// The routes filed under one key.
+#[derive(Debug, Default)]
+struct Candidates {
+    /// Candidates whatever the request's headers.
+    unsplit: Routes,
+    /// Routes that require header `.0` to have one exact value, by value.
+    by_header: Option<(u32, HashMap<Box<str>, Routes>)>,
+}
+
 /// A lower-cased key and the routes filed under it.
-type Filed = (Box<[u8]>, Routes);
+type Filed = (Box<[u8]>, Candidates);
 
 /// Keys and their routes, by the keys' hash.
 type KeyMap = HashMap<u64, Box<[Filed]>, BuildHasherDefault<KeyHasher>>;
 
 impl PathIndex {
-    /// Indexes routes by their path rule, `paths[i]` being route `i`'s.
-    pub(super) fn new<'a>(paths: impl IntoIterator<Item = &'a PathMatch>) -> Self {
+    /// Indexes routes by their path rule and required header values, `routes[i]`
+    /// being route `i`'s.
+    pub(super) fn new<'a>(routes: impl IntoIterator<Item = RouteKeys<'a>>) -> Self {
+        let routes: Vec<RouteKeys<'a>> = routes.into_iter().collect();
         let mut always = Vec::new();
         let mut exact: HashMap<Vec<u8>, Vec<u32>> = HashMap::new();
         let mut prefixes: HashMap<Vec<u8>, Vec<u32>> = HashMap::new();
-        for (i, path) in paths.into_iter().enumerate() {
+        for (i, route) in routes.iter().enumerate() {
             let Ok(i) = u32::try_from(i) else {
                 // Beyond four billion routes a route can only be found by scanning.
                 break;
             };
-            match path {
+            match route.path {
                 PathMatch::Exact(path) => exact.entry(lower(path)).or_default().push(i),
                 PathMatch::Prefix(prefix) | PathMatch::PathSeparatedPrefix(prefix) => {
                     prefixes.entry(lower(prefix)).or_default().push(i)
@@ -65,24 +98,30 @@ impl PathIndex {
             prefix_lengths[key.len()] = true;
         }
         PathIndex {
-            always: always.into(),
-            exact: key_map(exact),
-            prefixes: key_map(prefixes),
+            always: Candidates::new(always, &routes),
+            exact: key_map(exact, &routes),
+            prefixes: key_map(prefixes, &routes),
             prefix_lengths: prefix_lengths.into(),
         }
     }
 
-    /// The first route, in route order, that could match `path` and passes
-    /// `matches`. `matches` is called on candidates only and, unless more than
-    /// 16 lists of them (16 prefixes of the path) are filed, in route order.
-    pub(super) fn first_match(&self, path: &str, matches: impl FnMut(u32) -> bool) -> Option<u32> {
+    /// The first route, in route order, that could match `path` (and the
+    /// headers `header` reads by their number, as the matcher reads them) and
+    /// passes `matches`. `matches` is called on candidates only and, unless
+    /// more than 16 lists of them are found, in route order.
+    pub(super) fn first_match<'h>(
+        &self,
+        path: &str,
+        mut header: impl FnMut(u32) -> Option<Cow<'h, str>>,
+        matches: impl FnMut(u32) -> bool,
+    ) -> Option<u32> {
         let mut search = Search::new(matches);
-        search.push(&self.always);
+        search.offer(&self.always, &mut header);
         let bytes = path.as_bytes();
         let mut hash = KeyHash::new();
         for (len, wanted) in self.prefix_lengths.iter().enumerate() {
             if *wanted && let Some(routes) = find(&self.prefixes, hash, &bytes[..len]) {
-                search.push(routes);
+                search.offer(routes, &mut header);
             }
             match bytes.get(len) {
                 Some(byte) => hash.push(*byte),
@@ -95,10 +134,59 @@ impl PathIndex {
                 hash.push(*byte);
             }
             if let Some(routes) = find(&self.exact, hash, bytes) {
-                search.push(routes);
+                search.offer(routes, &mut header);
             }
         }
         search.finish()
+    }
+}
+
+impl Candidates {
+    /// The candidates `routes` (ascending), split by the header most of them
+    /// require an exact value of, if there are enough of them.
+    fn new(routes: Vec<u32>, keys: &[RouteKeys<'_>]) -> Self {
+        let exact = |route: u32| &keys[route as usize].exact_headers;
+        let mut counts: HashMap<u32, usize> = HashMap::new();
+        if routes.len() >= SPLIT_MIN {
+            for &route in &routes {
+                let mut seen: Vec<u32> = exact(route).iter().map(|(h, _)| *h).collect();
+                seen.sort_unstable();
+                seen.dedup();
+                for h in seen {
+                    *counts.entry(h).or_default() += 1;
+                }
+            }
+        }
+        let best = counts
+            .into_iter()
+            .max_by_key(|&(h, n)| (n, std::cmp::Reverse(h)))
+            .filter(|&(_, n)| n * 2 >= routes.len());
+        let Some((header, _)) = best else {
+            return Candidates {
+                unsplit: routes.into(),
+                by_header: None,
+            };
+        };
+        let mut unsplit = Vec::new();
+        let mut by_value: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+        for route in routes {
+            // Any one required value will do: a route requiring two
+            // different values of one header matches no request.
+            match exact(route).iter().find(|(h, _)| *h == header) {
+                Some((_, value)) => by_value.entry((*value).into()).or_default().push(route),
+                None => unsplit.push(route),
+            }
+        }
+        Candidates {
+            unsplit: unsplit.into(),
+            by_header: Some((
+                header,
+                by_value
+                    .into_iter()
+                    .map(|(value, routes)| (value, routes.into()))
+                    .collect(),
+            )),
+        }
     }
 }
 
@@ -106,16 +194,16 @@ fn lower(key: &str) -> Vec<u8> {
     key.as_bytes().to_ascii_lowercase()
 }
 
-fn key_map(keys: HashMap<Vec<u8>, Vec<u32>>) -> KeyMap {
+fn key_map(keys: HashMap<Vec<u8>, Vec<u32>>, routes: &[RouteKeys<'_>]) -> KeyMap {
     let mut map: HashMap<u64, Vec<Filed>> = HashMap::new();
-    for (key, routes) in keys {
+    for (key, filed) in keys {
         let mut hash = KeyHash::new();
         for byte in &key {
             hash.push(*byte);
         }
         map.entry(hash.finish())
             .or_default()
-            .push((key.into(), routes.into()));
+            .push((key.into(), Candidates::new(filed, routes)));
     }
     map.into_iter()
         .map(|(hash, keys)| (hash, keys.into()))
@@ -124,11 +212,11 @@ fn key_map(keys: HashMap<Vec<u8>, Vec<u32>>) -> KeyMap {
 
 /// The routes filed under `key` (compared ignoring ASCII case), whose running
 /// hash is `hash`.
-fn find<'a>(map: &'a KeyMap, hash: KeyHash, key: &[u8]) -> Option<&'a [u32]> {
+fn find<'a>(map: &'a KeyMap, hash: KeyHash, key: &[u8]) -> Option<&'a Candidates> {
     map.get(&hash.finish())?
         .iter()
         .find(|(filed, _)| filed.eq_ignore_ascii_case(key))
-        .map(|(_, routes)| &**routes)
+        .map(|(_, candidates)| candidates)
 }
 
 /// FNV-1a over lower-cased bytes: cheap to extend one byte at a time, so
@@ -201,6 +289,22 @@ impl<'a, F: FnMut(u32) -> bool> Search<'a, F> {
         }
     }
 
+    /// Offers a key's candidates: the unsplit ones, and those filed under
+    /// the request's value of the splitting header.
+    fn offer<'h>(
+        &mut self,
+        candidates: &'a Candidates,
+        header: &mut impl FnMut(u32) -> Option<Cow<'h, str>>,
+    ) {
+        self.push(&candidates.unsplit);
+        if let Some((name, by_value)) = &candidates.by_header
+            && let Some(value) = header(*name)
+            && let Some(routes) = by_value.get(&*value)
+        {
+            self.push(routes);
+        }
+    }
+
     fn push(&mut self, routes: &'a [u32]) {
         if routes.is_empty() {
             return;
@@ -246,17 +350,85 @@ mod tests {
     use super::*;
 
     fn index(paths: &[PathMatch]) -> PathIndex {
-        PathIndex::new(paths)
+        PathIndex::new(paths.iter().map(|path| RouteKeys {
+            path,
+            exact_headers: Vec::new(),
+        }))
+    }
+
+    fn no_header(_: u32) -> Option<Cow<'static, str>> {
+        None
     }
 
     /// Every candidate offered for `path`, in the order offered.
     fn candidates(index: &PathIndex, path: &str) -> Vec<u32> {
+        candidates_with(index, path, no_header)
+    }
+
+    fn candidates_with<'h>(
+        index: &PathIndex,
+        path: &str,
+        header: impl FnMut(u32) -> Option<Cow<'h, str>>,
+    ) -> Vec<u32> {
         let mut seen = Vec::new();
-        index.first_match(path, |route| {
+        index.first_match(path, header, |route| {
             seen.push(route);
             false
         });
         seen
+    }
+
+    #[test]
+    fn routes_of_one_key_are_split_by_the_header_most_of_them_require() {
+        // Ten routes on `/`: 0–7 need `x-tenant` (header 0) = t0…t7, 8 needs
+        // nothing, 9 needs header 1 only.
+        let slash = PathMatch::Prefix("/".into());
+        let tenants: Vec<String> = (0..8).map(|i| format!("t{i}")).collect();
+        let mut keys: Vec<RouteKeys<'_>> = tenants
+            .iter()
+            .map(|t| RouteKeys {
+                path: &slash,
+                exact_headers: vec![(0, t.as_str())],
+            })
+            .collect();
+        keys.push(RouteKeys {
+            path: &slash,
+            exact_headers: Vec::new(),
+        });
+        keys.push(RouteKeys {
+            path: &slash,
+            exact_headers: vec![(1, "v2")],
+        });
+        let index = PathIndex::new(keys);
+        let tenant = |value: &'static str| move |h: u32| (h == 0).then_some(Cow::Borrowed(value));
+        assert_eq!(candidates_with(&index, "/x", tenant("t5")), [5, 8, 9]);
+        assert_eq!(candidates_with(&index, "/x", tenant("t9")), [8, 9]);
+        assert_eq!(candidates_with(&index, "/x", no_header), [8, 9]);
+        assert_eq!(
+            index.first_match("/x", tenant("t3"), |r| r == 3 || r == 8),
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn a_few_routes_or_a_header_few_require_are_not_split() {
+        let slash = PathMatch::Prefix("/".into());
+        let few: Vec<RouteKeys<'_>> = (0..SPLIT_MIN - 1)
+            .map(|_| RouteKeys {
+                path: &slash,
+                exact_headers: vec![(0, "a")],
+            })
+            .collect();
+        let all: Vec<u32> = (0..SPLIT_MIN as u32 - 1).collect();
+        assert_eq!(candidates(&PathIndex::new(few), "/"), all);
+        // Twelve routes, five needing the header: under half, no split.
+        let mostly_plain: Vec<RouteKeys<'_>> = (0..12)
+            .map(|i| RouteKeys {
+                path: &slash,
+                exact_headers: if i < 5 { vec![(0, "a")] } else { Vec::new() },
+            })
+            .collect();
+        assert_eq!(candidates(&PathIndex::new(mostly_plain), "/").len(), 12);
     }
 
     #[test]
@@ -286,9 +458,9 @@ mod tests {
             PathMatch::Exact("/a/b".into()),
         ];
         let index = index(&paths);
-        assert_eq!(index.first_match("/a/b", |r| r != 0), Some(1));
-        assert_eq!(index.first_match("/a/b", |r| r == 2), Some(2));
-        assert_eq!(index.first_match("/a/b", |_| false), None);
+        assert_eq!(index.first_match("/a/b", no_header, |r| r != 0), Some(1));
+        assert_eq!(index.first_match("/a/b", no_header, |r| r == 2), Some(2));
+        assert_eq!(index.first_match("/a/b", no_header, |_| false), None);
     }
 
     #[test]
@@ -306,7 +478,10 @@ mod tests {
         sorted.sort_unstable();
         assert_eq!(sorted, (0..path.len() as u32).collect::<Vec<_>>());
         for wanted in [0, 7, 20, 35] {
-            assert_eq!(index.first_match(path, |r| r >= wanted), Some(wanted));
+            assert_eq!(
+                index.first_match(path, no_header, |r| r >= wanted),
+                Some(wanted)
+            );
         }
     }
 }

@@ -18,7 +18,7 @@ use http::Request;
 
 use super::action::RequestActions;
 use super::hash::HashPolicies;
-use super::index::PathIndex;
+use super::index::{PathIndex, RouteKeys};
 use super::split::WeightedClusters;
 use super::{RouteDecision, RouteInfo, query};
 use crate::config::{
@@ -72,6 +72,8 @@ pub struct RouteTable {
 struct VirtualHostEntry {
     name: Arc<str>,
     routes: Vec<RouteEntry>,
+    /// The headers the index splits routes by, by their number there.
+    headers: Box<[HeaderRef]>,
     index: PathIndex,
 }
 
@@ -113,7 +115,7 @@ struct HeaderCheck {
 
 /// A header, or a pseudo-header read from the request line, named in a
 /// matcher or a hash policy.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) enum HeaderRef {
     Authority,
     Method,
@@ -202,10 +204,38 @@ impl RouteTable {
                     }
                 })
                 .collect();
-            let index = PathIndex::new(vhost.routes.iter().map(|r| &r.matcher.path));
+            let routes: Vec<RouteEntry> = routes;
+            // Each distinct header some route needs an exact value of gets a
+            // number, by which the index asks for the request's value.
+            let mut headers: Vec<&HeaderRef> = Vec::new();
+            let mut numbers: HashMap<&HeaderRef, u32> = HashMap::new();
+            let keys: Vec<RouteKeys<'_>> = vhost
+                .routes
+                .iter()
+                .zip(&routes)
+                .map(|(config, compiled)| RouteKeys {
+                    path: &config.matcher.path,
+                    exact_headers: compiled
+                        .headers
+                        .iter()
+                        .filter_map(|check| {
+                            let value = check.exact_value()?;
+                            let next = u32::try_from(headers.len()).ok()?;
+                            let number = *numbers.entry(&check.name).or_insert_with(|| {
+                                headers.push(&check.name);
+                                next
+                            });
+                            Some((number, value))
+                        })
+                        .collect(),
+                })
+                .collect();
+            let index = PathIndex::new(keys);
+            let headers = headers.into_iter().cloned().collect();
             table.virtual_hosts.push(VirtualHostEntry {
                 name,
                 routes,
+                headers,
                 index,
             });
         }
@@ -274,12 +304,16 @@ impl RouteTable {
         let (path, query) = (request.uri().path(), request.uri().query());
         vhost
             .index
-            .first_match(path, |i| {
-                vhost
-                    .routes
-                    .get(i as usize)
-                    .is_some_and(|route| route.matches(request, path, query))
-            })
+            .first_match(
+                path,
+                |header| vhost.headers.get(header as usize)?.value(request),
+                |i| {
+                    vhost
+                        .routes
+                        .get(i as usize)
+                        .is_some_and(|route| route.matches(request, path, query))
+                },
+            )
             .and_then(|i| vhost.routes.get(i as usize))
             .ok_or_else(|| no_route(vhost, request))
     }
@@ -638,6 +672,18 @@ impl PathRule {
 }
 
 impl HeaderCheck {
+    /// The value this check requires the header to have exactly, case
+    /// included, if it is that kind of check.
+    fn exact_value(&self) -> Option<&str> {
+        match &self.rule {
+            ValueRule::Exact {
+                value,
+                ignore_case: false,
+            } if !self.invert => Some(value),
+            _ => None,
+        }
+    }
+
     fn matches<B>(&self, request: &Request<B>) -> bool {
         let Some(value) = self.name.value(request) else {
             // An absent header matches only `present: false`; inverting any
@@ -1246,9 +1292,15 @@ virtual_hosts:
         for round in 0..300 {
             let n = rng.random_range(1..40);
             let mut lines = Vec::new();
+            // Every other round crowds routes onto a few prefixes, so the
+            // index has keys with enough routes to split by header.
+            let crowded = round % 2 == 0;
             for i in 0..n {
                 let p = path(&mut rng);
                 let rule = match rng.random_range(0..7) {
+                    _ if crowded && rng.random_bool(0.7) => {
+                        format!("prefix: '{}'", ["/", "/a"][rng.random_range(0..2)])
+                    }
                     0 => format!("path: '{p}'"),
                     1 => {
                         let segments = p.trim_end_matches('/');
@@ -1264,11 +1316,26 @@ virtual_hosts:
                 } else {
                     ""
                 };
-                let header = match rng.random_range(0..4) {
-                    0 => ", headers: [{ name: x-h, exact: '1' }]",
-                    1 => ", runtime_fraction: { numerator: 0 }",
-                    2 => ", query_parameters: [{ name: q, present_match: true }]",
-                    _ => "",
+                // Exact header rules often enough that the index splits
+                // keys by them, and the variants it must not split by.
+                let values = ["1", "2", "a"];
+                let v = values[rng.random_range(0..values.len())];
+                let w = values[rng.random_range(0..values.len())];
+                let kind = if crowded && rng.random_bool(0.5) {
+                    0
+                } else {
+                    rng.random_range(0..9)
+                };
+                let header = match kind {
+                    0..=2 => format!(", headers: [{{ name: x-h, exact: '{v}' }}]"),
+                    3 => format!(", headers: [{{ name: x-h, exact: '{v}', invert_match: true }}]"),
+                    4 => format!(", headers: [{{ name: x-h, exact: '{v}', ignore_case: true }}]"),
+                    5 => format!(
+                        ", headers: [{{ name: x-g, exact: '{v}' }}, {{ name: x-h, exact: '{w}' }}]"
+                    ),
+                    6 => ", runtime_fraction: { numerator: 0 }".to_owned(),
+                    7 => ", query_parameters: [{ name: q, present_match: true }]".to_owned(),
+                    _ => String::new(),
                 };
                 lines.push(format!(
                     "{{ name: r{i}, match: {{ {rule}{case}{header} }}, route: {{ cluster: a }} }}"
@@ -1283,8 +1350,13 @@ virtual_hosts:
                     uri.push_str("?q=1");
                 }
                 let mut builder = Request::get(uri.as_str());
+                let sent = ["1", "2", "a", "A"];
+                for _ in 0..rng.random_range(0..3) {
+                    // Twice: the values are joined, "1,2", as Envoy matches them.
+                    builder = builder.header("x-h", sent[rng.random_range(0..sent.len())]);
+                }
                 if rng.random_bool(0.5) {
-                    builder = builder.header("x-h", "1");
+                    builder = builder.header("x-g", sent[rng.random_range(0..sent.len())]);
                 }
                 let request = builder.body(()).unwrap();
                 let (p, q) = (request.uri().path(), request.uri().query());
