@@ -325,6 +325,7 @@ fn shop_snapshot(
 
 fn locality(priority: u32, backends: &[(&Backend, HealthStatus)]) -> LocalityLbEndpoints {
     LocalityLbEndpoints {
+        locality: Some(Default::default()),
         priority,
         lb_endpoints: backends
             .iter()

@@ -25,7 +25,7 @@ this machine kind:
 
 | behaviour | gRPC C-core (Python) | grpc-js (Node) | meshlib follows | status in meshlib |
 |---|---|---|---|---|
-| a `LocalityLbEndpoints` without `locality` | NACKed (`endpoints[0].locality: field not present`) | refused too (no RPC succeeds) | C-core: NACK | **differs today**: accepted and served (found by this suite; the scenarios now always set a locality) |
+| a `LocalityLbEndpoints` without `locality` | NACKed (`endpoints[0].locality: field not present`) | refused too (no RPC succeeds) | C-core: NACK | NACKed with C-core's reason (found by this suite; unit-tested in `meshlib/src/xds/convert/tests.rs`) |
 | a locality without `load_balancing_weight` | dropped | dropped | both (gRFC A27) | not yet a scenario |
 | an unknown listener | RPCs fail UNAVAILABLE after the 15 s does-not-exist timer | RPCs wait for their deadline | C-core: a fast, explicit failure a caller can act on | not yet a scenario |
 | an unsupported `lb_policy` | the Cluster is NACKed; a running client keeps the last good one | same | both | scenario `nack_keeps_config` (reason visible in CSDS) |

@@ -21,7 +21,7 @@ use prost::{Message, Name};
 
 use crate::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use crate::pb::envoy::config::core::v3::{
-    Address, AggregatedConfigSource, ConfigSource, SocketAddress, address, config_source,
+    Address, AggregatedConfigSource, ConfigSource, Locality, SocketAddress, address, config_source,
     socket_address,
 };
 use crate::pb::envoy::config::endpoint::v3::{
@@ -163,11 +163,14 @@ pub fn eds_cluster(name: &str) -> Cluster {
     }
 }
 
-/// One locality (weight 1, priority 0) of healthy endpoints at `addresses`.
+/// One locality (the empty one, weight 1, priority 0) of healthy endpoints
+/// at `addresses`.
 pub fn cluster_load_assignment(cluster: &str, addresses: &[SocketAddr]) -> ClusterLoadAssignment {
     ClusterLoadAssignment {
         cluster_name: cluster.to_owned(),
         endpoints: vec![LocalityLbEndpoints {
+            // gRPC's clients refuse a group without its locality.
+            locality: Some(Locality::default()),
             load_balancing_weight: Some(UInt32Value { value: 1 }),
             lb_endpoints: addresses.iter().map(|a| lb_endpoint(*a)).collect(),
             ..Default::default()

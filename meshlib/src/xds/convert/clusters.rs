@@ -301,14 +301,16 @@ pub(crate) fn assignment(a: &endpoint::ClusterLoadAssignment) -> Result<Assignme
     let mut locality_weights: Vec<config::LocalityWeight> = Vec::new();
     let mut priorities = std::collections::BTreeSet::new();
     for (i, locality) in a.endpoints.iter().enumerate() {
-        let place = locality
-            .locality
-            .as_ref()
-            .map_or_else(Locality::default, |l| Locality {
-                region: l.region.clone(),
-                zone: l.zone.clone(),
-                sub_zone: l.sub_zone.clone(),
-            });
+        // gRPC (C-core and grpc-js) refuse a locality group without its
+        // locality; Envoy takes it as the empty locality. meshlib follows gRPC.
+        let Some(l) = &locality.locality else {
+            return Err(format!("endpoints[{i}].locality: field not present"));
+        };
+        let place = Locality {
+            region: l.region.clone(),
+            zone: l.zone.clone(),
+            sub_zone: l.sub_zone.clone(),
+        };
         priorities.insert(locality.priority);
         if let Some(weight) = locality
             .load_balancing_weight

@@ -457,6 +457,25 @@ fn assignments_carry_priorities_locality_weights_and_overprovisioning() {
         error.contains("priority 2 is used but priority 1 is not"),
         "{error}"
     );
+
+    // A group without its locality is refused, as gRPC's clients refuse it
+    // (Envoy would take it as the empty locality); an empty one is fine.
+    let mut unplaced = locality("b", None, 0, 2);
+    unplaced.locality = None;
+    let missing = endpoint::ClusterLoadAssignment {
+        endpoints: vec![locality("a", None, 0, 1), unplaced.clone()],
+        ..Default::default()
+    };
+    assert_eq!(
+        assignment(&missing).unwrap_err(),
+        "endpoints[1].locality: field not present"
+    );
+    unplaced.locality = Some(Default::default());
+    let empty = endpoint::ClusterLoadAssignment {
+        endpoints: vec![unplaced],
+        ..Default::default()
+    };
+    assert_eq!(assignment(&empty).unwrap().endpoints.len(), 1);
 }
 
 #[test]
