@@ -91,7 +91,7 @@ impl Input {
             Input::QueryParameter(name) => request
                 .uri()
                 .query()
-                .and_then(|q| query::first_value(q, name))
+                .and_then(|q| query::first_raw_value(q, name))
                 .map(|value| xxh64(value.as_bytes(), 0)),
             Input::SourceIp => request
                 .extensions()
@@ -153,7 +153,7 @@ mod tests {
     }
 
     fn request(headers: &[(&str, &str)]) -> Request<()> {
-        let mut builder = Request::get("http://svc/path?user=alice&team=a%20b");
+        let mut builder = Request::get("http://svc/path?user=alice&team=a%20b&my%20key=k");
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
@@ -205,6 +205,13 @@ mod tests {
                 Some(xxh64(b"a%20b", 0)),
             ),
             (HashOn::QueryParameter("nobody".into()), &[], None),
+            // Names are compared as sent, as Envoy's hash policy compares them.
+            (
+                HashOn::QueryParameter("my%20key".into()),
+                &[],
+                Some(xxh64(b"k", 0)),
+            ),
+            (HashOn::QueryParameter("my key".into()), &[], None),
             (HashOn::SourceIp, &[], None),
         ];
         for (on, headers, expected) in cases {

@@ -7,7 +7,8 @@ use std::borrow::Cow;
 use percent_encoding::percent_decode_str;
 
 /// The raw (still percent-encoded) first value of the parameter `name` in
-/// `query`; names are compared after percent-decoding, case-sensitively.
+/// `query`; names are compared after percent-decoding, case-sensitively, as
+/// Envoy's route matcher reads the query (`parseAndDecodeQueryString`).
 pub(super) fn first_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
     query.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -17,6 +18,16 @@ pub(super) fn first_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
             key == name
         };
         same.then_some(value)
+    })
+}
+
+/// The raw first value of the parameter whose raw name is `name`: nothing
+/// decoded, as Envoy's query-parameter hash policy reads the query
+/// (`parseQueryString`), so `a%20b=1` is not the parameter `a b` there.
+pub(super) fn first_raw_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then_some(value)
     })
 }
 
@@ -46,6 +57,14 @@ mod tests {
         for (query, name, expected) in cases {
             assert_eq!(first_value(query, name), expected, "{name} in {query:?}");
         }
+    }
+
+    #[test]
+    fn a_raw_lookup_decodes_neither_names_nor_values() {
+        assert_eq!(first_raw_value("my%20key=v%21", "my%20key"), Some("v%21"));
+        assert_eq!(first_raw_value("my%20key=v", "my key"), None);
+        assert_eq!(first_raw_value("a=1&a=2", "a"), Some("1"));
+        assert_eq!(first_raw_value("flag", "flag"), Some(""));
     }
 
     #[test]
