@@ -12,7 +12,8 @@ use meshlib_interop::pb::client_configure_request::{Metadata, RpcType};
 use meshlib_interop::pb::load_balancer_stats_service_client::LoadBalancerStatsServiceClient;
 use meshlib_interop::pb::xds_update_client_configure_service_client::XdsUpdateClientConfigureServiceClient;
 use meshlib_interop::pb::{
-    ClientConfigureRequest, LoadBalancerStatsRequest, LoadBalancerStatsResponse,
+    ClientConfigureRequest, LoadBalancerAccumulatedStatsRequest, LoadBalancerStatsRequest,
+    LoadBalancerStatsResponse,
 };
 use meshlib_xds::pb::envoy::admin::v3::ClientResourceStatus;
 use meshlib_xds::pb::envoy::service::status::v3::ClientStatusRequest;
@@ -653,6 +654,58 @@ impl Client {
         }
     }
 
+    /// How many of the client's RPCs have ended with each status code so far
+    /// (`GetClientAccumulatedStats`, all methods).
+    async fn results(&mut self) -> Result<BTreeMap<i32, i64>, String> {
+        let name = self.kind.name();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(5),
+            self.stats
+                .get_client_accumulated_stats(LoadBalancerAccumulatedStatsRequest {}),
+        )
+        .await;
+        let response = match answer {
+            Ok(Ok(response)) => response.into_inner(),
+            Ok(Err(status)) => return Err(format!("{name}: GetClientAccumulatedStats: {status}")),
+            Err(_) => {
+                return Err(format!(
+                    "{name}: GetClientAccumulatedStats did not answer in time"
+                ));
+            }
+        };
+        let mut results = BTreeMap::new();
+        for method in response.stats_per_method.values() {
+            for (code, count) in &method.result {
+                *results.entry(*code).or_default() += i64::from(*count);
+            }
+        }
+        Ok(results)
+    }
+
+    /// Whether the failures of window `w`, which followed the results
+    /// `before`, ended with UNAVAILABLE while the window lasted, as gRPC's
+    /// clients fail RPCs with no backend to reach, rather than hanging.
+    async fn failed_fast(&mut self, before: &BTreeMap<i32, i64>, w: &Window) -> Result<(), String> {
+        let after = self.results().await?;
+        let ended = |code: i32| {
+            after.get(&code).copied().unwrap_or(0) - before.get(&code).copied().unwrap_or(0)
+        };
+        const UNAVAILABLE: i32 = 14;
+        let unavailable = ended(UNAVAILABLE);
+        let failures = i64::from(w.failures);
+        if unavailable * 10 < failures * 9 {
+            let other: Vec<String> = after
+                .keys()
+                .filter(|code| **code != 0 && **code != UNAVAILABLE && ended(**code) > 0)
+                .map(|code| format!("{} with code {code}", ended(*code)))
+                .collect();
+            return Err(format!(
+                "of {failures} failed RPCs only {unavailable} ended UNAVAILABLE while the window lasted (others: {other:?})"
+            ));
+        }
+        Ok(())
+    }
+
     fn died(&mut self) -> Option<String> {
         self.process
             .exited()
@@ -756,9 +809,21 @@ pub(crate) async fn measure(
                     };
                 }
             }
+            // For failures, what the RPCs ended with too: a window's
+            // "failures" include RPCs that never finished, which a client
+            // hanging its RPCs would also show.
+            let before = match &expect {
+                Expect::AllFail => client.results().await.ok(),
+                _ => None,
+            };
             match client.window(rpcs, window_timeout).await {
                 Ok(w) => {
                     let mut error = expect.check(&w).err();
+                    if let Some(before) = before
+                        && error.is_none()
+                    {
+                        error = client.failed_fast(&before, &w).await.err();
+                    }
                     if let Some(why) = &mut error {
                         for nack in client.nacks().await {
                             why.push_str("; ");

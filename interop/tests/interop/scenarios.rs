@@ -376,7 +376,7 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "backends_restart",
-            about: "RPCs fail while every backend is down and spread as before once they are back",
+            about: "RPCs fail fast with UNAVAILABLE while every backend is down and spread as before once they are back",
             backends: 4,
             flags: Flags::default(),
             steps: vec![
