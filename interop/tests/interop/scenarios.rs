@@ -25,7 +25,6 @@ pub(crate) enum Action {
     /// Start these backends again, on their ports.
     Restart(Vec<usize>),
     /// `Configure` every client: the methods to call and their metadata.
-    #[allow(dead_code)]
     Configure(Vec<RpcType>, Vec<(RpcType, &'static str, &'static str)>),
 }
 
@@ -393,25 +392,41 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "affinity",
-            about: "ring hash on a request header keeps one session on one backend",
+            about: "ring hash on a request header keeps each session on one backend, the one gRPC picks",
             backends: 4,
             flags: Flags {
                 metadata: "UnaryCall:x-session-id:session-42",
                 ..Flags::default()
             },
-            steps: vec![Step::new(
-                "ring hash by header",
-                serve(|v, addresses| {
-                    snapshot(
-                        v,
-                        addresses,
-                        hash_by_header("cluster-a", "x-session-id"),
-                        &[("cluster-a", ALL4)],
-                    )
-                    .with(ring_hash_cluster("cluster-a"))
-                }),
-                Expect::Sticky(ALL4.to_vec()),
-            )],
+            steps: {
+                // One session per step, each compared with C-core's backend
+                // for it: a ring built otherwise, or a hash that ignores the
+                // header, would put some session elsewhere.
+                let mut steps = vec![Step::new(
+                    "session-42",
+                    serve(|v, addresses| {
+                        snapshot(
+                            v,
+                            addresses,
+                            hash_by_header("cluster-a", "x-session-id"),
+                            &[("cluster-a", ALL4)],
+                        )
+                        .with(ring_hash_cluster("cluster-a"))
+                    }),
+                    Expect::Sticky(ALL4.to_vec()),
+                )];
+                for session in ["session-1", "session-2", "session-3", "session-4"] {
+                    steps.push(Step::new(
+                        session,
+                        Action::Configure(
+                            vec![RpcType::UnaryCall],
+                            vec![(RpcType::UnaryCall, "x-session-id", session)],
+                        ),
+                        Expect::Sticky(ALL4.to_vec()),
+                    ));
+                }
+                steps
+            },
             meshlib_needs: None,
         },
         Scenario {
