@@ -17,8 +17,16 @@ distribution differs from C-core's by more than the tolerance, meshlib is compar
 with C-core only, and the difference shows as a note in the table above.
 
 In the scenarios above the two reference clients agree everywhere (the weighted
-splits differ by sampling noise only; for ring hash both send session `session-42`
-to the same backend, so meshlib's ring must be built as theirs is, gRFC A42).
+splits differ by sampling noise only; for ring hash both send each of the five
+sessions of `affinity` to the same backend, so meshlib's ring must be built as
+theirs is, gRFC A42, and it is: meshlib picks the same backend for every one).
+
+Where meshlib follows Envoy instead, by choice: a priority whose endpoints are
+only partly healthy (by EDS, or because some refuse connections) spills part of
+its traffic to the next priority by the `overprovisioning_factor`, as Envoy
+does; gRPC keeps such a priority whole while any of its endpoints connects. When
+none of a priority's endpoints can take traffic (the `failover` scenario) the
+two agree. No scenario yet covers the partial case.
 
 Known differences, from this suite's development and PEERS.md's measurements on
 this machine kind:
