@@ -77,6 +77,7 @@ mod schedule;
 mod set;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use arc_swap::ArcSwap;
@@ -134,16 +135,27 @@ struct Shared<C> {
     cluster: Arc<str>,
     policy: Policy,
     set: ArcSwap<EndpointSet<C>>,
-    /// Serializes the writers of `set` (updates and probes' refreshes); the
-    /// request path never takes it.
-    writer: Mutex<()>,
+    /// Serializes the writers of `set` (updates and probes' refreshes), and
+    /// holds the last refresh request the set in force has seen; the request
+    /// path never takes it.
+    writer: Mutex<u64>,
+    /// Refresh requests so far, numbered from 1.
+    refreshes: AtomicU64,
     /// This, as the probes see it.
     this: Weak<dyn Refresh>,
 }
 
 impl<C: Send + Sync + 'static> Refresh for Shared<C> {
     fn refresh(&self) {
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        // Many endpoints failing at once each ask: one rebuild that starts
+        // after a request reads the reachability that request reports, so
+        // the requests it covers need no rebuild of their own.
+        let ticket = self.refreshes.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut seen = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if *seen >= ticket {
+            return;
+        }
+        *seen = self.refreshes.load(Ordering::Acquire);
         let rebuilt = self.set.load().rebuilt(&self.policy);
         self.set.store(Arc::new(rebuilt));
     }
@@ -183,7 +195,8 @@ impl<C: Send + Sync + 'static> Balancer<C> {
                 cluster: Arc::from(cluster.name.as_str()),
                 policy,
                 set: ArcSwap::from_pointee(set),
-                writer: Mutex::new(()),
+                writer: Mutex::new(0),
+                refreshes: AtomicU64::new(0),
                 this,
             }
         });
@@ -197,7 +210,7 @@ impl<C: Send + Sync + 'static> Balancer<C> {
     /// one, whole.
     pub fn update(&self, endpoints: &[Endpoint], client: impl FnMut(SocketAddr) -> C) {
         let shared = &*self.shared;
-        let _writer = shared.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut seen = shared.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let current = shared.set.load_full();
         if current
             .endpoints
@@ -207,6 +220,8 @@ impl<C: Send + Sync + 'static> Balancer<C> {
         {
             return;
         }
+        // This build reads every endpoint's reachability too.
+        *seen = shared.refreshes.load(Ordering::Acquire);
         let set = EndpointSet::build(
             &shared.policy,
             endpoints,

@@ -424,3 +424,50 @@ fn round_robin_resumes_its_turn_after_an_update() {
         "not back to the first"
     );
 }
+
+/// A client whose every request fails to connect.
+struct Refusing;
+
+impl EndpointClient for Refusing {
+    type Body = ();
+    type Future = std::future::Ready<Result<http::Response<()>, Error>>;
+
+    fn send(&self, _: http::Request<crate::BoxBody>) -> Self::Future {
+        std::future::ready(Err(Error::new(ErrorKind::Connect, "refused")))
+    }
+}
+
+#[tokio::test]
+async fn endpoints_that_fail_to_connect_together_all_leave_the_set() {
+    // Loopback ports nothing listens on, so the probes find them refusing too.
+    let addresses: Vec<SocketAddr> = (0..5)
+        .map(|_| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap()
+        })
+        .collect();
+    let endpoints = addresses.iter().map(|a| Endpoint::new(*a)).collect();
+    let balancer = Balancer::new(&cluster(LbPolicy::RoundRobin, endpoints), |_| Refusing);
+    // Five requests before any probe runs: each reaches another endpoint and
+    // fails, and five probes ask for a refresh at about the same time.
+    for _ in 0..5 {
+        let request = http::Request::new(crate::body::boxed(http_body_util::Empty::new()));
+        let error = balancer.send(request).unwrap().await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Connect);
+    }
+    for _ in 0..100 {
+        if balancer.pick(None).is_err() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let error = balancer.pick(None).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NoEndpoints);
+    assert!(
+        error
+            .message()
+            .ends_with("(5 configured, 5 failing to connect)"),
+        "{}",
+        error.message()
+    );
+}
