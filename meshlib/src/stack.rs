@@ -165,15 +165,7 @@ impl<C: EndpointClient> Service<Request<BoxBody>> for Dispatch<C> {
             ));
         };
         let Some(stack) = self.clusters.get(decision.cluster_name()) else {
-            return ResponseFuture::failed(Error::new(
-                ErrorKind::UnknownCluster,
-                format!(
-                    "route {:?} of virtual host {:?} names cluster {:?}, which is not configured",
-                    decision.route(),
-                    decision.virtual_host(),
-                    decision.cluster()
-                ),
-            ));
+            return ResponseFuture::failed(decision.unknown_cluster());
         };
         match stack.balancer.send(request) {
             Ok(future) => ResponseFuture::called(future),

@@ -112,15 +112,7 @@ pub fn check_route<B>(config: &MeshConfig, request: &Request<B>) -> Result<Route
     let check = table.check(request)?;
     let decision = &check.decision;
     if config.cluster(decision.cluster()).is_none() {
-        return Err(Error::new(
-            ErrorKind::UnknownCluster,
-            format!(
-                "route {:?} of virtual host {:?} names cluster {:?}, which is not configured",
-                decision.route(),
-                decision.virtual_host(),
-                decision.cluster()
-            ),
-        ));
+        return Err(decision.unknown_cluster());
     }
     Ok(check)
 }

@@ -28,7 +28,7 @@ use tower_service::Service;
 
 use crate::balance::RequestHash;
 use crate::config::{MaxStreamDuration, MirrorPolicy, WeightedCluster};
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::future::ResponseFuture;
 
 pub use check::{RouteCheck, check_route};
@@ -204,6 +204,19 @@ impl RouteDecision {
     /// ```
     pub fn apply<B>(&self, request: &mut Request<B>) {
         self.route.actions.apply(request);
+    }
+
+    /// The error for a decision whose cluster is not configured.
+    pub(crate) fn unknown_cluster(&self) -> Error {
+        Error::new(
+            ErrorKind::UnknownCluster,
+            format!(
+                "route {:?} of virtual host {:?} names cluster {:?}, which is not configured",
+                self.route(),
+                self.virtual_host(),
+                self.cluster()
+            ),
+        )
     }
 
     /// The decision for a copy of this request sent to `cluster` by a mirror policy.
