@@ -234,7 +234,7 @@ impl RouteDecision {
 /// actions (see [`RouteDecision::apply`]) and records the [`RouteDecision`]
 /// (and the [`RequestHash`], if any) in its extensions before calling the
 /// inner service. A request that matches no route fails with
-/// [`ErrorKind::NoRoute`](crate::ErrorKind::NoRoute) without reaching the inner
+/// [`ErrorKind::NoRoute`] without reaching the inner
 /// service.
 ///
 /// The actions are applied here rather than by a layer of their own: in
