@@ -11,7 +11,6 @@
 use std::pin::Pin;
 
 use meshlib_xds::pb::envoy::admin::v3::{ClientResourceStatus, UpdateFailureState};
-use meshlib_xds::pb::envoy::config::core::v3 as core;
 use meshlib_xds::pb::envoy::service::status::v3::client_config::GenericXdsConfig;
 use meshlib_xds::pb::envoy::service::status::v3::client_status_discovery_service_server::{
     ClientStatusDiscoveryService, ClientStatusDiscoveryServiceServer,
@@ -53,17 +52,7 @@ pub fn client_config(node: &meshlib_xds::Node, scope: &str, dump: &[DumpEntry]) 
         .collect();
     #[allow(deprecated)] // `xds_config` (per type) is the deprecated field we leave empty.
     ClientConfig {
-        node: Some(core::Node {
-            id: node.id.clone(),
-            cluster: node.cluster.clone(),
-            locality: Some(core::Locality {
-                region: node.locality.region.clone(),
-                zone: node.locality.zone.clone(),
-                sub_zone: node.locality.sub_zone.clone(),
-            }),
-            user_agent_name: "meshlib".to_owned(),
-            ..core::Node::default()
-        }),
+        node: Some(node.to_envoy()),
         generic_xds_configs,
         client_scope: scope.to_owned(),
         ..ClientConfig::default()

@@ -12,6 +12,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::pb::envoy::config::core::v3 as core;
+use crate::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
+
 /// The server feature asking for `ignore_resource_deletion` (gRFC A53).
 pub const IGNORE_RESOURCE_DELETION: &str = "ignore_resource_deletion";
 /// The server feature selecting the incremental (delta) ADS protocol; gRPC's
@@ -167,6 +170,55 @@ pub struct Node {
     pub locality: Locality,
     /// Opaque metadata for the control plane (a JSON object).
     pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Node {
+    /// The node as Envoy's `Node`, exactly as [`XdsClient`](crate::XdsClient)
+    /// sends it on its ADS stream: with this crate's user agent and the
+    /// client features it declares.
+    pub fn to_envoy(&self) -> core::Node {
+        core::Node {
+            id: self.id.clone(),
+            cluster: self.cluster.clone(),
+            locality: Some(core::Locality {
+                region: self.locality.region.clone(),
+                zone: self.locality.zone.clone(),
+                sub_zone: self.locality.sub_zone.clone(),
+            }),
+            metadata: (!self.metadata.is_empty()).then(|| Struct {
+                fields: self
+                    .metadata
+                    .iter()
+                    .map(|(k, v)| (k.clone(), json_value(v)))
+                    .collect(),
+            }),
+            user_agent_name: "meshlib-xds".to_owned(),
+            user_agent_version_type: Some(core::node::UserAgentVersionType::UserAgentVersion(
+                env!("CARGO_PKG_VERSION").to_owned(),
+            )),
+            client_features: vec!["envoy.lb.does_not_support_overprovisioning".to_owned()],
+            ..Default::default()
+        }
+    }
+}
+
+fn json_value(value: &serde_json::Value) -> Value {
+    let kind = match value {
+        serde_json::Value::Null => Kind::NullValue(0),
+        serde_json::Value::Bool(b) => Kind::BoolValue(*b),
+        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        serde_json::Value::String(s) => Kind::StringValue(s.clone()),
+        serde_json::Value::Array(items) => Kind::ListValue(ListValue {
+            values: items.iter().map(json_value).collect(),
+        }),
+        serde_json::Value::Object(fields) => Kind::StructValue(Struct {
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.clone(), json_value(v)))
+                .collect(),
+        }),
+    };
+    Value { kind: Some(kind) }
 }
 
 /// Region, zone and sub-zone.
@@ -601,6 +653,16 @@ mod tests {
         assert!(b.authorities["a.example"].servers.is_empty());
         assert_eq!(b.listener_name("greeter"), "prefix/greeter");
         assert!(b.certificate_providers.contains_key("default"));
+
+        // As sent on the ADS stream (and shown in CSDS): metadata as a Struct.
+        let sent = b.node.to_envoy();
+        assert_eq!((sent.id.as_str(), sent.cluster.as_str()), ("n1", "c"));
+        assert_eq!(sent.locality.unwrap().zone, "z");
+        assert_eq!(
+            sent.metadata.unwrap().fields["TRAFFICDIRECTOR_NETWORK_NAME"].kind,
+            Some(Kind::StringValue("default".to_owned()))
+        );
+        assert_eq!(sent.user_agent_name, "meshlib-xds");
 
         let err = Bootstrap::from_json(
             r#"{"xds_servers": [{"server_uri": "cp:1", "channel_creds": [{"type": "insecure"}]}],

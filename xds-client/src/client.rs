@@ -7,8 +7,6 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::bootstrap::Bootstrap;
-use crate::pb::envoy::config::core::v3 as core;
-use crate::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
 use crate::resource::{Resource, ResourceType};
 use crate::state::{AdsState, AllResources, DumpEntry, Presence, Snapshot, WatchError};
 use crate::transport::{self, Backoff, Command, TransportConfig};
@@ -77,7 +75,7 @@ impl XdsClientBuilder {
             .cloned()
             .ok_or(ClientError::NoServer)?;
         let state = AdsState::new(
-            node(&self.bootstrap),
+            self.bootstrap.node.to_envoy(),
             server.delta(),
             server.ignore_resource_deletion(),
         );
@@ -331,50 +329,4 @@ fn all_typed<T: Resource>(all: &AllResources) -> Vec<(String, Arc<T>)> {
     all.iter()
         .filter_map(|(name, r)| r.clone().downcast::<T>().ok().map(|r| (name.clone(), r)))
         .collect()
-}
-
-/// The bootstrap's node as Envoy's `Node`, with this client's user agent.
-fn node(bootstrap: &Bootstrap) -> core::Node {
-    let node = &bootstrap.node;
-    core::Node {
-        id: node.id.clone(),
-        cluster: node.cluster.clone(),
-        locality: Some(core::Locality {
-            region: node.locality.region.clone(),
-            zone: node.locality.zone.clone(),
-            sub_zone: node.locality.sub_zone.clone(),
-        }),
-        metadata: (!node.metadata.is_empty()).then(|| Struct {
-            fields: node
-                .metadata
-                .iter()
-                .map(|(k, v)| (k.clone(), json_value(v)))
-                .collect(),
-        }),
-        user_agent_name: "meshlib-xds".to_owned(),
-        user_agent_version_type: Some(core::node::UserAgentVersionType::UserAgentVersion(
-            env!("CARGO_PKG_VERSION").to_owned(),
-        )),
-        client_features: vec!["envoy.lb.does_not_support_overprovisioning".to_owned()],
-        ..Default::default()
-    }
-}
-
-fn json_value(value: &serde_json::Value) -> Value {
-    let kind = match value {
-        serde_json::Value::Null => Kind::NullValue(0),
-        serde_json::Value::Bool(b) => Kind::BoolValue(*b),
-        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
-        serde_json::Value::String(s) => Kind::StringValue(s.clone()),
-        serde_json::Value::Array(items) => Kind::ListValue(ListValue {
-            values: items.iter().map(json_value).collect(),
-        }),
-        serde_json::Value::Object(fields) => Kind::StructValue(Struct {
-            fields: fields
-                .iter()
-                .map(|(k, v)| (k.clone(), json_value(v)))
-                .collect(),
-        }),
-    };
-    Value { kind: Some(kind) }
 }
