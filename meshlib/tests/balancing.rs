@@ -16,8 +16,6 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use meshlib::MeshClient;
 use meshlib::balance::RequestHash;
 use meshlib::config::MeshConfig;
@@ -197,13 +195,7 @@ async fn traffic_fails_over_to_the_next_priority_and_returns() {
 
 /// Sends one request; the backend that answered, or the mesh's error.
 async fn try_send(mesh: &MeshClient) -> Result<String, meshlib::Error> {
-    let request = Request::get("http://svc/")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let response = mesh.clone().oneshot(request).await?;
-    let name = response.headers()["x-backend"].to_str().unwrap().to_owned();
-    let _ = response.into_body().collect().await;
-    Ok(name)
+    support::send(mesh, "http://svc/", &[]).await
 }
 
 /// Sends requests until one is answered by `backend`, for at most 10 s; the
@@ -342,30 +334,23 @@ impl Paced {
         let address = listener.local_addr().unwrap();
         let requests = Arc::new(AtomicUsize::new(0));
         let counter = requests.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let counter = counter.clone();
-                let service = hyper::service::service_fn(move |_: Request<Incoming>| {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    async move {
-                        match delay {
-                            Some(delay) => tokio::time::sleep(delay).await,
-                            None => std::future::pending::<()>().await,
-                        }
-                        Ok::<_, Infallible>(
-                            Response::builder()
-                                .header("x-backend", name)
-                                .body(Full::new(Bytes::from(name)))
-                                .unwrap(),
-                        )
+        let task = support::serve(listener, move || {
+            let counter = counter.clone();
+            hyper::service::service_fn(move |_: Request<Incoming>| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    match delay {
+                        Some(delay) => tokio::time::sleep(delay).await,
+                        None => std::future::pending::<()>().await,
                     }
-                });
-                tokio::spawn(async move {
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .header("x-backend", name)
+                            .body(Full::new(Bytes::from(name)))
+                            .unwrap(),
+                    )
+                }
+            })
         });
         Paced {
             address,

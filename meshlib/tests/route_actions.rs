@@ -2,6 +2,8 @@
 //! changes, the cluster named by a header, mirroring (with bodies, and with a
 //! slow or dead mirror cluster), and `grpc-timeout` capped by the route.
 
+mod support;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -11,8 +13,6 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use meshlib::config::MeshConfig;
 use meshlib::{ErrorKind, MeshClient};
 use tokio::net::TcpListener;
@@ -53,18 +53,9 @@ impl Recorder {
         let address = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let record = record.clone();
-                let service = hyper::service::service_fn(move |request| {
-                    answer(name, stall, record.clone(), request)
-                });
-                tokio::spawn(async move {
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+        let task = support::serve(listener, move || {
+            let record = record.clone();
+            hyper::service::service_fn(move |request| answer(name, stall, record.clone(), request))
         });
         Recorder {
             address,

@@ -17,6 +17,34 @@ use meshlib::MeshClient;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Serves each connection `listener` accepts, HTTP/1.1 or h2c, with the
+/// service `per_connection` makes for it, until the returned task is aborted.
+pub fn serve<S, B>(
+    listener: TcpListener,
+    mut per_connection: impl FnMut() -> S + Send + 'static,
+) -> tokio::task::JoinHandle<()>
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = per_connection();
+            tokio::spawn(async move {
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    })
+}
+
 /// A loopback HTTP server (HTTP/1.1 and h2c) answering with its own name.
 ///
 /// It answers `x-backend: NAME`, echoes the `Host`/`:authority` it saw in
@@ -54,23 +82,13 @@ impl Backend {
         let requests = Arc::new(AtomicUsize::new(0));
         let connections = Arc::new(AtomicUsize::new(0));
         let (req_count, conn_count) = (requests.clone(), connections.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                conn_count.fetch_add(1, Ordering::SeqCst);
-                let req_count = req_count.clone();
-                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                    req_count.fetch_add(1, Ordering::SeqCst);
-                    answer(name, request)
-                });
-                tokio::spawn(async move {
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+        let task = serve(listener, move || {
+            conn_count.fetch_add(1, Ordering::SeqCst);
+            let req_count = req_count.clone();
+            hyper::service::service_fn(move |request: Request<Incoming>| {
+                req_count.fetch_add(1, Ordering::SeqCst);
+                answer(name, request)
+            })
         });
         Backend {
             name,
