@@ -112,6 +112,22 @@ pub(super) mod tests {
             .collect()
     }
 
+    /// `members` without the one whose endpoint index is `removed`.
+    pub(in crate::balance) fn all_but(members: &[Member], removed: usize) -> Vec<Member> {
+        members
+            .iter()
+            .filter(|m| m.index as usize != removed)
+            .cloned()
+            .collect()
+    }
+
+    /// `n` request hashes, the same ones every run.
+    pub(in crate::balance) fn keys(n: usize) -> Vec<u64> {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+        (0..n).map(|_| rng.random()).collect()
+    }
+
     #[test]
     fn picks_return_endpoint_indices_not_positions() {
         let mut members = members(&[1, 1]);

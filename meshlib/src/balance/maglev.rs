@@ -127,16 +127,9 @@ fn is_prime(n: u64) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use rand::rngs::StdRng;
-    use rand::{RngExt, SeedableRng};
 
     use super::*;
-    use crate::balance::group::tests::members;
-
-    fn keys(n: usize) -> Vec<u64> {
-        let mut rng = StdRng::seed_from_u64(42);
-        (0..n).map(|_| rng.random()).collect()
-    }
+    use crate::balance::group::tests::{all_but, keys, members};
 
     #[test]
     fn the_same_hash_picks_the_same_endpoint_in_any_member_order() {
@@ -211,11 +204,7 @@ mod tests {
         for n in [5usize, 10, 20] {
             let before_members = members(&vec![1; n]);
             let removed = n / 2;
-            let after_members: Vec<Member> = before_members
-                .iter()
-                .filter(|m| m.index as usize != removed)
-                .cloned()
-                .collect();
+            let after_members = all_but(&before_members, removed);
             let before = Maglev::new(&before_members, 65_537).unwrap();
             let after = Maglev::new(&after_members, 65_537).unwrap();
             let keys = keys(10_000);

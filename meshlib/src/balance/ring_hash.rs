@@ -97,16 +97,8 @@ impl Ring {
 mod tests {
     use std::collections::HashSet;
 
-    use rand::rngs::StdRng;
-    use rand::{RngExt, SeedableRng};
-
     use super::*;
-    use crate::balance::group::tests::members;
-
-    fn keys(n: usize) -> Vec<u64> {
-        let mut rng = StdRng::seed_from_u64(42);
-        (0..n).map(|_| rng.random()).collect()
-    }
+    use crate::balance::group::tests::{all_but, keys, members};
 
     #[test]
     fn the_same_hash_picks_the_same_endpoint() {
@@ -205,11 +197,7 @@ mod tests {
         for n in [5usize, 10, 20] {
             let before_members = members(&vec![1; n]);
             let removed = n / 2;
-            let after_members: Vec<Member> = before_members
-                .iter()
-                .filter(|m| m.index as usize != removed)
-                .cloned()
-                .collect();
+            let after_members = all_but(&before_members, removed);
             let before = Ring::new(&before_members, 1024, 8 << 20).unwrap();
             let after = Ring::new(&after_members, 1024, 8 << 20).unwrap();
             let old_entries: HashSet<u64> = before.hashes.iter().copied().collect();
