@@ -203,35 +203,8 @@ impl RouteTable {
                         None
                     }
                 })
-                .collect();
-            let routes: Vec<RouteEntry> = routes;
-            // Each distinct header some route needs an exact value of gets a
-            // number, by which the index asks for the request's value.
-            let mut headers: Vec<&HeaderRef> = Vec::new();
-            let mut numbers: HashMap<&HeaderRef, u32> = HashMap::new();
-            let keys: Vec<RouteKeys<'_>> = vhost
-                .routes
-                .iter()
-                .zip(&routes)
-                .map(|(config, compiled)| RouteKeys {
-                    path: &config.matcher.path,
-                    exact_headers: compiled
-                        .headers
-                        .iter()
-                        .filter_map(|check| {
-                            let value = check.exact_value()?;
-                            let next = u32::try_from(headers.len()).ok()?;
-                            let number = *numbers.entry(&check.name).or_insert_with(|| {
-                                headers.push(&check.name);
-                                next
-                            });
-                            Some((number, value))
-                        })
-                        .collect(),
-                })
-                .collect();
-            let index = PathIndex::new(keys);
-            let headers = headers.into_iter().cloned().collect();
+                .collect::<Vec<_>>();
+            let (index, headers) = index_routes(&vhost.routes, &routes);
             table.virtual_hosts.push(VirtualHostEntry {
                 name,
                 routes,
@@ -401,6 +374,36 @@ pub(crate) fn strip_port(authority: &str) -> Option<&str> {
     let is_port = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
     let bracket_ok = !host.contains(':') || (host.starts_with('[') && host.ends_with(']'));
     (is_port && bracket_ok).then_some(host)
+}
+
+/// The index of a virtual host's routes (`config`, compiled as `compiled`),
+/// and the headers it splits routes by, by their number in it: each distinct
+/// header some route needs an exact value of.
+fn index_routes(
+    config: &[config::Route],
+    compiled: &[RouteEntry],
+) -> (PathIndex, Box<[HeaderRef]>) {
+    let mut numbers: HashMap<&HeaderRef, u32> = HashMap::new();
+    let keys: Vec<RouteKeys<'_>> = config
+        .iter()
+        .zip(compiled)
+        .map(|(config, compiled)| RouteKeys {
+            path: &config.matcher.path,
+            exact_headers: compiled
+                .headers
+                .iter()
+                .filter_map(|check| {
+                    let value = check.exact_value()?;
+                    let next = u32::try_from(numbers.len()).ok()?;
+                    Some((*numbers.entry(&check.name).or_insert(next), value))
+                })
+                .collect(),
+        })
+        .collect();
+    let index = PathIndex::new(keys);
+    let mut headers: Vec<(u32, &HeaderRef)> = numbers.into_iter().map(|(h, n)| (n, h)).collect();
+    headers.sort_unstable_by_key(|(n, _)| *n);
+    (index, headers.into_iter().map(|(_, h)| h.clone()).collect())
 }
 
 fn compile_route(
