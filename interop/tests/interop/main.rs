@@ -111,16 +111,6 @@ async fn steps(scenario: &Scenario, results: &mut Vec<StepResult>) -> Result<(),
                 }
             }
         }
-        if let Some(needs) = scenario.meshlib_needs {
-            for o in outcomes
-                .iter_mut()
-                .filter(|o| o.kind == harness::Kind::Meshlib)
-            {
-                if let Some(e) = &mut o.error {
-                    *e = format!("meshlib lacks {needs}: {e}");
-                }
-            }
-        }
         for o in &outcomes {
             let status = if o.error.is_some() { "FAIL" } else { "ok" };
             let seen = o.window.as_ref().map(|w| w.describe()).unwrap_or_default();

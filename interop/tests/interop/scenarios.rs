@@ -81,9 +81,6 @@ pub(crate) struct Scenario {
     pub(crate) backends: usize,
     pub(crate) flags: Flags,
     pub(crate) steps: Vec<Step>,
-    /// What meshlib still lacks for it, if anything. Not a skip: the
-    /// scenario runs, and a meshlib failure names this as its reason.
-    pub(crate) meshlib_needs: Option<&'static str>,
 }
 
 fn serve(make: impl Fn(u64, &[SocketAddr]) -> Snapshot + Send + Sync + 'static) -> Action {
@@ -135,7 +132,6 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
                 default(ALL4, &[]),
                 Expect::Spread(ALL4.to_vec()),
             )],
-            meshlib_needs: None,
         },
         Scenario {
             name: "round_robin",
@@ -143,7 +139,6 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             backends: 4,
             flags: Flags::default(),
             steps: vec![Step::new("even", default(ALL4, &[]), Expect::even(ALL4))],
-            meshlib_needs: None,
         },
         Scenario {
             name: "traffic_splitting",
@@ -167,7 +162,6 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
                 )
                 .rpcs(2000),
             ],
-            meshlib_needs: None,
         },
         Scenario {
             name: "weight_change",
@@ -197,7 +191,6 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
                 .rpcs(2000)
                 .within(Duration::from_secs(5)),
             ],
-            meshlib_needs: None,
         },
         Scenario {
             name: "path_matching",
@@ -261,7 +254,6 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
                     methods(&[1], &[0]),
                 ),
             ],
-            meshlib_needs: None,
         },
         Scenario {
             name: "header_matching",
@@ -316,7 +308,6 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
                     methods(&[1], &[0]),
                 ),
             ],
-            meshlib_needs: None,
         },
         Scenario {
             name: "change_backend_service",
@@ -335,7 +326,6 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
                     Expect::Spread(vec![2, 3]),
                 ),
             ],
-            meshlib_needs: None,
         },
         Scenario {
             name: "remove_endpoints",
@@ -350,7 +340,6 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
                     Expect::even(&[0, 1]),
                 ),
             ],
-            meshlib_needs: None,
         },
         Scenario {
             name: "nack_keeps_config",
@@ -371,7 +360,6 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
                 )
                 .nacked_by_meshlib("CLUSTER_PROVIDED"),
             ],
-            meshlib_needs: None,
         },
         Scenario {
             name: "backends_restart",
@@ -388,7 +376,6 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
                 )
                 .within(Duration::from_secs(40)),
             ],
-            meshlib_needs: None,
         },
         Scenario {
             name: "affinity",
@@ -427,7 +414,6 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
                 }
                 steps
             },
-            meshlib_needs: None,
         },
         Scenario {
             name: "failover",
@@ -456,7 +442,6 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
                 )
                 .within(Duration::from_secs(40)),
             ],
-            meshlib_needs: None,
         },
     ]
 }
