@@ -58,6 +58,30 @@ impl XdsClientBuilder {
         self
     }
 
+    /// How long a stream that has sent its subscriptions may wait for the
+    /// control plane's first response before the client gives it up and
+    /// reconnects with backoff (default 30 s). A control plane that sends
+    /// nothing at all, headers included, is then an error the watches hear
+    /// of, not a silent hang; one that answers once is never timed out again
+    /// (a quiet stream is normal in xDS), and HTTP/2 keepalive finds it if it
+    /// dies.
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.config.response_timeout = timeout;
+        self
+    }
+
+    /// HTTP/2 keepalive on the control-plane connection: a ping every
+    /// `interval`, and the connection declared dead when one goes unanswered
+    /// for `timeout` (default 5 min and 20 s, as gRPC's xDS channels). This
+    /// is what finds a control plane that stalls without closing the
+    /// connection. Servers refuse pings more often than they allow (gRPC
+    /// servers: every 5 min by default), so lower it only with a control plane
+    /// that permits it.
+    pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.config.keepalive = (interval, timeout);
+        self
+    }
+
     /// The reconnect backoff's first and largest delay (default 1 s and
     /// 120 s, growing ×1.6 with ±20 % jitter, as gRPC).
     pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
@@ -113,6 +137,8 @@ impl XdsClient {
             config: TransportConfig {
                 max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
                 connect_timeout: Duration::from_secs(10),
+                response_timeout: Duration::from_secs(30),
+                keepalive: (Duration::from_secs(300), Duration::from_secs(20)),
                 backoff: Backoff::default(),
             },
         }

@@ -26,11 +26,13 @@ mod sotw;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use prost::{Message, Name};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_stream::StreamExt;
 
 use crate::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
     AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
@@ -129,7 +131,11 @@ pub struct SnapshotServer {
     shared: Arc<Mutex<Shared>>,
     /// Bumped on every snapshot change; streams wake on it.
     generation: Arc<watch::Sender<u64>>,
-    nonces: Arc<std::sync::atomic::AtomicU64>,
+    nonces: Arc<AtomicU64>,
+    /// Whether a stream's response headers wait for its first response.
+    headers_with_first_response: Arc<AtomicBool>,
+    /// ADS streams opened so far.
+    streams: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for SnapshotServer {
@@ -151,6 +157,42 @@ impl SnapshotServer {
             shared: Arc::default(),
             generation: Arc::new(watch::channel(0).0),
             nonces: Arc::default(),
+            headers_with_first_response: Arc::default(),
+            streams: Arc::default(),
+        }
+    }
+
+    /// Sends each stream's response headers only with its first response,
+    /// as gRPC Python's server does (and a grpc-go handler that sends
+    /// nothing before the first request): until then the call has not opened
+    /// on the client's side. A client that waits for the call to open before
+    /// subscribing never subscribes. Off by default.
+    pub fn headers_with_first_response(&self, on: bool) {
+        self.headers_with_first_response
+            .store(on, Ordering::Relaxed);
+    }
+
+    /// How many ADS streams clients have opened so far.
+    pub fn streams_opened(&self) -> u64 {
+        self.streams.load(Ordering::Relaxed)
+    }
+
+    /// The call's response: at once, or with its first message.
+    async fn respond<T: Send + 'static>(
+        &self,
+        mut responses: ResponseStream<T>,
+    ) -> Result<tonic::Response<ResponseStream<T>>, tonic::Status> {
+        self.streams.fetch_add(1, Ordering::Relaxed);
+        if !self.headers_with_first_response.load(Ordering::Relaxed) {
+            return Ok(tonic::Response::new(responses));
+        }
+        match responses.next().await {
+            Some(first) => Ok(tonic::Response::new(Box::pin(
+                tokio_stream::once(first).chain(responses),
+            ))),
+            None => Err(tonic::Status::cancelled(
+                "the client left before any response",
+            )),
         }
     }
 
@@ -221,10 +263,7 @@ impl SnapshotServer {
     }
 
     fn next_nonce(&self) -> String {
-        let n = self
-            .nonces
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1;
+        let n = self.nonces.fetch_add(1, Ordering::Relaxed) + 1;
         n.to_string()
     }
 
@@ -403,19 +442,15 @@ impl AggregatedDiscoveryService for SnapshotServer {
         &self,
         request: tonic::Request<tonic::Streaming<DiscoveryRequest>>,
     ) -> Result<tonic::Response<Self::StreamAggregatedResourcesStream>, tonic::Status> {
-        Ok(tonic::Response::new(sotw::stream(
-            self.clone(),
-            request.into_inner(),
-        )))
+        self.respond(sotw::stream(self.clone(), request.into_inner()))
+            .await
     }
 
     async fn delta_aggregated_resources(
         &self,
         request: tonic::Request<tonic::Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<tonic::Response<Self::DeltaAggregatedResourcesStream>, tonic::Status> {
-        Ok(tonic::Response::new(delta::stream(
-            self.clone(),
-            request.into_inner(),
-        )))
+        self.respond(delta::stream(self.clone(), request.into_inner()))
+            .await
     }
 }

@@ -48,6 +48,12 @@ pub(crate) enum Command {
 pub(crate) struct TransportConfig {
     pub(crate) max_message_size: usize,
     pub(crate) connect_timeout: Duration,
+    /// How long a stream that has subscribed may go without its first
+    /// response before it is given up and reconnected.
+    pub(crate) response_timeout: Duration,
+    /// HTTP/2 keepalive: the ping interval, and how long a ping may go
+    /// unanswered before the connection is declared dead.
+    pub(crate) keepalive: (Duration, Duration),
     pub(crate) backoff: Backoff,
 }
 
@@ -154,6 +160,8 @@ async fn connect(server: &XdsServer, config: &TransportConfig) -> Result<Channel
     let mut endpoint = Endpoint::from_shared(server.uri.clone())
         .map_err(|e| e.to_string())?
         .connect_timeout(config.connect_timeout)
+        .http2_keep_alive_interval(config.keepalive.0)
+        .keep_alive_timeout(config.keepalive.1)
         .tcp_nodelay(true);
     if let ChannelCredentials::Tls {
         ca_certificate_file,
@@ -192,6 +200,13 @@ async fn connect(server: &XdsServer, config: &TransportConfig) -> Result<Channel
 
 /// One ADS stream, from the first request to its end. `None` when every
 /// handle is gone; otherwise why the stream ended.
+///
+/// Nothing here awaits the network alone: while the call opens (some control
+/// planes send the call's response headers only with their first response,
+/// gRPC Python's and many grpc-go ones among them) and while it runs, the
+/// same loop serves commands (a first watch after the connection is up goes
+/// out on the stream that is opening), the does-not-exist timers, and the
+/// bound on the first response.
 async fn stream(
     server: &XdsServer,
     config: &TransportConfig,
@@ -203,64 +218,106 @@ async fn stream(
     let mut client = AggregatedDiscoveryServiceClient::new(channel)
         .max_decoding_message_size(config.max_message_size)
         .max_encoding_message_size(config.max_message_size);
-    // The first requests go into the stream before it is opened: some
-    // control planes answer the call's headers only with a first response.
-    let (outbound, inbound) = if server.delta() {
+    let delta = server.delta();
+    // The request stream is handed to the call before it opens, so requests
+    // sent into it go out whatever the control plane's headers do.
+    let (outbound, opening): (Outbound, BoxFuture<Result<Inbound, tonic::Status>>) = if delta {
         let (tx, rx) = mpsc::unbounded_channel();
-        let outbound = Outbound::Delta(tx);
-        state
-            .on_connected(Instant::now())
-            .into_iter()
-            .for_each(|r| outbound.send(r));
-        let call = client.delta_aggregated_resources(UnboundedReceiverStream::new(rx));
-        match call.await {
-            Ok(response) => (outbound, Inbound::Delta(response.into_inner())),
-            Err(status) => return Some(format!("cannot open the delta ADS stream: {status}")),
-        }
+        let requests = UnboundedReceiverStream::new(rx);
+        let opening = Box::pin(async move {
+            let response = client.delta_aggregated_resources(requests).await?;
+            Ok(Inbound::Delta(response.into_inner()))
+        });
+        (Outbound::Delta(tx), opening)
     } else {
         let (tx, rx) = mpsc::unbounded_channel();
-        let outbound = Outbound::Sotw(tx);
-        state
-            .on_connected(Instant::now())
-            .into_iter()
-            .for_each(|r| outbound.send(r));
-        let call = client.stream_aggregated_resources(UnboundedReceiverStream::new(rx));
-        match call.await {
-            Ok(response) => (outbound, Inbound::Sotw(response.into_inner())),
-            Err(status) => return Some(format!("cannot open the ADS stream: {status}")),
-        }
+        let requests = UnboundedReceiverStream::new(rx);
+        let opening = Box::pin(async move {
+            let response = client.stream_aggregated_resources(requests).await?;
+            Ok(Inbound::Sotw(response.into_inner()))
+        });
+        (Outbound::Sotw(tx), opening)
     };
-    let mut inbound = inbound;
-    tracing::info!(server = %server.uri, delta = server.delta(), "xDS stream open");
+    let mut opening = Some(opening);
+    let mut inbound: Option<Inbound> = None;
+    // When the first request of this stream went out, until a response comes.
+    let mut subscribed_at: Option<Instant> = None;
+    let send = |requests: Vec<Request>, subscribed_at: &mut Option<Instant>| {
+        if !requests.is_empty() && subscribed_at.is_none() {
+            *subscribed_at = Some(Instant::now());
+        }
+        requests.into_iter().for_each(|r| outbound.send(r));
+    };
+    send(state.on_connected(Instant::now()), &mut subscribed_at);
     loop {
         let deadline = state.next_deadline();
+        let unanswered = subscribed_at
+            .filter(|_| !*received)
+            .map(|at| at + config.response_timeout);
         tokio::select! {
             command = commands.recv() => match command {
                 Some(command) => {
                     handle_burst(state, command, commands);
-                    state.flush(Instant::now()).into_iter().for_each(|r| outbound.send(r));
+                    send(state.flush(Instant::now()), &mut subscribed_at);
                 }
                 None => return None,
             },
-            message = inbound.next() => match message {
+            opened = until_some(&mut opening) => match opened {
+                Ok(stream) => {
+                    tracing::info!(server = %server.uri, delta, "xDS stream open");
+                    opening = None;
+                    inbound = Some(stream);
+                }
+                Err(status) => {
+                    let variant = if delta { "delta ADS" } else { "ADS" };
+                    return Some(format!("cannot open the {variant} stream: {status}"));
+                }
+            },
+            message = next_message(&mut inbound) => match message {
                 Ok(Some(response)) => {
                     *received = true;
                     let requests = match response {
                         Response::Sotw(r) => state.on_sotw_response(r),
                         Response::Delta(r) => state.on_delta_response(r),
                     };
-                    requests.into_iter().for_each(|r| outbound.send(r));
+                    send(requests, &mut subscribed_at);
                 }
                 Ok(None) => return Some("the control plane closed the stream".to_owned()),
                 Err(status) => return Some(format!("stream error: {status}")),
             },
-            _ = async {
-                match deadline {
-                    Some(deadline) => sleep_until(deadline).await,
-                    None => pending().await,
-                }
-            } => state.on_time(Instant::now()),
+            _ = sleep_until_some(deadline) => state.on_time(Instant::now()),
+            _ = sleep_until_some(unanswered) => {
+                return Some(format!(
+                    "no response from the control plane within {:?} of subscribing",
+                    config.response_timeout
+                ));
+            }
         }
+    }
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// The opening call's result, once; pending forever after.
+async fn until_some<T>(future: &mut Option<BoxFuture<T>>) -> T {
+    match future {
+        Some(future) => future.await,
+        None => pending().await,
+    }
+}
+
+/// The next message of an open stream; pending while it is still opening.
+async fn next_message(inbound: &mut Option<Inbound>) -> Result<Option<Response>, tonic::Status> {
+    match inbound {
+        Some(inbound) => inbound.next().await,
+        None => pending().await,
+    }
+}
+
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => sleep_until(deadline).await,
+        None => pending().await,
     }
 }
 
