@@ -26,9 +26,10 @@ pub struct InMemoryEndpoint;
 
 impl Connect for InMemory {
     type Client = InMemoryEndpoint;
+    type Cluster = fn(SocketAddr) -> InMemoryEndpoint;
 
-    fn client(&self, _: &Cluster, _: SocketAddr) -> InMemoryEndpoint {
-        InMemoryEndpoint
+    fn cluster(&self, _: &Cluster) -> Self::Cluster {
+        |_| InMemoryEndpoint
     }
 }
 

@@ -30,10 +30,15 @@ fn bench(c: &mut Criterion) {
         ("ring_hash", LbPolicy::ring_hash()),
         ("maglev", LbPolicy::maglev()),
     ];
+    let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut group = c.benchmark_group("lb_pick");
     for (name, policy) in policies {
         for endpoints in [10, 1000] {
-            let balancer = Balancer::new(&cluster(policy, endpoints), |_| ());
+            let balancer = Balancer::new(
+                &cluster(policy, endpoints),
+                |_| (),
+                runtime.handle().clone(),
+            );
             let mut hash: u64 = 0x9e37_79b9_7f4a_7c15;
             group.bench_function(BenchmarkId::new(name, endpoints), |b| {
                 b.iter(|| {

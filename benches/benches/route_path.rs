@@ -32,6 +32,7 @@ fn bench(c: &mut Criterion) {
     let mesh = MeshClient::builder()
         .connect(InMemory)
         .config(config)
+        .executor(runtime.handle().clone())
         .build()
         .unwrap();
 

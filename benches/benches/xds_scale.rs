@@ -1,6 +1,10 @@
 //! xDS at scale: a mesh of 10,000 clusters and 100,000 endpoints fetched,
 //! decoded, converted and applied by `MeshClient::from_xds`, and the cost of
-//! a one-endpoint change under state-of-the-world and delta ADS.
+//! a one-endpoint change under state-of-the-world and delta ADS: from the
+//! request to the control plane (its snapshot rebuild included), and from
+//! the arrival of the response that carries it (meshlib-xds logs each
+//! arrival at target `meshlib_xds::response`) to the cluster's balancer
+//! having it. The change must build no new configuration.
 //!
 //! The control plane runs in a child process (this binary, re-run with
 //! `--control-plane`), so the peak memory measured (`VmHWM`) is the client's
@@ -106,9 +110,9 @@ fn main() -> Result<(), BoxError> {
         clusters * ENDPOINTS_PER_CLUSTER
     );
     println!(
-        "| ADS variant | initial fetch + decode + apply | one-endpoint change applied | client peak RSS | client RSS, settled |"
+        "| ADS variant | initial fetch + decode + apply | one-endpoint change, request to applied | from the response's arrival | client peak RSS | client RSS, settled |"
     );
-    println!("|---|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|");
     // Each variant in a process of its own, so one's peak is not the other's.
     for variant in ["sotw", "delta"] {
         let status = Command::new(std::env::current_exe()?)
@@ -123,6 +127,7 @@ fn main() -> Result<(), BoxError> {
 
 /// One client process: one variant against a control plane of its own.
 fn client(clusters: usize, delta: bool) -> Result<(), BoxError> {
+    tracing::subscriber::set_global_default(Arrivals)?;
     let mut child = Command::new(std::env::current_exe()?)
         .args(["--control-plane", &clusters.to_string()])
         .stdin(Stdio::piped())
@@ -131,12 +136,13 @@ fn client(clusters: usize, delta: bool) -> Result<(), BoxError> {
     let result = measure(&mut child, clusters, delta);
     let _ = child.kill();
     let _ = child.wait();
-    let (initial, change, resident) = result?;
+    let (initial, (change, from_arrival), resident) = result?;
     println!(
-        "| {} | {:.0} ms | {:.1} ms | {:.0} MiB | {resident:.0} MiB |",
+        "| {} | {:.0} ms | {:.1} ms | {:.2} ms | {:.0} MiB | {resident:.0} MiB |",
         if delta { "delta" } else { "state of the world" },
         initial.as_secs_f64() * 1000.0,
         change.as_secs_f64() * 1000.0,
+        from_arrival.as_secs_f64() * 1000.0,
         memory_mib("VmHWM:"),
     );
     Ok(())
@@ -146,7 +152,7 @@ fn measure(
     child: &mut std::process::Child,
     clusters: usize,
     delta: bool,
-) -> Result<(Duration, Duration, f64), BoxError> {
+) -> Result<(Duration, (Duration, Duration), f64), BoxError> {
     let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
     let mut port = String::new();
     stdout.read_line(&mut port)?;
@@ -174,21 +180,54 @@ fn measure(
         // Let the initial burst settle, then move one endpoint.
         tokio::time::sleep(Duration::from_millis(200)).await;
         let version = mesh.version();
+        let moved = |mesh: &MeshClient| {
+            mesh.endpoints("svc-0")
+                .is_some_and(|e| e.iter().any(|e| e.address.port() == 9999))
+        };
         let start = Instant::now();
         writeln!(stdin, "change")?;
         stdin.flush()?;
         tokio::time::timeout(Duration::from_secs(60), async {
-            while mesh.version() == version {
-                tokio::time::sleep(Duration::from_micros(200)).await;
+            while !moved(&mesh) {
+                tokio::task::yield_now().await;
             }
         })
         .await?;
-        let change = start.elapsed();
-        let moved = mesh
-            .config()
-            .cluster("svc-0")
-            .map(|c| c.endpoints[0].address.port());
-        assert_eq!(moved, Some(9999));
+        let applied = Instant::now();
+        let arrived = ARRIVALS
+            .lock()
+            .map_or(None, |last| *last)
+            .ok_or("no ADS response was logged")?;
+        assert_eq!(
+            mesh.version(),
+            version,
+            "an endpoint change builds no configuration"
+        );
+        let change = (applied - start, applied.saturating_duration_since(arrived));
         Ok::<_, BoxError>((initial, change, memory_mib("VmRSS:")))
     })
+}
+
+/// When the latest ADS response arrived (meshlib-xds logs each one).
+static ARRIVALS: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+
+/// A subscriber that only notes the time of each "xDS response received".
+struct Arrivals;
+
+impl tracing::Subscriber for Arrivals {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        metadata.target() == "meshlib_xds::response"
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {
+        if let Ok(mut last) = ARRIVALS.lock() {
+            *last = Some(Instant::now());
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
 }

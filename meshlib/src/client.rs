@@ -9,11 +9,13 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
+use tokio::runtime::Handle;
 use tower_service::Service;
 
 use crate::body::{self, BoxBody};
 use crate::config::{ConfigError, FileSource, MeshConfig};
 use crate::connect::{Connect, EndpointClient, HttpConnect};
+use crate::discovery::EndpointFeeds;
 use crate::error::{BoxError, Error};
 use crate::route::RouteTable;
 use crate::stack::{self, ClusterSet, Outbound};
@@ -70,6 +72,11 @@ impl<C: Connect> std::fmt::Debug for MeshClient<C> {
 
 struct Shared<C: Connect> {
     current: ArcSwap<Snapshot<C::Client>>,
+    /// Runs every background task: probes, mirrored copies, discovery, the
+    /// file watch.
+    executor: Handle,
+    /// What external sources (EDS) publish for each cluster.
+    feeds: EndpointFeeds,
     /// Dropped with the last clone: background tasks watch it to stop.
     alive: tokio::sync::watch::Sender<()>,
     connect: C,
@@ -98,16 +105,20 @@ impl MeshClient {
             source: Source::Config(MeshConfig::default()),
             watch: None,
             connect: HttpConnect::default(),
+            executor: None,
         }
     }
 }
 
 impl<C: Connect> MeshClient<C> {
-    fn with_connect(config: MeshConfig, connect: C) -> Result<Self, ConfigError> {
-        let snapshot = Snapshot::build(1, config, None, &connect)?;
+    fn with_connect(config: MeshConfig, connect: C, executor: Handle) -> Result<Self, ConfigError> {
+        let feeds = EndpointFeeds::default();
+        let snapshot = Snapshot::build(1, config, None, &connect, &executor, &feeds)?;
         Ok(MeshClient {
             shared: Arc::new(Shared {
                 current: ArcSwap::from_pointee(snapshot),
+                executor,
+                feeds,
                 alive: tokio::sync::watch::channel(()).0,
                 connect,
                 updating: Mutex::new(()),
@@ -133,6 +144,8 @@ impl<C: Connect> MeshClient<C> {
             config,
             Some(&current),
             &self.shared.connect,
+            &self.shared.executor,
+            &self.shared.feeds,
         );
         match result {
             Ok(snapshot) => {
@@ -161,6 +174,39 @@ impl<C: Connect> MeshClient<C> {
         self.shared.current.load().version
     }
 
+    /// The endpoints of the cluster `name` in force now, as its discovery
+    /// source last gave them; `None` for a cluster the configuration does not
+    /// have.
+    pub fn endpoints(&self, name: &str) -> Option<Vec<crate::config::Endpoint>> {
+        let snapshot = self.shared.current.load();
+        snapshot
+            .clusters
+            .get(name)
+            .map(|s| s.balancer().endpoints())
+    }
+
+    /// `endpoints` are now those of the EDS cluster `cluster`: its balancer
+    /// is updated in place, and a stack built for it later starts from them.
+    #[cfg(feature = "xds")]
+    pub(crate) fn publish_endpoints(
+        &self,
+        cluster: &str,
+        endpoints: Arc<[crate::config::Endpoint]>,
+    ) {
+        self.shared.feeds.publish(cluster, endpoints);
+    }
+
+    /// Forgets the published endpoints of every cluster `keep` rejects.
+    #[cfg(feature = "xds")]
+    pub(crate) fn retain_published(&self, keep: impl FnMut(&str) -> bool) {
+        self.shared.feeds.retain(keep);
+    }
+
+    /// The executor the client runs its background work on.
+    pub(crate) fn executor(&self) -> &Handle {
+        &self.shared.executor
+    }
+
     /// Why the most recent configuration was refused, if it was; cleared when
     /// one is applied.
     pub fn last_refused(&self) -> Option<Arc<ConfigError>> {
@@ -177,12 +223,13 @@ impl<C: Connect> MeshClient<C> {
         interval: Duration,
         applied: Option<String>,
     ) -> Result<tokio::task::JoinHandle<()>, ConfigError> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            ConfigError::source(
+        if interval.is_zero() {
+            return Err(ConfigError::source(
                 Some(&source.path().display().to_string()),
-                "watching a file needs a Tokio runtime: build the client inside one".to_owned(),
-            )
-        })?;
+                "watch: the interval must be more than zero".to_owned(),
+            ));
+        }
+        let runtime = self.shared.executor.clone();
         let shared: Weak<Shared<C>> = Arc::downgrade(&self.shared);
         let mut watch = source.watcher(applied);
         Ok(runtime.spawn(async move {
@@ -216,6 +263,8 @@ impl<E: EndpointClient> Snapshot<E> {
         config: MeshConfig,
         previous: Option<&Snapshot<E>>,
         connect: &impl Connect<Client = E>,
+        executor: &Handle,
+        feeds: &EndpointFeeds,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let routes = Arc::new(RouteTable::new(&config)?);
@@ -223,10 +272,12 @@ impl<E: EndpointClient> Snapshot<E> {
             &config,
             previous.map(|p| &*p.clusters),
             connect,
+            executor,
+            feeds,
         ));
         Ok(Snapshot {
             version,
-            service: stack::outbound(routes, clusters.clone()),
+            service: stack::outbound(routes, clusters.clone(), executor.clone()),
             config: Arc::new(config),
             clusters,
         })
@@ -244,7 +295,7 @@ where
     type Future = <Outbound<C::Client> as Service<Request<BoxBody>>>::Future;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        // The stack below is always ready (see `Dispatch`).
+        // The stack below is always ready (see `ClusterSend`).
         Poll::Ready(Ok(()))
     }
 
@@ -284,22 +335,29 @@ impl<C: Connect> WeakMeshClient<C> {
     }
 }
 
-/// Builds a [`MeshClient`]: where its configuration comes from, and how it connects.
+/// Builds a [`MeshClient`]: where its configuration comes from, how it
+/// connects, and the Tokio runtime its background work (connectivity probes,
+/// mirrored copies, discovery, the file watch) runs on.
 ///
 /// ```
 /// use meshlib::MeshClient;
 /// use meshlib::config::MeshConfig;
 ///
+/// let runtime = tokio::runtime::Runtime::new()?;
 /// let config = MeshConfig::from_yaml("clusters: [{ name: a, endpoints: [{ address: '127.0.0.1:9000' }] }]")?;
-/// let mesh = MeshClient::builder().config(config).build()?;
+/// let mesh = MeshClient::builder()
+///     .config(config)
+///     .executor(runtime.handle().clone())
+///     .build()?;
 /// assert_eq!(mesh.version(), 1);
-/// # Ok::<(), meshlib::config::ConfigError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
 pub struct Builder<C = HttpConnect> {
     source: Source,
     watch: Option<Duration>,
     connect: C,
+    executor: Option<Handle>,
 }
 
 #[derive(Debug)]
@@ -334,17 +392,40 @@ impl<C: Connect> Builder<C> {
             source: self.source,
             watch: self.watch,
             connect,
+            executor: self.executor,
         }
     }
 
+    /// Runs the client's background work on `executor` instead of the
+    /// runtime [`Builder::build`] is called in.
+    pub fn executor(mut self, executor: Handle) -> Self {
+        self.executor = Some(executor);
+        self
+    }
+
     /// The client, or the error that makes its first configuration unusable.
+    /// Outside a Tokio runtime, and without [`Builder::executor`], there is
+    /// nothing to run the client's background work on: that is an error too.
     pub fn build(self) -> Result<MeshClient<C>, ConfigError> {
+        let executor = match self.executor {
+            Some(executor) => executor,
+            None => Handle::try_current().map_err(|_| {
+                ConfigError::source(
+                    None,
+                    "meshlib runs background work (connectivity probes, mirrored requests, \
+                     discovery, the file watch) on a Tokio runtime: build the client inside one, \
+                     or give one with Builder::executor"
+                        .to_owned(),
+                )
+            })?,
+        };
         match self.source {
-            Source::Config(config) => MeshClient::with_connect(config, self.connect),
+            Source::Config(config) => MeshClient::with_connect(config, self.connect, executor),
             Source::File(path) => {
                 let source = FileSource::new(path);
                 let text = source.read_text()?;
-                let client = MeshClient::with_connect(source.parse(&text)?, self.connect)?;
+                let client =
+                    MeshClient::with_connect(source.parse(&text)?, self.connect, executor)?;
                 if let Some(interval) = self.watch {
                     client.spawn_watch(source, interval, Some(text))?;
                 }

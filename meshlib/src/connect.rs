@@ -1,7 +1,12 @@
 //! How a request reaches one endpoint.
 //!
-//! A balancer hands each request to an [`EndpointClient`]: the connections to
-//! one endpoint. [`Connect`] makes one per endpoint address. The default,
+//! Two steps, as a cluster's stack is built: [`Connect`] makes each cluster's
+//! [`ClusterConnect`] (the home of what a cluster's connections share: TLS
+//! settings, connection counts), and that makes the [`EndpointClient`] of
+//! each of the cluster's endpoint addresses, the connections to one endpoint,
+//! to which a balancer hands each request. The cluster's connector also
+//! probes an endpoint that failed to connect, so what is probed is what
+//! requests use. The default,
 //! [`HttpConnect`], gives each endpoint its own pooled hyper-util client whose
 //! dialer always connects to that endpoint's address: the request keeps its
 //! logical authority (`Host` / `:authority` say `reviews`, not an IP), as it
@@ -14,11 +19,13 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper_util::client::legacy;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
+use tower_service::Service;
 
 use crate::body::BoxBody;
 use crate::config::{Cluster, Protocol};
@@ -35,13 +42,61 @@ pub trait EndpointClient: Send + Sync + 'static {
     fn send(&self, request: Request<BoxBody>) -> Self::Future;
 }
 
-/// Makes the [`EndpointClient`] for each endpoint of a cluster.
+/// Makes each cluster's [`ClusterConnect`]: the first step of connecting,
+/// taken once per cluster stack.
 pub trait Connect: Send + Sync + 'static {
     /// The per-endpoint client.
     type Client: EndpointClient;
+    /// The per-cluster connector.
+    type Cluster: ClusterConnect<Client = Self::Client>;
 
-    /// The client for the endpoint at `address` of `cluster`.
-    fn client(&self, cluster: &Cluster, address: SocketAddr) -> Self::Client;
+    /// The connector for `cluster`'s endpoints.
+    fn cluster(&self, cluster: &Cluster) -> Self::Cluster;
+}
+
+/// The future of a [`ClusterConnect::probe`].
+pub type ProbeFuture = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
+
+/// One cluster's connector: makes the client of each endpoint address and
+/// probes endpoints that failed to connect.
+///
+/// A closure from address to client is one, probing with a plain TCP
+/// connect; a test or a balancer used alone needs nothing more:
+///
+/// ```
+/// use meshlib::connect::ClusterConnect;
+///
+/// let connector = |address: std::net::SocketAddr| address.port();
+/// assert_eq!(connector.endpoint("10.0.0.1:8080".parse()?), 8080);
+/// # Ok::<(), std::net::AddrParseError>(())
+/// ```
+pub trait ClusterConnect: Send + Sync + 'static {
+    /// The per-endpoint client: an [`EndpointClient`] for a stack that sends.
+    type Client: Send + Sync + 'static;
+
+    /// The client for the endpoint at `address`.
+    fn endpoint(&self, address: SocketAddr) -> Self::Client;
+
+    /// Opens one connection to `address` the way requests would, sending
+    /// nothing, within `timeout`: how an endpoint that failed to connect is
+    /// found reachable again. The default is a plain TCP connect; a
+    /// connector that adds a handshake (TLS) should do it here too, since a
+    /// reachable port that fails the handshake is not reachable.
+    fn probe(&self, address: SocketAddr, timeout: Duration) -> ProbeFuture {
+        Box::pin(tcp_connect(address, timeout).map(|stream| stream.map(drop)))
+    }
+}
+
+impl<F, C> ClusterConnect for F
+where
+    F: Fn(SocketAddr) -> C + Send + Sync + 'static,
+    C: Send + Sync + 'static,
+{
+    type Client = C;
+
+    fn endpoint(&self, address: SocketAddr) -> C {
+        self(address)
+    }
 }
 
 /// The default [`Connect`]: plain TCP, HTTP/1.1 or HTTP/2 (h2c, prior
@@ -74,19 +129,52 @@ impl HttpConnect {
 
 impl Connect for HttpConnect {
     type Client = HttpEndpoint;
+    type Cluster = HttpCluster;
 
-    fn client(&self, cluster: &Cluster, address: SocketAddr) -> HttpEndpoint {
+    fn cluster(&self, cluster: &Cluster) -> HttpCluster {
+        HttpCluster {
+            name: Arc::from(cluster.name.as_str()),
+            connect_timeout: cluster.connect_timeout,
+            http2_only: cluster.protocol == Protocol::Http2,
+            idle_timeout: self.idle_timeout,
+        }
+    }
+}
+
+/// One cluster's [`HttpConnect`] connector.
+#[derive(Debug, Clone)]
+pub struct HttpCluster {
+    name: Arc<str>,
+    connect_timeout: Duration,
+    http2_only: bool,
+    idle_timeout: Duration,
+}
+
+impl ClusterConnect for HttpCluster {
+    type Client = HttpEndpoint;
+
+    fn endpoint(&self, address: SocketAddr) -> HttpEndpoint {
         HttpEndpoint {
             dialer: Dialer {
                 address,
-                timeout: cluster.connect_timeout,
+                timeout: self.connect_timeout,
             },
             idle_timeout: self.idle_timeout,
-            http2_only: cluster.protocol == Protocol::Http2,
+            http2_only: self.http2_only,
             http1: OnceLock::new(),
             http2: OnceLock::new(),
-            cluster: Arc::from(cluster.name.as_str()),
+            cluster: self.name.clone(),
         }
+    }
+
+    fn probe(&self, address: SocketAddr, timeout: Duration) -> ProbeFuture {
+        // The dialer requests use, with the probe's own bound.
+        let mut dialer = Dialer { address, timeout };
+        Box::pin(
+            dialer
+                .call(Uri::from_static("/"))
+                .map(|stream| stream.map(drop)),
+        )
     }
 }
 
@@ -220,7 +308,7 @@ struct Dialer {
     timeout: Duration,
 }
 
-impl tower_service::Service<Uri> for Dialer {
+impl Service<Uri> for Dialer {
     type Response = TokioIo<TcpStream>;
     type Error = std::io::Error;
     type Future = Pin<Box<dyn Future<Output = std::io::Result<TokioIo<TcpStream>>> + Send>>;
@@ -232,16 +320,21 @@ impl tower_service::Service<Uri> for Dialer {
     fn call(&mut self, _: Uri) -> Self::Future {
         let Dialer { address, timeout } = *self;
         Box::pin(async move {
-            let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
-                .await
-                .map_err(|_| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("connect timed out after {timeout:?}"),
-                    )
-                })??;
+            let stream = tcp_connect(address, timeout).await?;
             stream.set_nodelay(true)?;
             Ok(TokioIo::new(stream))
         })
     }
+}
+
+/// A TCP connection to `address`, or an error once `timeout` has passed.
+async fn tcp_connect(address: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
+    tokio::time::timeout(timeout, TcpStream::connect(address))
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("connect timed out after {timeout:?}"),
+            )
+        })?
 }

@@ -41,14 +41,15 @@
 //! ## The layers
 //!
 //! ```text
-//! request ─► Route ─► Mirror ─► Timeout ─► Dispatch ─► Balancer ─► endpoint's pooled client
+//! request ─► Route ─► Mirror ─► Timeout ─► ClusterLookup ─► ClusterSend ─► Balancer ─► endpoint's pooled client
 //! ```
 //!
 //! Each is usable alone: [`route::Route`] matches, applies the route's
 //! rewrites and header changes, and records a [`route::RouteDecision`] in the
 //! request's extensions, [`mirror::Mirror`] copies a share of the requests to
 //! mirror clusters, [`timeout::Timeout`] applies the request's timeout,
-//! [`stack::Dispatch`] hands the request to the cluster's
+//! [`stack::ClusterLookup`] finds the cluster's [`stack::ClusterStack`] and
+//! [`stack::ClusterSend`] hands the request to its
 //! [`balance::Balancer`], which picks an endpoint and sends through its
 //! [`connect::EndpointClient`]. [`stack`] puts them in order, and
 //! [`check_route`] answers offline where a request would go.
@@ -72,6 +73,7 @@ pub mod body;
 mod client;
 pub mod config;
 pub mod connect;
+mod discovery;
 mod error;
 pub mod future;
 #[cfg(feature = "grpc")]

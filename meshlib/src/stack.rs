@@ -1,63 +1,75 @@
 //! The outbound stack, in its canonical order, and the per-cluster stacks it
-//! dispatches to.
+//! sends on.
 //!
 //! ```text
-//! request ─► Route ─► Timeout ─► Dispatch ─► cluster's Balancer ─► endpoint's pooled client
-//!            match,    route's    look up the   pick an endpoint     hyper-util, h1 or h2c
-//!            pick      timeout    cluster
-//!            cluster
+//! request ─► Route ─► Mirror ─► Timeout ─► ClusterLookup ─► ClusterSend ─► cluster's Balancer ─► endpoint's client
+//!            match,    copies    route's    find the          send on it:    pick an endpoint      pooled hyper-util,
+//!            pick                timeout    cluster's stack    each attempt                         h1 or h2c
+//!            cluster                        (extensions)       balanced afresh
 //! ```
 //!
-//! Every piece is built from one configuration snapshot and holds it
-//! immutably; a new configuration builds a new stack (reusing the per-cluster
-//! stacks whose policy did not change), and requests in flight finish on the
-//! stack they started on.
+//! The top half is built from one configuration snapshot and holds it
+//! immutably; a new configuration builds a new top half, and requests in
+//! flight finish on the one they started on. The bottom half is per cluster:
+//! a [`ClusterStack`] owns the cluster's policy, its connector and its
+//! endpoint set, which its discovery source updates in place. A new
+//! configuration keeps every stack whose policy did not change, with its
+//! connections and state. Between [`ClusterLookup`] and [`ClusterSend`] is
+//! where the retry layer sits: every attempt goes through the same cluster's
+//! balancer, so each is balanced afresh.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
+use tokio::runtime::Handle;
 use tower_service::Service;
 
 use crate::balance::Balancer;
 use crate::body::BoxBody;
-use crate::config::{Cluster, MeshConfig};
+use crate::config::{Cluster, Discovery, MeshConfig};
 use crate::connect::{Connect, EndpointClient};
+use crate::discovery::EndpointFeeds;
 use crate::error::{Error, ErrorKind};
 use crate::future::ResponseFuture;
+use crate::mirror::Mirror;
 use crate::route::{Route, RouteDecision, RouteTable};
 use crate::timeout::Timeout;
 
-/// The outbound stack for clients of type `C`, in the canonical order:
-/// route (and apply the route's rewrites), mirror, bound by the timeout,
-/// dispatch. Mirroring sits above the timeout so each copy is bounded by the
-/// route's timeout too.
-pub type Outbound<C> = Route<crate::mirror::Mirror<Timeout<Dispatch<C>>>>;
+/// The outbound stack for endpoint clients of type `C`, in the canonical
+/// order: route (and apply the route's rewrites), mirror, bound by the
+/// timeout, find the cluster's stack, send on it. Mirroring sits above the
+/// timeout so each copy is bounded by the route's timeout too.
+pub type Outbound<C> = Route<Mirror<Timeout<ClusterLookup<ClusterSend<C>, C>>>>;
 
-/// Builds the [`Outbound`] stack over `clusters` routed by `routes`.
+/// Builds the [`Outbound`] stack over `clusters` routed by `routes`;
+/// mirrored copies run on `executor`.
 pub fn outbound<C: EndpointClient>(
     routes: Arc<RouteTable>,
     clusters: Arc<ClusterSet<C>>,
+    executor: Handle,
 ) -> Outbound<C> {
-    Route::new(
-        crate::mirror::Mirror::new(Timeout::new(Dispatch::new(clusters))),
-        routes,
-    )
+    let lookup = ClusterLookup::new(ClusterSend::new(), clusters);
+    Route::new(Mirror::new(Timeout::new(lookup), executor), routes)
 }
 
-/// One cluster's stack: its configuration and its balancer.
+/// One cluster's stack: its policy, and its balancer over its endpoint set
+/// (with the cluster's connector, which makes each endpoint's client). This
+/// is where the cluster's policy state lives, for as long as its policy
+/// stays the same.
 #[derive(Debug)]
 pub struct ClusterStack<C> {
     config: Cluster,
     balancer: Balancer<C>,
 }
 
-impl<C: EndpointClient> ClusterStack<C> {
-    /// The stack for `config`, with clients made by `connect`.
-    pub fn new(config: &Cluster, connect: &impl Connect<Client = C>) -> Self {
+impl<C: Send + Sync + 'static> ClusterStack<C> {
+    /// The stack for `config` with its fixed endpoints, connecting with
+    /// `connect`'s connector for the cluster and probing on `executor`.
+    pub fn new<K: Connect<Client = C>>(config: &Cluster, connect: &K, executor: Handle) -> Self {
         ClusterStack {
-            balancer: Balancer::new(config, |address| connect.client(config, address)),
+            balancer: Balancer::new(config, connect.cluster(config), executor),
             // The endpoints live in the balancer; one copy is enough.
             config: Cluster {
                 endpoints: Vec::new(),
@@ -89,14 +101,23 @@ impl<C> std::fmt::Debug for ClusterSet<C> {
     }
 }
 
-impl<C: EndpointClient> ClusterSet<C> {
+impl<C: Send + Sync + 'static> ClusterSet<C> {
+    /// The stacks for `config`'s clusters with fixed endpoints, each new.
+    pub fn new<K: Connect<Client = C>>(config: &MeshConfig, connect: &K, executor: Handle) -> Self {
+        Self::build(config, None, connect, &executor, &EndpointFeeds::default())
+    }
+
     /// The stacks for `config`'s clusters. A cluster whose policy is unchanged
-    /// from its stack in `previous` keeps that stack, with its connections; only
-    /// its endpoint set is updated. Other clusters get a new stack.
-    pub fn build(
+    /// from its stack in `previous` keeps that stack, with its connections
+    /// and state; a fixed one has its endpoints updated in place. Other
+    /// clusters get a new stack, which follows its discovery source: EDS
+    /// clusters start from, and follow, what `feeds` publishes for them.
+    pub(crate) fn build<K: Connect<Client = C>>(
         config: &MeshConfig,
         previous: Option<&ClusterSet<C>>,
-        connect: &impl Connect<Client = C>,
+        connect: &K,
+        executor: &Handle,
+        feeds: &EndpointFeeds,
     ) -> Self {
         let clusters = config
             .clusters
@@ -107,47 +128,133 @@ impl<C: EndpointClient> ClusterSet<C> {
                     .filter(|stack| stack.config.same_policy(cluster));
                 let stack = match kept {
                     Some(stack) => {
-                        stack.balancer.update(&cluster.endpoints, |address| {
-                            connect.client(cluster, address)
-                        });
+                        if cluster.discovery.is_fixed() {
+                            stack.balancer.update(&cluster.endpoints);
+                        }
                         stack.clone()
                     }
-                    None => Arc::new(ClusterStack::new(cluster, connect)),
+                    None => {
+                        let stack = ClusterStack::new(cluster, connect, executor.clone());
+                        match &cluster.discovery {
+                            Discovery::Fixed => {}
+                            Discovery::Eds { .. } => {
+                                feeds.follow(&cluster.name, stack.balancer.sink());
+                            }
+                        }
+                        Arc::new(stack)
+                    }
                 };
                 (Arc::from(cluster.name.as_str()), stack)
             })
             .collect();
         ClusterSet { clusters }
     }
+}
 
+impl<C> ClusterSet<C> {
     /// The stack of the cluster named `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<ClusterStack<C>>> {
         self.clusters.get(name)
     }
 }
 
-/// Sends each request to the cluster its [`RouteDecision`] names.
-#[derive(Debug)]
-pub struct Dispatch<C> {
+/// Finds the stack of the cluster each request's [`RouteDecision`] names
+/// and puts it (an `Arc<ClusterStack<C>>`) in the request's extensions for
+/// [`ClusterSend`]; a request for a cluster the configuration does not have
+/// fails with [`ErrorKind::UnknownCluster`].
+pub struct ClusterLookup<S, C> {
+    inner: S,
     clusters: Arc<ClusterSet<C>>,
 }
 
-impl<C> Clone for Dispatch<C> {
+impl<S: std::fmt::Debug, C> std::fmt::Debug for ClusterLookup<S, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterLookup")
+            .field("inner", &self.inner)
+            .field("clusters", &self.clusters)
+            .finish()
+    }
+}
+
+impl<S: Clone, C> Clone for ClusterLookup<S, C> {
     fn clone(&self) -> Self {
-        Dispatch {
+        ClusterLookup {
+            inner: self.inner.clone(),
             clusters: self.clusters.clone(),
         }
     }
 }
 
-impl<C> Dispatch<C> {
-    /// Dispatches over `clusters`.
-    pub fn new(clusters: Arc<ClusterSet<C>>) -> Self {
-        Dispatch { clusters }
+impl<S, C> ClusterLookup<S, C> {
+    /// Looks clusters up in `clusters`, then calls `inner`.
+    pub fn new(inner: S, clusters: Arc<ClusterSet<C>>) -> Self {
+        ClusterLookup { inner, clusters }
     }
 }
 
-impl<C: EndpointClient> Service<Request<BoxBody>> for Dispatch<C> {
+impl<S, C, B> Service<Request<B>> for ClusterLookup<S, C>
+where
+    S: Service<Request<B>, Error = Error>,
+    C: Send + Sync + 'static,
+{
+    type Response = S::Response;
+    type Error = Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let Some(decision) = request.extensions().get::<RouteDecision>() else {
+            return ResponseFuture::failed(Error::new(
+                ErrorKind::NoRoute,
+                "request reached the cluster lookup without a route decision (is the Route layer missing?)",
+            ));
+        };
+        let Some(stack) = self.clusters.get(decision.cluster_name()) else {
+            return ResponseFuture::failed(decision.unknown_cluster());
+        };
+        let stack = stack.clone();
+        request.extensions_mut().insert(stack);
+        ResponseFuture::called(self.inner.call(request))
+    }
+}
+
+/// Sends each request on the cluster stack [`ClusterLookup`] put in its
+/// extensions: the cluster's balancer picks an endpoint.
+pub struct ClusterSend<C> {
+    _client: std::marker::PhantomData<fn() -> C>,
+}
+
+impl<C> std::fmt::Debug for ClusterSend<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterSend")
+    }
+}
+
+impl<C> Clone for ClusterSend<C> {
+    fn clone(&self) -> Self {
+        Self::new()
+    }
+}
+
+impl<C> Default for ClusterSend<C> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<C> ClusterSend<C> {
+    /// The send stage.
+    pub fn new() -> Self {
+        ClusterSend {
+            _client: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<C: EndpointClient> Service<Request<BoxBody>> for ClusterSend<C> {
     type Response = Response<C::Body>;
     type Error = Error;
     type Future = ResponseFuture<crate::balance::ResponseFuture<C::Future>>;
@@ -157,19 +264,141 @@ impl<C: EndpointClient> Service<Request<BoxBody>> for Dispatch<C> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<BoxBody>) -> Self::Future {
-        let Some(decision) = request.extensions().get::<RouteDecision>() else {
+    fn call(&mut self, mut request: Request<BoxBody>) -> Self::Future {
+        let Some(stack) = request.extensions_mut().remove::<Arc<ClusterStack<C>>>() else {
             return ResponseFuture::failed(Error::new(
-                ErrorKind::NoRoute,
-                "request reached dispatch without a route decision (is the Route layer missing?)",
+                ErrorKind::UnknownCluster,
+                "request reached the cluster send without a cluster stack (is ClusterLookup missing?)",
             ));
-        };
-        let Some(stack) = self.clusters.get(decision.cluster_name()) else {
-            return ResponseFuture::failed(decision.unknown_cluster());
         };
         match stack.balancer.send(request) {
             Ok(future) => ResponseFuture::called(future),
             Err(error) => ResponseFuture::failed(error),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::config::Endpoint;
+
+    /// Answers with the address it was made for.
+    struct Echo(SocketAddr);
+
+    impl EndpointClient for Echo {
+        type Body = SocketAddr;
+        type Future = std::future::Ready<Result<Response<SocketAddr>, Error>>;
+
+        fn send(&self, _: Request<BoxBody>) -> Self::Future {
+            std::future::ready(Ok(Response::new(self.0)))
+        }
+    }
+
+    #[derive(Clone, Copy)]
+    struct EchoConnect;
+
+    impl Connect for EchoConnect {
+        type Client = Echo;
+        type Cluster = fn(SocketAddr) -> Echo;
+
+        fn cluster(&self, _: &Cluster) -> Self::Cluster {
+            Echo
+        }
+    }
+
+    fn endpoints(ports: &[u16]) -> Vec<Endpoint> {
+        ports
+            .iter()
+            .map(|p| Endpoint::new(([127, 0, 0, 1], *p).into()))
+            .collect()
+    }
+
+    fn eds(name: &str) -> Cluster {
+        let mut cluster = Cluster::new(name, Vec::new());
+        cluster.discovery = Discovery::Eds {
+            service_name: name.to_owned(),
+        };
+        cluster
+    }
+
+    fn request(cluster: &str) -> Request<BoxBody> {
+        let mut request = Request::new(crate::body::boxed(http_body_util::Empty::new()));
+        request
+            .extensions_mut()
+            .insert(RouteDecision::new("vh", "route", cluster));
+        request
+    }
+
+    #[tokio::test]
+    async fn lookup_puts_the_clusters_stack_in_the_request_and_send_uses_it() {
+        let config = MeshConfig {
+            virtual_hosts: Vec::new(),
+            clusters: vec![Cluster::new("a", endpoints(&[1]))],
+        };
+        let clusters = Arc::new(ClusterSet::new(&config, &EchoConnect, Handle::current()));
+        let stack = ClusterLookup::new(ClusterSend::<Echo>::new(), clusters.clone());
+        let response = stack.clone().oneshot(request("a")).await.unwrap();
+        assert_eq!(response.into_body().port(), 1);
+
+        let error = stack.oneshot(request("b")).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::UnknownCluster);
+
+        // A stack put there by hand is what gets sent on.
+        let mut by_hand = request("ignored");
+        by_hand
+            .extensions_mut()
+            .insert(clusters.get("a").unwrap().clone());
+        let response = ClusterSend::<Echo>::new().oneshot(by_hand).await.unwrap();
+        assert_eq!(response.into_body().port(), 1);
+        let error = ClusterSend::<Echo>::new()
+            .oneshot(request("a"))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::UnknownCluster);
+    }
+
+    #[tokio::test]
+    async fn an_eds_stack_follows_its_feed_and_a_rebuilt_one_starts_from_it() {
+        let feeds = EndpointFeeds::default();
+        feeds.publish("a", endpoints(&[1]).into());
+        let config = MeshConfig {
+            virtual_hosts: Vec::new(),
+            clusters: vec![eds("a"), Cluster::new("fixed", endpoints(&[5]))],
+        };
+        let executor = Handle::current();
+        let first = ClusterSet::build(&config, None, &EchoConnect, &executor, &feeds);
+        let ports = |set: &ClusterSet<Echo>, name: &str| -> Vec<u16> {
+            let endpoints = set.get(name).unwrap().balancer().endpoints();
+            endpoints.iter().map(|e| e.address.port()).collect()
+        };
+        assert_eq!(ports(&first, "a"), [1]);
+
+        // An endpoint change reaches the stack in place.
+        feeds.publish("a", endpoints(&[2, 3]).into());
+        assert_eq!(ports(&first, "a"), [2, 3]);
+
+        // A policy change builds a new stack, from the latest endpoints; a
+        // fixed cluster's new endpoints are updated in its kept stack.
+        let mut changed = config.clone();
+        changed.clusters[0].connect_timeout = std::time::Duration::from_secs(1);
+        changed.clusters[1].endpoints = endpoints(&[6]);
+        let second = ClusterSet::build(&changed, Some(&first), &EchoConnect, &executor, &feeds);
+        assert!(!Arc::ptr_eq(
+            first.get("a").unwrap(),
+            second.get("a").unwrap()
+        ));
+        assert!(Arc::ptr_eq(
+            first.get("fixed").unwrap(),
+            second.get("fixed").unwrap()
+        ));
+        assert_eq!(ports(&second, "a"), [2, 3]);
+        assert_eq!(ports(&second, "fixed"), [6]);
+        feeds.publish("a", endpoints(&[4]).into());
+        assert_eq!(ports(&second, "a"), [4]);
     }
 }

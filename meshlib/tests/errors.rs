@@ -143,3 +143,35 @@ async fn a_connection_dropped_mid_request_is_an_upstream_error() {
     );
     server.await.unwrap();
 }
+
+#[test]
+fn a_client_built_outside_a_runtime_says_what_it_needs() {
+    let error = MeshClient::new(MeshConfig::default()).unwrap_err();
+    assert!(error.to_string().contains("on a Tokio runtime"), "{error}");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mesh = MeshClient::builder()
+        .executor(runtime.handle().clone())
+        .build()
+        .unwrap();
+    assert_eq!(mesh.version(), 1);
+}
+
+#[tokio::test]
+async fn watching_a_file_every_zero_seconds_is_refused() {
+    let dir = std::env::temp_dir().join(format!("meshlib-watch-zero-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("mesh.yaml");
+    std::fs::write(&path, "clusters: [{ name: a }]\n").unwrap();
+    let error = MeshClient::builder()
+        .file(&path)
+        .watch(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("interval must be more than zero"),
+        "{error}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -369,19 +369,28 @@ async fn eds_priorities_fail_over_when_health_falls_and_return_when_it_recovers(
         "priority 1 idles while 0 is healthy: {counts:?}"
     );
 
-    // Priority 0 goes unhealthy: everything fails over to priority 1.
+    // Priority 0 goes unhealthy: everything fails over to priority 1. Only
+    // endpoints changed: they reach the cluster's balancer in place, with no
+    // new configuration.
     let version = mesh.version();
+    let unhealthy = |mesh: &MeshClient| {
+        mesh.endpoints("shop")
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| e.health == meshlib::config::HealthStatus::Unhealthy)
+            .count()
+    };
     server.set("test-node", snapshot("2", HealthStatus::Unhealthy));
-    until("the failover applies", async || mesh.version() > version).await;
+    until("the failover applies", async || unhealthy(&mesh) == 2).await;
     let counts = tally(&mesh, "http://shop/", &[], 200).await;
     assert_eq!(counts.get("p1"), Some(&200), "{counts:?}");
 
     // Healthy again: traffic returns.
-    let version = mesh.version();
     server.set("test-node", snapshot("3", healthy));
-    until("the recovery applies", async || mesh.version() > version).await;
+    until("the recovery applies", async || unhealthy(&mesh) == 0).await;
     let counts = tally(&mesh, "http://shop/", &[], 200).await;
     assert_eq!(counts.get("p1"), None, "{counts:?}");
+    assert_eq!(mesh.version(), version, "no configuration was rebuilt");
     assert!(server.nacks().is_empty(), "{:?}", server.nacks());
 }
 

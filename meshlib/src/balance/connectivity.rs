@@ -8,8 +8,9 @@
 //! `priority` policy does, gRFC A56) and is left out of its group. A probe
 //! task then retries a TCP connection with gRPC's connection backoff
 //! (`doc/connection-backoff.md`: 1 s, ×1.6, ±20 % jitter, at most 120 s, each
-//! attempt given at least 20 s) and gives the endpoint its traffic back once
-//! one succeeds.
+//! attempt given at least 20 s) through the cluster's connector (so a TLS
+//! connector's handshake is part of what is probed) and gives the endpoint
+//! its traffic back once one succeeds.
 //!
 //! The request path only reads a flag when a set is built and sets it on a
 //! failure; the probe, the only thing that waits, runs on its own task and
@@ -20,20 +21,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use rand::RngExt;
-use tokio::net::TcpStream;
 
-/// The balancer side of a probe: rebuild the endpoint set from the current
-/// endpoints, now that one's reachability changed.
-pub(super) trait Refresh: Send + Sync {
+use crate::connect::ProbeFuture;
+
+/// What a probe needs of its balancer.
+pub(super) trait Probes: Send + Sync {
+    /// Rebuild the endpoint set from the current endpoints, now that one's
+    /// reachability changed.
     fn refresh(&self);
+    /// One connection attempt to `address` through the cluster's connector.
+    fn probe(&self, address: SocketAddr, timeout: Duration) -> ProbeFuture;
+    /// Runs `probe` on the client's executor.
+    fn spawn(&self, probe: BoxFuture<'static, ()>);
 }
 
 /// One endpoint's reachability, kept across endpoint updates like its load.
 pub(super) struct Connectivity {
     address: SocketAddr,
     failing: AtomicBool,
-    balancer: Weak<dyn Refresh>,
+    balancer: Weak<dyn Probes>,
 }
 
 impl std::fmt::Debug for Connectivity {
@@ -47,7 +55,7 @@ impl std::fmt::Debug for Connectivity {
 
 impl Connectivity {
     /// An endpoint at `address` not known to fail, of the balancer `balancer`.
-    pub(super) fn new(address: SocketAddr, balancer: Weak<dyn Refresh>) -> Self {
+    pub(super) fn new(address: SocketAddr, balancer: Weak<dyn Probes>) -> Self {
         Connectivity {
             address,
             failing: AtomicBool::new(false),
@@ -59,8 +67,12 @@ impl Connectivity {
     #[cfg(test)]
     pub(super) fn detached(address: SocketAddr) -> Self {
         struct Nothing;
-        impl Refresh for Nothing {
+        impl Probes for Nothing {
             fn refresh(&self) {}
+            fn probe(&self, _: SocketAddr, _: Duration) -> ProbeFuture {
+                Box::pin(std::future::pending())
+            }
+            fn spawn(&self, _: BoxFuture<'static, ()>) {}
         }
         Connectivity::new(address, Weak::<Nothing>::new())
     }
@@ -75,12 +87,10 @@ impl Connectivity {
     /// starts a probe (which takes the endpoint out of the balancer's set);
     /// later ones, while it runs, change nothing.
     pub(super) fn connect_failed(self: &Arc<Self>) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // Without a runtime there is nothing to probe with; keep sending.
-            return;
-        };
-        if !self.failing.swap(true, Ordering::AcqRel) {
-            runtime.spawn(probe(Arc::downgrade(self)));
+        if !self.failing.swap(true, Ordering::AcqRel)
+            && let Some(balancer) = self.balancer.upgrade()
+        {
+            balancer.spawn(Box::pin(probe(Arc::downgrade(self))));
         }
     }
 }
@@ -97,11 +107,13 @@ async fn probe(endpoint: Weak<Connectivity>) {
         let jitter = rand::rng().random_range(-JITTER..=JITTER);
         let (delay, attempt_timeout) = backoff.next(jitter);
         tokio::time::sleep(delay).await;
-        let Some(address) = endpoint.upgrade().map(|e| e.address) else {
+        let Some(attempt) = endpoint.upgrade().and_then(|e| {
+            let balancer = e.balancer.upgrade()?;
+            Some(balancer.probe(e.address, attempt_timeout))
+        }) else {
             return;
         };
-        let attempt = tokio::time::timeout(attempt_timeout, TcpStream::connect(address)).await;
-        if let Ok(Ok(_stream)) = attempt {
+        if attempt.await.is_ok() {
             if let Some(e) = endpoint.upgrade() {
                 e.failing.store(false, Ordering::Release);
             }
@@ -184,9 +196,15 @@ mod tests {
 
     struct Counting(std::sync::atomic::AtomicUsize);
 
-    impl Refresh for Counting {
+    impl Probes for Counting {
         fn refresh(&self) {
             self.0.fetch_add(1, Ordering::SeqCst);
+        }
+        fn probe(&self, address: SocketAddr, timeout: Duration) -> ProbeFuture {
+            crate::connect::ClusterConnect::probe(&|_: SocketAddr| (), address, timeout)
+        }
+        fn spawn(&self, probe: BoxFuture<'static, ()>) {
+            tokio::spawn(probe);
         }
     }
 

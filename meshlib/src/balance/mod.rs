@@ -81,12 +81,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use arc_swap::ArcSwap;
+use tokio::runtime::Handle;
 
 use crate::config::{Cluster, Endpoint};
-use crate::connect::EndpointClient;
+use crate::connect::{ClusterConnect, EndpointClient, ProbeFuture};
+use crate::discovery::EndpointSink;
 use crate::error::{Error, ErrorKind};
 
-use connectivity::Refresh;
+use connectivity::Probes;
 pub use future::ResponseFuture;
 use load::Clock;
 use policy::Policy;
@@ -113,15 +115,17 @@ pub struct RequestHash(pub u64);
 /// let mut cluster = Cluster::new("reviews", endpoints);
 /// cluster.lb_policy = LbPolicy::ring_hash();
 ///
-/// // The closure makes each endpoint's client; `pick` needs none.
-/// let balancer = Balancer::new(&cluster, |_address| ());
+/// // The connector (here a closure) makes each endpoint's client; `pick`
+/// // needs none. Probes of endpoints that fail to connect run on the runtime.
+/// let runtime = tokio::runtime::Runtime::new()?;
+/// let balancer = Balancer::new(&cluster, |_address| (), runtime.handle().clone());
 /// let first = balancer.pick(Some(42))?;
 /// assert_eq!(balancer.pick(Some(42))?, first, "same hash, same endpoint");
 ///
 /// // Every endpoint down: the cluster fails fast.
 /// let mut down = cluster.endpoints.clone();
 /// down.iter_mut().for_each(|e| e.health = HealthStatus::Unhealthy);
-/// balancer.update(&down, |_address| ());
+/// balancer.update(&down);
 /// assert_eq!(balancer.pick(Some(42)).unwrap_err().kind(), meshlib::ErrorKind::NoEndpoints);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -142,10 +146,22 @@ struct Shared<C> {
     /// Refresh requests so far, numbered from 1.
     refreshes: AtomicU64,
     /// This, as the probes see it.
-    this: Weak<dyn Refresh>,
+    this: Weak<dyn Probes>,
+    /// Makes each endpoint's client, and probes them.
+    connector: Box<dyn ClusterConnect<Client = C>>,
+    /// Runs the probes.
+    executor: Handle,
 }
 
-impl<C: Send + Sync + 'static> Refresh for Shared<C> {
+impl<C: Send + Sync + 'static> Probes for Shared<C> {
+    fn probe(&self, address: SocketAddr, timeout: std::time::Duration) -> ProbeFuture {
+        self.connector.probe(address, timeout)
+    }
+
+    fn spawn(&self, probe: futures_util::future::BoxFuture<'static, ()>) {
+        self.executor.spawn(probe);
+    }
+
     fn refresh(&self) {
         // Many endpoints failing at once each ask: one rebuild that starts
         // after a request reads the reachability that request reports, so
@@ -181,16 +197,22 @@ impl<C> std::fmt::Debug for Balancer<C> {
 impl<C: Send + Sync + 'static> Balancer<C> {
     /// A balancer over `cluster`'s endpoints by its policy, locality weights
     /// and overprovisioning factor, making each endpoint's client with
-    /// `client`. The policy is fixed for the balancer's life (a cluster whose
-    /// policy changes gets a new balancer); only the endpoints change, by
-    /// [`Balancer::update`], and their reachability: an endpoint that fails
-    /// to connect takes no traffic until a probe connects to it again (see
-    /// the [module docs](self)).
-    pub fn new(cluster: &Cluster, client: impl FnMut(SocketAddr) -> C) -> Self {
+    /// `connector`. The policy is fixed for the balancer's life (a cluster
+    /// whose policy changes gets a new balancer); only the endpoints change,
+    /// by [`Balancer::update`], and their reachability: an endpoint that
+    /// fails to connect takes no traffic until a probe through `connector`,
+    /// a task on `executor`, connects to it again (see the [module docs](self)).
+    pub fn new(
+        cluster: &Cluster,
+        connector: impl ClusterConnect<Client = C>,
+        executor: Handle,
+    ) -> Self {
         let policy = Policy::new(cluster, Clock::new());
         let shared = Arc::new_cyclic(|this: &Weak<Shared<C>>| {
-            let this: Weak<dyn Refresh> = this.clone();
-            let set = EndpointSet::build(&policy, &cluster.endpoints, None, &this, client);
+            let this: Weak<dyn Probes> = this.clone();
+            let set = EndpointSet::build(&policy, &cluster.endpoints, None, &this, |address| {
+                connector.endpoint(address)
+            });
             Shared {
                 cluster: Arc::from(cluster.name.as_str()),
                 policy,
@@ -198,6 +220,8 @@ impl<C: Send + Sync + 'static> Balancer<C> {
                 writer: Mutex::new(0),
                 refreshes: AtomicU64::new(0),
                 this,
+                connector: Box::new(connector),
+                executor,
             }
         });
         Balancer { shared }
@@ -205,13 +229,24 @@ impl<C: Send + Sync + 'static> Balancer<C> {
 
     /// Replaces the endpoint set. Endpoints whose address stays keep their
     /// client (and so their pooled connections), their load (requests in
-    /// flight, latency estimate) and their reachability; `client` makes the
-    /// new ones'. Requests being picked meanwhile see the old set or the new
-    /// one, whole.
-    pub fn update(&self, endpoints: &[Endpoint], client: impl FnMut(SocketAddr) -> C) {
-        let shared = &*self.shared;
-        let mut seen = shared.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let current = shared.set.load_full();
+    /// flight, latency estimate) and their reachability; the connector makes
+    /// the new ones'. Requests being picked meanwhile see the old set or the
+    /// new one, whole.
+    pub fn update(&self, endpoints: &[Endpoint]) {
+        self.shared.update(endpoints);
+    }
+
+    /// This balancer as a follower of published endpoints, for as long as it lives.
+    pub(crate) fn sink(&self) -> Weak<dyn EndpointSink> {
+        let shared: Arc<dyn EndpointSink> = self.shared.clone();
+        Arc::downgrade(&shared)
+    }
+}
+
+impl<C: Send + Sync + 'static> EndpointSink for Shared<C> {
+    fn update(&self, endpoints: &[Endpoint]) {
+        let mut seen = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = self.set.load_full();
         if current
             .endpoints
             .iter()
@@ -221,15 +256,15 @@ impl<C: Send + Sync + 'static> Balancer<C> {
             return;
         }
         // This build reads every endpoint's reachability too.
-        *seen = shared.refreshes.load(Ordering::Acquire);
+        *seen = self.refreshes.load(Ordering::Acquire);
         let set = EndpointSet::build(
-            &shared.policy,
+            &self.policy,
             endpoints,
             Some(&current),
-            &shared.this,
-            client,
+            &self.this,
+            |address| self.connector.endpoint(address),
         );
-        shared.set.store(Arc::new(set));
+        self.set.store(Arc::new(set));
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, Weak};
 
 use rand::RngExt;
 
-use super::connectivity::{Connectivity, Refresh};
+use super::connectivity::{Connectivity, Probes};
 use super::group::{Group, Member};
 use super::load::EndpointLoad;
 use super::locality::effective_weight;
@@ -87,7 +87,7 @@ impl<C> EndpointSet<C> {
         policy: &Policy,
         endpoints: &[Endpoint],
         previous: Option<&EndpointSet<C>>,
-        balancer: &Weak<dyn Refresh>,
+        balancer: &Weak<dyn Probes>,
         mut client: impl FnMut(SocketAddr) -> C,
     ) -> Self {
         let kept: HashMap<SocketAddr, &EndpointState<C>> = previous

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
 use crate::config::{HealthStatus, LbPolicy, Locality, LocalityWeight};
+use crate::connect::{ClusterConnect, ProbeFuture};
 
 /// A client that never answers, counting how many were made.
 struct Silent;
@@ -57,8 +58,19 @@ fn cluster(lb_policy: LbPolicy, endpoints: Vec<Endpoint>) -> Cluster {
     cluster
 }
 
+/// A runtime for the probes of balancers made outside one.
+fn executor() -> Handle {
+    static RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    });
+    RUNTIME.handle().clone()
+}
+
 fn balancer(cluster: &Cluster) -> Balancer<Silent> {
-    Balancer::new(cluster, |_| Silent)
+    Balancer::new(cluster, |_| Silent, executor())
 }
 
 /// Each endpoint's share of `n` picks, in percent, by the last octet of its address.
@@ -211,7 +223,7 @@ fn priority_load_fails_over_and_returns_as_health_changes() {
             (0, 0, 100),
             (4, 100, 0),
         ] {
-            balancer.update(&priorities(healthy), |_| Silent);
+            balancer.update(&priorities(healthy));
             let loads: Vec<(u32, u32)> = [(0, p0), (1, p1)]
                 .into_iter()
                 .filter(|(_, l)| *l > 0)
@@ -252,7 +264,11 @@ fn a_cluster_with_nothing_healthy_fails_naming_the_cluster() {
         err.message(),
         "cluster \"svc\" has no endpoint that may take traffic (8 configured)"
     );
-    let empty = Balancer::<Silent>::new(&cluster(LbPolicy::maglev(), Vec::new()), |_| Silent);
+    let empty = Balancer::<Silent>::new(
+        &cluster(LbPolicy::maglev(), Vec::new()),
+        |_| Silent,
+        executor(),
+    );
     assert_eq!(
         empty.pick(Some(1)).unwrap_err().kind(),
         ErrorKind::NoEndpoints
@@ -355,13 +371,15 @@ fn hashing_policies_multiply_endpoint_and_locality_weights() {
 
 #[test]
 fn an_update_keeps_clients_and_loads_of_addresses_that_stay() {
-    let made = AtomicUsize::new(0);
-    let make = |_: SocketAddr| {
-        made.fetch_add(1, Ordering::SeqCst);
+    let made = Arc::new(AtomicUsize::new(0));
+    let counter = made.clone();
+    let make = move |_: SocketAddr| {
+        counter.fetch_add(1, Ordering::SeqCst);
         Silent
     };
     let endpoints: Vec<Endpoint> = (1..=2).map(endpoint).collect();
-    let balancer = Balancer::new(&cluster(LbPolicy::least_request(), endpoints), make);
+    let cluster = cluster(LbPolicy::least_request(), endpoints);
+    let balancer = Balancer::new(&cluster, make, executor());
     assert_eq!(made.load(Ordering::SeqCst), 2);
 
     // Pin requests on endpoint 1, then update: the load survives.
@@ -377,10 +395,7 @@ fn an_update_keeps_clients_and_loads_of_addresses_that_stay() {
     assert_eq!(loads.iter().sum::<u32>(), 5);
 
     let endpoints: Vec<Endpoint> = (1..=3).map(endpoint).collect();
-    balancer.update(&endpoints, |_| {
-        made.fetch_add(1, Ordering::SeqCst);
-        Silent
-    });
+    balancer.update(&endpoints);
     assert_eq!(
         made.load(Ordering::SeqCst),
         3,
@@ -394,9 +409,10 @@ fn an_update_keeps_clients_and_loads_of_addresses_that_stay() {
     drop(stuck);
     assert!(updated.endpoints.iter().all(|e| e.load.active() == 0));
 
-    // The same endpoints again: nothing is rebuilt.
-    balancer.update(&endpoints, |_| unreachable!());
+    // The same endpoints again: nothing is rebuilt, no client is made.
+    balancer.update(&endpoints);
     assert!(Arc::ptr_eq(&updated, &balancer.shared.set.load_full()));
+    assert_eq!(made.load(Ordering::SeqCst), 3);
 }
 
 #[test]
@@ -417,7 +433,7 @@ fn round_robin_resumes_its_turn_after_an_update() {
     assert_eq!(balancer.pick(None).unwrap(), address(1));
     let mut changed = endpoints;
     changed.push(endpoint(4));
-    balancer.update(&changed, |_| Silent);
+    balancer.update(&changed);
     assert_eq!(
         balancer.pick(None).unwrap(),
         address(2),
@@ -447,7 +463,11 @@ async fn endpoints_that_fail_to_connect_together_all_leave_the_set() {
         })
         .collect();
     let endpoints = addresses.iter().map(|a| Endpoint::new(*a)).collect();
-    let balancer = Balancer::new(&cluster(LbPolicy::RoundRobin, endpoints), |_| Refusing);
+    let balancer = Balancer::new(
+        &cluster(LbPolicy::RoundRobin, endpoints),
+        |_| Refusing,
+        Handle::current(),
+    );
     // Five requests before any probe runs: each reaches another endpoint and
     // fails, and five probes ask for a refresh at about the same time.
     for _ in 0..5 {
@@ -470,4 +490,45 @@ async fn endpoints_that_fail_to_connect_together_all_leave_the_set() {
         "{}",
         error.message()
     );
+}
+
+/// A connector whose clients all fail to connect and whose probes succeed,
+/// counting them.
+struct ProbeSucceeds(Arc<AtomicUsize>);
+
+impl ClusterConnect for ProbeSucceeds {
+    type Client = Refusing;
+
+    fn endpoint(&self, _: SocketAddr) -> Refusing {
+        Refusing
+    }
+
+    fn probe(&self, _: SocketAddr, _: std::time::Duration) -> ProbeFuture {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_endpoint_is_probed_through_the_clusters_connector() {
+    let probes = Arc::new(AtomicUsize::new(0));
+    let balancer = Balancer::new(
+        &cluster(LbPolicy::RoundRobin, vec![endpoint(1)]),
+        ProbeSucceeds(probes.clone()),
+        Handle::current(),
+    );
+    let request = http::Request::new(crate::body::boxed(http_body_util::Empty::new()));
+    let error = balancer.send(request).unwrap().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Connect);
+    tokio::task::yield_now().await;
+    assert_eq!(
+        balancer.pick(None).unwrap_err().kind(),
+        ErrorKind::NoEndpoints
+    );
+
+    // The first probe, after gRPC's first backoff (1 s ± 20 %), is the
+    // connector's, and it gives the endpoint back.
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    assert_eq!(probes.load(Ordering::SeqCst), 1);
+    assert_eq!(balancer.pick(None).unwrap(), address(1));
 }

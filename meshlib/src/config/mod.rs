@@ -459,9 +459,41 @@ pub struct Cluster {
     /// a priority keeps all traffic while at least 1/1.4 ≈ 72 % of it is healthy).
     #[serde(default = "default_overprovisioning_factor")]
     pub overprovisioning_factor: u32,
-    /// The endpoints, fixed in the configuration.
+    /// The endpoints, fixed in the configuration (with [`Discovery::Fixed`];
+    /// other sources supply them while the client runs).
     #[serde(default)]
     pub endpoints: Vec<Endpoint>,
+    /// Where the endpoints come from.
+    #[serde(default, skip_serializing_if = "Discovery::is_fixed")]
+    pub discovery: Discovery,
+}
+
+/// Where a cluster's endpoints come from. Each source feeds that cluster's
+/// balancer alone: an endpoint change builds no new configuration.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Discovery {
+    /// The cluster's [`endpoints`](Cluster::endpoints), fixed in the
+    /// configuration (a file's, or Envoy's `STATIC`); a new configuration
+    /// with other endpoints updates them in place.
+    #[default]
+    Fixed,
+    /// Published by an xDS control plane's EDS under `service_name` (set by
+    /// the xDS source, `MeshClient::from_xds`; a file cannot name it).
+    #[serde(skip)]
+    Eds {
+        /// The ClusterLoadAssignment's name: the cluster's EDS service name,
+        /// or its own name.
+        service_name: String,
+    },
+}
+
+impl Discovery {
+    /// Whether the endpoints are the configuration's own.
+    pub fn is_fixed(&self) -> bool {
+        matches!(self, Discovery::Fixed)
+    }
 }
 
 fn default_overprovisioning_factor() -> u32 {
@@ -493,6 +525,7 @@ impl Cluster {
             locality_weights: Vec::new(),
             overprovisioning_factor: default_overprovisioning_factor(),
             endpoints,
+            discovery: Discovery::Fixed,
         }
     }
 
@@ -508,6 +541,7 @@ impl Cluster {
             locality_weights,
             overprovisioning_factor,
             endpoints: _,
+            discovery,
         } = self;
         *name == other.name
             && *lb_policy == other.lb_policy
@@ -515,6 +549,7 @@ impl Cluster {
             && *connect_timeout == other.connect_timeout
             && *locality_weights == other.locality_weights
             && *overprovisioning_factor == other.overprovisioning_factor
+            && *discovery == other.discovery
     }
 }
 

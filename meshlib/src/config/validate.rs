@@ -74,6 +74,13 @@ fn check_clusters(config: &MeshConfig, problems: &mut Problems) {
                 );
             }
         }
+        if !cluster.discovery.is_fixed() && !cluster.endpoints.is_empty() {
+            problems.push(
+                &resource,
+                "endpoints",
+                "listed, but this cluster's endpoints come from its discovery source",
+            );
+        }
         let mut addresses = HashMap::new();
         for (j, endpoint) in cluster.endpoints.iter().enumerate() {
             let field = format!("endpoints[{j}]");

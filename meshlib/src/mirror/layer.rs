@@ -1,15 +1,18 @@
+use tokio::runtime::Handle;
 use tower_layer::Layer;
 
 use super::Mirror;
 
-/// Wraps a service in [`Mirror`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MirrorLayer;
+/// Wraps a service in [`Mirror`], running mirrored copies on its executor.
+#[derive(Debug, Clone)]
+pub struct MirrorLayer {
+    executor: Handle,
+}
 
 impl MirrorLayer {
-    /// The layer.
-    pub fn new() -> Self {
-        MirrorLayer
+    /// The layer; copies run on `executor`.
+    pub fn new(executor: Handle) -> Self {
+        MirrorLayer { executor }
     }
 }
 
@@ -17,6 +20,6 @@ impl<S> Layer<S> for MirrorLayer {
     type Service = Mirror<S>;
 
     fn layer(&self, inner: S) -> Mirror<S> {
-        Mirror::new(inner)
+        Mirror::new(inner, self.executor.clone())
     }
 }

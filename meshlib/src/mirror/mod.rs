@@ -35,6 +35,7 @@ use futures_util::FutureExt;
 use http::uri::Authority;
 use http::{HeaderValue, Request, Uri};
 use http_body::Body;
+use tokio::runtime::Handle;
 use tower::ServiceExt;
 use tower_service::Service;
 
@@ -82,7 +83,7 @@ pub use layer::MirrorLayer;
 ///     .body(meshlib::body::boxed(http_body_util::Full::new(bytes::Bytes::from("order"))))?;
 /// let decision = table.decide(&request)?;
 /// request.extensions_mut().insert(decision);
-/// Mirror::new(backend).oneshot(request).await?;
+/// Mirror::new(backend, tokio::runtime::Handle::current()).oneshot(request).await?;
 /// # for _ in 0..1000 {
 /// #     if seen.lock().unwrap().len() == 2 { break; }
 /// #     tokio::task::yield_now().await;
@@ -96,12 +97,14 @@ pub use layer::MirrorLayer;
 #[derive(Debug, Clone)]
 pub struct Mirror<S> {
     inner: S,
+    executor: Handle,
 }
 
 impl<S> Mirror<S> {
-    /// Mirrors through `inner` (which also serves the originals).
-    pub fn new(inner: S) -> Self {
-        Mirror { inner }
+    /// Mirrors through `inner` (which also serves the originals), each copy
+    /// a task on `executor`.
+    pub fn new(inner: S, executor: Handle) -> Self {
+        Mirror { inner, executor }
     }
 }
 
@@ -136,10 +139,6 @@ where
         if targets.is_empty() {
             return self.inner.call(request);
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::debug!("no Tokio runtime: the request is not mirrored");
-            return self.inner.call(request);
-        };
         let (parts, body) = request.into_parts();
         let (body, shadow_bodies) = if body.is_end_stream() {
             let empty = || boxed(http_body_util::Empty::new());
@@ -155,11 +154,12 @@ where
             // A combinator, not an `async` block: the compiler cannot yet prove
             // an `async` block holding `S::Future` `Send` for the boxed error's
             // erased lifetime.
-            runtime.spawn(inner.oneshot(shadow).map(move |result| {
-                if let Err(error) = result {
-                    tracing::debug!(%error, cluster, "mirrored request failed");
-                }
-            }));
+            self.executor
+                .spawn(inner.oneshot(shadow).map(move |result| {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, cluster, "mirrored request failed");
+                    }
+                }));
         }
         self.inner.call(Request::from_parts(parts, body))
     }

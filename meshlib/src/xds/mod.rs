@@ -74,7 +74,7 @@ impl MeshClient {
         let client = MeshClient::new(MeshConfig::default())
             .map_err(|_| XdsError::Target(target.to_owned()))?;
         let (ready, mut readiness) = watch::channel(None);
-        tokio::spawn(source::run(
+        client.executor().spawn(source::run(
             xds.clone(),
             name.to_owned(),
             client.downgrade(),

@@ -8,6 +8,13 @@
 //! cluster whose endpoints are not yet known); a cluster that does not exist
 //! is applied as one with no endpoint, so its requests fail with UNAVAILABLE
 //! as gRPC's do.
+//!
+//! An EDS cluster's endpoints are not part of the configuration: each
+//! ClusterLoadAssignment is published to the clusters that use it (see
+//! `discovery`), which updates their balancers in place. A burst of changes
+//! that only moves endpoints therefore builds no configuration at all; one
+//! that changes an assignment's locality weights or overprovisioning factor
+//! (part of the cluster's policy) does.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -40,6 +47,8 @@ type Changes = SelectAll<BoxStream<'static, Update>>;
 struct Tracked<T> {
     stop: AbortHandle,
     state: Option<ResourceState<T>>,
+    /// Whether `state` has been published to the clusters that use it (EDS).
+    published: bool,
 }
 
 impl<T> Drop for Tracked<T> {
@@ -71,7 +80,11 @@ impl<T: Resource> Tracked<T> {
                 });
                 let (watched, stop) = stream::abortable(stream::once(async { first }).chain(rest));
                 changes.push(watched.boxed());
-                Tracked { stop, state: None }
+                Tracked {
+                    stop,
+                    state: None,
+                    published: false,
+                }
             })
             .collect())
     }
@@ -167,6 +180,12 @@ pub(super) async fn run(
             return;
         }
         let Some(client) = mesh.upgrade() else { return };
+        // Before any configuration that adds a cluster, so its stack starts
+        // from its endpoints.
+        tree.publish(&client);
+        if changed == Changed::Endpoints && tree.applied {
+            continue;
+        }
         match tree.complete(&listener_name) {
             Ok(config) => {
                 // Compared with what is in force, so no second copy is kept.
@@ -176,6 +195,7 @@ pub(super) async fn run(
                 match client.update(config) {
                     Ok(version) => {
                         tracing::info!(listener = %listener_name, version, "xDS configuration applied");
+                        client.retain_published(|name| tree.clusters.contains_key(name));
                         tree.applied = true;
                         ready.send_replace(Some(Ok(())));
                     }
@@ -197,8 +217,12 @@ pub(super) async fn run(
 /// How far up the tree a burst of changes reached: what must be re-followed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Changed {
-    /// Endpoints only: no watch to add or drop.
+    /// Endpoints only, of assignments already in use with the same balancing:
+    /// publishing them is all there is to do.
     Endpoints,
+    /// An assignment arrived for the first time, or with other locality
+    /// weights or overprovisioning: the configuration changes, but no watch.
+    EndpointPolicy,
     /// Clusters: their EDS watches may change.
     Clusters,
     /// The listener or its routes: the cluster watches may change too.
@@ -234,10 +258,25 @@ impl Tree {
                 Changed::Clusters
             }
             Update::Endpoints(name, s) => {
-                if let Some(t) = self.endpoints.get_mut(&name) {
-                    t.state = Some(s);
+                let Some(t) = self.endpoints.get_mut(&name) else {
+                    return Changed::Endpoints;
+                };
+                let policy = |s: &ResourceState<XdsEndpoints>| {
+                    s.resource.as_ref().map(|r| {
+                        (
+                            r.assignment.locality_weights.clone(),
+                            r.assignment.overprovisioning_factor,
+                        )
+                    })
+                };
+                let same_policy = t.answered() && t.state.as_ref().map(policy) == Some(policy(&s));
+                t.state = Some(s);
+                t.published = false;
+                if same_policy {
+                    Changed::Endpoints
+                } else {
+                    Changed::EndpointPolicy
                 }
-                Changed::Endpoints
             }
         }
     }
@@ -317,6 +356,39 @@ impl Tree {
         Ok(())
     }
 
+    /// Publishes every assignment that changed since it was last published
+    /// to the clusters that use it; one that does not exist leaves them no
+    /// endpoint.
+    fn publish<C: crate::connect::Connect>(&mut self, client: &crate::MeshClient<C>) {
+        if self
+            .endpoints
+            .values()
+            .all(|t| t.published || !t.answered())
+        {
+            return;
+        }
+        let mut users: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (name, tracked) in &self.clusters {
+            if let Some(EndpointSource::Eds(service)) = tracked.resource().map(|c| &c.endpoints) {
+                users.entry(service).or_default().push(name);
+            }
+        }
+        for (service, tracked) in &mut self.endpoints {
+            if tracked.published || !tracked.answered() {
+                continue;
+            }
+            tracked.published = true;
+            let endpoints: std::sync::Arc<[config::Endpoint]> = tracked
+                .resource()
+                .map(|r| r.assignment.endpoints.as_slice())
+                .unwrap_or_default()
+                .into();
+            for cluster in users.get(service.as_str()).into_iter().flatten() {
+                client.publish_endpoints(cluster, endpoints.clone());
+            }
+        }
+    }
+
     /// The configuration, once every resource it needs has been answered.
     fn complete(&self, listener_name: &str) -> Result<MeshConfig, Pending> {
         if !self.listener.answered() {
@@ -359,8 +431,12 @@ impl Tree {
                     if !tracked.answered() {
                         return Err(Pending::Waiting);
                     }
+                    // The endpoints themselves are published (`publish`).
+                    cluster.discovery = config::Discovery::Eds {
+                        service_name: service.clone(),
+                    };
                     if let Some(endpoints) = tracked.resource() {
-                        endpoints.assignment.apply_to(&mut cluster);
+                        endpoints.assignment.apply_policy_to(&mut cluster);
                     }
                 }
             }

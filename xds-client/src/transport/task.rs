@@ -276,6 +276,11 @@ async fn stream(
             message = next_message(&mut inbound) => match message {
                 Ok(Some(response)) => {
                     *received = true;
+                    let (type_url, count) = match &response {
+                        Response::Sotw(r) => (&r.type_url, r.resources.len()),
+                        Response::Delta(r) => (&r.type_url, r.resources.len()),
+                    };
+                    tracing::debug!(target: "meshlib_xds::response", %type_url, resources = count, "xDS response received");
                     let requests = match response {
                         Response::Sotw(r) => state.on_sotw_response(r),
                         Response::Delta(r) => state.on_delta_response(r),

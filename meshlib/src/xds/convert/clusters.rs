@@ -36,6 +36,12 @@ impl Assignment {
     /// Puts these endpoints and their balancing into `cluster`.
     pub(crate) fn apply_to(&self, cluster: &mut config::Cluster) {
         cluster.endpoints = self.endpoints.clone();
+        self.apply_policy_to(cluster);
+    }
+
+    /// Puts what this assignment says of balancing into `cluster`, leaving
+    /// its endpoints alone.
+    pub(crate) fn apply_policy_to(&self, cluster: &mut config::Cluster) {
         cluster.locality_weights = self.locality_weights.clone();
         if let Some(factor) = self.overprovisioning_factor {
             cluster.overprovisioning_factor = factor;
