@@ -37,6 +37,7 @@
 //! # Ok::<(), meshlib::config::ConfigError>(())
 //! ```
 
+mod discovery;
 mod duration;
 mod error;
 mod file;
@@ -48,6 +49,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use discovery::{
+    DnsDiscovery, DnsMode, DnsTarget, DnsTargetKind, FailureRefresh, LookupFamily,
+};
 pub use error::{ConfigError, Problem};
 pub use file::{FileSource, FileWatch};
 
