@@ -26,6 +26,9 @@ pub enum ErrorKind {
     Timeout,
     /// The upstream connection failed after the request was sent (Envoy `UR`).
     Upstream,
+    /// Finding a cluster's endpoints failed: a DNS name did not resolve, or its
+    /// name server did not answer. The endpoints found before stay in force.
+    Discovery,
 }
 
 impl ErrorKind {
@@ -37,7 +40,8 @@ impl ErrorKind {
             ErrorKind::UnknownCluster
             | ErrorKind::NoEndpoints
             | ErrorKind::Connect
-            | ErrorKind::Upstream => http::StatusCode::SERVICE_UNAVAILABLE,
+            | ErrorKind::Upstream
+            | ErrorKind::Discovery => http::StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -61,6 +65,7 @@ impl ErrorKind {
             ErrorKind::Connect => "connect failed",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Upstream => "upstream error",
+            ErrorKind::Discovery => "discovery failed",
         }
     }
 }
