@@ -73,7 +73,7 @@ pub mod body;
 mod client;
 pub mod config;
 pub mod connect;
-mod discovery;
+pub mod discovery;
 mod error;
 pub mod future;
 #[cfg(feature = "grpc")]

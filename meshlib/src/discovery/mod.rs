@@ -4,9 +4,47 @@
 //!
 //! - fixed: the configuration's own endpoints, updated in place when a new
 //!   configuration changes them (`stack::ClusterSet`);
-//! - EDS: published by the xDS source into an [`EndpointFeeds`], which hands
-//!   each publication to the balancers following that cluster.
+//! - EDS: published by the xDS source into the client's endpoint feeds, which
+//!   hand each publication to the balancers following that cluster;
+//! - [`dns`]: Envoy's `STRICT_DNS` and `LOGICAL_DNS` clusters, configured by
+//!   [`DnsDiscovery`](crate::config::DnsDiscovery): a task per cluster stack.
+//!
+//! A source that runs as a task of its own hands what it finds to a
+//! [`Publish`]: a whole new endpoint list when the list changed, a failure
+//! when a refresh failed (the endpoints published before stay in force). The
+//! task ends when the `Publish` answers that the cluster is gone.
 
+pub mod dns;
 mod feed;
 
 pub(crate) use feed::{EndpointFeeds, EndpointSink};
+
+use crate::config::Endpoint;
+
+/// Where a discovery task sends what it finds for its cluster.
+///
+/// ```
+/// use meshlib::config::Endpoint;
+/// use meshlib::discovery::Publish;
+///
+/// /// Forwards into a channel; the cluster is gone when the receiver is.
+/// struct Updates(tokio::sync::mpsc::UnboundedSender<Result<Vec<Endpoint>, meshlib::Error>>);
+///
+/// impl Publish for Updates {
+///     fn endpoints(&mut self, endpoints: Vec<Endpoint>) -> bool {
+///         self.0.send(Ok(endpoints)).is_ok()
+///     }
+///     fn failed(&mut self, error: meshlib::Error) -> bool {
+///         self.0.send(Err(error)).is_ok()
+///     }
+/// }
+/// ```
+pub trait Publish: Send + 'static {
+    /// A new endpoint list (replaces the previous one). Returns false when the
+    /// cluster is gone: the task stops.
+    fn endpoints(&mut self, endpoints: Vec<Endpoint>) -> bool;
+
+    /// A refresh failed; the endpoints published before stay in force. Returns
+    /// false when the cluster is gone.
+    fn failed(&mut self, error: crate::Error) -> bool;
+}
