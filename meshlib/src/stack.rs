@@ -30,7 +30,7 @@ use crate::balance::Balancer;
 use crate::body::BoxBody;
 use crate::config::{Cluster, Discovery, MeshConfig};
 use crate::connect::{Connect, EndpointClient};
-use crate::discovery::EndpointFeeds;
+use crate::discovery::{EndpointFeeds, ToBalancer};
 use crate::error::{Error, ErrorKind};
 use crate::future::ResponseFuture;
 use crate::mirror::Mirror;
@@ -62,6 +62,19 @@ pub fn outbound<C: EndpointClient>(
 pub struct ClusterStack<C> {
     config: Cluster,
     balancer: Balancer<C>,
+    /// The task of its discovery source, if it has one: it ends with the stack.
+    discovery: Option<DiscoveryTask>,
+}
+
+/// A discovery task, aborted when its stack goes (a DNS source whose answers
+/// do not change would otherwise never notice).
+#[derive(Debug)]
+struct DiscoveryTask(tokio::task::AbortHandle);
+
+impl Drop for DiscoveryTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl<C: Send + Sync + 'static> ClusterStack<C> {
@@ -75,6 +88,7 @@ impl<C: Send + Sync + 'static> ClusterStack<C> {
                 endpoints: Vec::new(),
                 ..config.clone()
             },
+            discovery: None,
         }
     }
 
@@ -134,11 +148,19 @@ impl<C: Send + Sync + 'static> ClusterSet<C> {
                         stack.clone()
                     }
                     None => {
-                        let stack = ClusterStack::new(cluster, connect, executor.clone());
+                        let mut stack = ClusterStack::new(cluster, connect, executor.clone());
                         match &cluster.discovery {
                             Discovery::Fixed => {}
                             Discovery::Eds { .. } => {
                                 feeds.follow(&cluster.name, stack.balancer.sink());
+                            }
+                            Discovery::Dns(dns) => {
+                                let task = executor.spawn(crate::discovery::dns::run(
+                                    Arc::from(cluster.name.as_str()),
+                                    dns.clone(),
+                                    ToBalancer(stack.balancer.sink()),
+                                ));
+                                stack.discovery = Some(DiscoveryTask(task.abort_handle()));
                             }
                         }
                         Arc::new(stack)

@@ -3,8 +3,9 @@
 //! (rewritten and re-read on SIGHUP mid-test), SRV and CNAME records from its
 //! command line (a restart on the same port changes those).
 //!
-//! No traffic is sent to the addresses found: they are loopback addresses
-//! used as data.
+//! The resolver tests send no traffic to the addresses found (loopback
+//! addresses used as data); the mesh tests at the end send requests to
+//! loopback backends at the addresses the records name.
 //!
 //! dnsmasq must be installed (`apt-get install dnsmasq-base`; `scripts/test`
 //! installs it): without it these tests fail, they do not skip.
@@ -18,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use meshlib::config::{DnsDiscovery, DnsTarget, Endpoint, FailureRefresh, LookupFamily};
 use meshlib::discovery::{Publish, dns};
+
+mod support;
 use tokio::sync::mpsc;
 
 /// One dnsmasq process, killed (and its folder removed) on drop.
@@ -499,5 +502,133 @@ async fn a_removed_name_keeps_its_last_endpoints_and_is_named() {
     assert_eq!(
         failure.unwrap(),
         "discovery failed: cluster \"reviews\": DNS name \"b.test\" did not resolve: no such name (NXDOMAIN)"
+    );
+}
+
+/// A mesh whose cluster `reviews` resolves `name`, on port `port`, through
+/// `server` every 200 ms.
+fn dns_mesh(server: &Dnsmasq, name: &str, port: u16) -> meshlib::MeshClient {
+    let yaml = format!(
+        r#"
+virtual_hosts:
+  - name: reviews
+    domains: [reviews]
+    routes: [{{ name: all, match: {{ prefix: / }}, route: {{ cluster: reviews }} }}]
+clusters:
+  - name: reviews
+    discovery:
+      dns:
+        targets: [{{ name: {name}, port: {port} }}]
+        refresh_rate: 200ms
+        failure_refresh_rate: {{ base_interval: 100ms, max_interval: 400ms }}
+        query_timeout: 600ms
+        resolvers: ["{}"]
+"#,
+        server.address()
+    );
+    meshlib::MeshClient::new(meshlib::config::MeshConfig::from_yaml(&yaml).unwrap()).unwrap()
+}
+
+/// Requests flowing through `mesh` until the returned flag is set; the
+/// count of failures, read after.
+fn steady_traffic(
+    mesh: &meshlib::MeshClient,
+) -> (
+    Arc<std::sync::atomic::AtomicBool>,
+    Arc<AtomicUsize>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let workers = (0..4)
+        .map(|_| {
+            let (mesh, stop, failed) = (mesh.clone(), stop.clone(), failed.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    if let Err(error) = support::send(&mesh, "http://reviews/", &[]).await {
+                        eprintln!("failed: {error}");
+                        failed.fetch_add(1, Ordering::SeqCst);
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        })
+        .collect();
+    (stop, failed, workers)
+}
+
+/// Waits, at most 10 s, until `done` holds.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let wait = async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(10 * SECOND, wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
+}
+
+#[tokio::test]
+async fn traffic_follows_a_changed_record_with_no_failed_request_and_outlives_the_server() {
+    // Two backends on one port of two loopback addresses: the record says which.
+    let v1 = support::Backend::start_at("v1", "127.0.0.2:0".parse().unwrap()).await;
+    let port = v1.address.port();
+    let v2 = support::Backend::start_at("v2", SocketAddr::from(([127, 0, 0, 3], port))).await;
+    let mut server = Dnsmasq::start("127.0.0.2 reviews.test\n", &[], 1).await;
+    let mesh = dns_mesh(&server, "reviews.test", port);
+    // Until the first answer the cluster has no endpoint (no warming yet).
+    until("the first answer", || {
+        mesh.endpoints("reviews").is_some_and(|e| !e.is_empty())
+    })
+    .await;
+
+    let (stop, failed, workers) = steady_traffic(&mesh);
+    until("v1 takes traffic", || v1.requests() > 50).await;
+
+    let version = mesh.version();
+    server.set_hosts("127.0.0.3 reviews.test\n");
+    until("traffic moves to v2", || v2.requests() > 50).await;
+    let v1_after = v1.requests();
+    until("v2 takes all of it", || v2.requests() > 200).await;
+    assert!(
+        v1.requests() <= v1_after + 8,
+        "v1 still served after the move"
+    );
+    assert_eq!(mesh.version(), version, "no configuration was rebuilt");
+
+    // The name server goes away: the last endpoints keep serving.
+    server.kill();
+    let served = v2.requests();
+    until("v2 serves on without DNS", || v2.requests() > served + 200).await;
+    stop.store(true, Ordering::SeqCst);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    assert_eq!(failed.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_cluster_whose_name_never_resolved_fails_requests_saying_why() {
+    let server = Dnsmasq::start(HOSTS, &[], 1).await;
+    let mesh = dns_mesh(&server, "missing.test", 80);
+    let wait = async {
+        loop {
+            let error = support::send(&mesh, "http://reviews/", &[])
+                .await
+                .unwrap_err();
+            if error.kind() == meshlib::ErrorKind::Discovery {
+                return error;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let error = tokio::time::timeout(5 * SECOND, wait)
+        .await
+        .expect("the failure is reported");
+    assert!(error.to_string().contains("\"missing.test\""), "{error}");
+    assert_eq!(
+        error.kind().http_status(),
+        http::StatusCode::SERVICE_UNAVAILABLE
     );
 }

@@ -151,6 +151,9 @@ struct Shared<C> {
     connector: Box<dyn ClusterConnect<Client = C>>,
     /// Runs the probes.
     executor: Handle,
+    /// Why the cluster's discovery source last failed to refresh, until it
+    /// next gives endpoints.
+    discovery_failure: arc_swap::ArcSwapOption<String>,
 }
 
 impl<C: Send + Sync + 'static> Probes for Shared<C> {
@@ -222,6 +225,7 @@ impl<C: Send + Sync + 'static> Balancer<C> {
                 this,
                 connector: Box::new(connector),
                 executor,
+                discovery_failure: arc_swap::ArcSwapOption::empty(),
             }
         });
         Balancer { shared }
@@ -244,7 +248,13 @@ impl<C: Send + Sync + 'static> Balancer<C> {
 }
 
 impl<C: Send + Sync + 'static> EndpointSink for Shared<C> {
+    fn failed(&self, error: &Error) {
+        self.discovery_failure
+            .store(Some(Arc::new(error.to_string())));
+    }
+
     fn update(&self, endpoints: &[Endpoint]) {
+        self.discovery_failure.store(None);
         let mut seen = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let current = self.set.load_full();
         if current
@@ -293,6 +303,17 @@ impl<C> Balancer<C> {
 
     fn choose(&self, set: &EndpointSet<C>, hash: Option<u64>) -> Result<usize, Error> {
         set.pick(&self.shared.policy, hash).ok_or_else(|| {
+            if set.endpoints.is_empty()
+                && let Some(failure) = self.shared.discovery_failure.load_full()
+            {
+                return Error::new(
+                    ErrorKind::Discovery,
+                    format!(
+                        "cluster {:?} has no endpoint: {failure}",
+                        self.shared.cluster
+                    ),
+                );
+            }
             let failing = set
                 .endpoints
                 .iter()

@@ -713,23 +713,18 @@ failure_refresh_rate: { base_interval: 5s, max_interval: 1s }",
 
     #[test]
     fn the_example_file_parses_into_the_model() {
-        // examples/config/dns.yaml is written in this schema; its `dns:` blocks
-        // are read here so the example stays true until the stack loads it whole.
-        let file: yaml_serde::Value =
-            yaml_serde::from_str(include_str!("../../../examples/config/dns.yaml")).unwrap();
-        let clusters = file["clusters"].as_sequence().unwrap();
-        let mut found = Vec::new();
-        for cluster in clusters {
-            let name = cluster["name"].as_str().unwrap();
-            let dns: DnsDiscovery = yaml_serde::from_value(cluster["dns"].clone())
-                .unwrap_or_else(|e| panic!("cluster {name}: {e}"));
-            assert!(
-                dns.validate(name).is_empty(),
-                "{name}: {:?}",
-                dns.validate(name)
-            );
-            found.push((name.to_owned(), dns));
-        }
+        // examples/config/dns.yaml loads whole, as a mesh configuration.
+        let config =
+            crate::config::MeshConfig::from_yaml(include_str!("../../../examples/config/dns.yaml"))
+                .unwrap();
+        let found: Vec<(String, DnsDiscovery)> = config
+            .clusters
+            .iter()
+            .map(|cluster| match &cluster.discovery {
+                crate::config::Discovery::Dns(dns) => (cluster.name.clone(), dns.clone()),
+                other => panic!("cluster {}: {other:?}", cluster.name),
+            })
+            .collect();
         let [(_, reviews), (_, ratings), (_, payments)] = &found[..] else {
             panic!("expected three clusters, found {}", found.len());
         };
@@ -750,5 +745,37 @@ failure_refresh_rate: { base_interval: 5s, max_interval: 1s }",
                 Duration::from_secs(30)
             ))
         );
+    }
+
+    #[test]
+    fn a_cluster_names_one_source_and_lists_no_endpoints_beside_it() {
+        use crate::config::MeshConfig;
+        let error = |yaml: &str| MeshConfig::from_yaml(yaml).unwrap_err().to_string();
+        let both = error(
+            "clusters: [{ name: a, endpoints: [{ address: '127.0.0.1:1' }], \
+             discovery: { dns: { targets: [{ name: a.test, port: 80 }] } } }]",
+        );
+        assert!(
+            both.contains(
+                "endpoints: listed, but this cluster's endpoints come from its discovery source"
+            ),
+            "{both}"
+        );
+        let eds = error("clusters: [{ name: a, discovery: { eds: { service_name: a } } }]");
+        assert!(
+            eds.contains("EDS endpoints come from an xDS control plane"),
+            "{eds}"
+        );
+        let two =
+            error("clusters: [{ name: a, discovery: { dns: { targets: [] }, cloud_map: {} } }]");
+        assert!(two.contains("one endpoint source only"), "{two}");
+        let typo = error("clusters: [{ name: a, discovery: { dns: { target: [] } } }]");
+        assert!(typo.contains("unknown field `target`"), "{typo}");
+        let bad = error(
+            "clusters: [{ name: a, discovery: { dns: { targets: [{ name: 'no spaces', port: 80 }] } } }]",
+        );
+        assert!(bad.contains("cluster \"a\""), "{bad}");
+        let fixed = MeshConfig::from_yaml("clusters: [{ name: a, discovery: fixed }]").unwrap();
+        assert!(fixed.clusters[0].discovery.is_fixed());
     }
 }

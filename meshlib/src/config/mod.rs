@@ -44,6 +44,7 @@ mod file;
 mod raw;
 mod validate;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -474,9 +475,11 @@ pub struct Cluster {
 
 /// Where a cluster's endpoints come from. Each source feeds that cluster's
 /// balancer alone: an endpoint change builds no new configuration.
+///
+/// In a file: absent (or `discovery: fixed`) for the cluster's `endpoints`,
+/// or a map of one source to its settings, `discovery: { dns: { … } }`.
 #[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Discovery {
     /// The cluster's [`endpoints`](Cluster::endpoints), fixed in the
     /// configuration (a file's, or Envoy's `STATIC`); a new configuration
@@ -485,12 +488,40 @@ pub enum Discovery {
     Fixed,
     /// Published by an xDS control plane's EDS under `service_name` (set by
     /// the xDS source, `MeshClient::from_xds`; a file cannot name it).
-    #[serde(skip)]
     Eds {
         /// The ClusterLoadAssignment's name: the cluster's EDS service name,
         /// or its own name.
         service_name: String,
     },
+    /// Resolved from DNS (Envoy's `STRICT_DNS` and `LOGICAL_DNS`), by a task
+    /// of the cluster's stack: `discovery: { dns: { targets: […] } }` in a
+    /// file (the schema is [`DnsDiscovery`]; `examples/config/dns.yaml`).
+    Dns(DnsDiscovery),
+}
+
+impl<'de> Deserialize<'de> for Discovery {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(raw::DiscoveryVisitor)
+    }
+}
+
+impl Serialize for Discovery {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            Discovery::Fixed => serializer.serialize_str("fixed"),
+            Discovery::Eds { service_name } => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("eds", &BTreeMap::from([("service_name", service_name)]))?;
+                map.end()
+            }
+            Discovery::Dns(dns) => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("dns", dns)?;
+                map.end()
+            }
+        }
+    }
 }
 
 impl Discovery {

@@ -659,3 +659,46 @@ impl<'de> serde::de::Visitor<'de> for LbPolicyVisitor {
         Ok(policy)
     }
 }
+
+/// Reads a cluster's `discovery`: `fixed`, or a map of one source to its
+/// settings (`dns: {…}`); `eds` comes only from xDS.
+pub(super) struct DiscoveryVisitor;
+
+impl<'de> serde::de::Visitor<'de> for DiscoveryVisitor {
+    type Value = super::Discovery;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("`fixed`, or a map of one endpoint source to its settings, e.g. `dns: { targets: [...] }`")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Self::Value, E> {
+        match name {
+            "fixed" => Ok(super::Discovery::Fixed),
+            other => Err(E::unknown_variant(other, &["fixed", "dns"])),
+        }
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error;
+        let Some(name) = map.next_key::<String>()? else {
+            return Err(A::Error::custom(
+                "name one endpoint source, e.g. `dns: { targets: [...] }`",
+            ));
+        };
+        let discovery = match name.as_str() {
+            "dns" => super::Discovery::Dns(map.next_value()?),
+            "eds" => {
+                return Err(A::Error::custom(
+                    "eds: EDS endpoints come from an xDS control plane (MeshClient::from_xds), not a file",
+                ));
+            }
+            other => return Err(A::Error::unknown_variant(other, &["dns"])),
+        };
+        if let Some(extra) = map.next_key::<String>()? {
+            return Err(A::Error::custom(format!(
+                "one endpoint source only: found `{name}` and `{extra}`"
+            )));
+        }
+        Ok(discovery)
+    }
+}

@@ -74,6 +74,9 @@ fn check_clusters(config: &MeshConfig, problems: &mut Problems) {
                 );
             }
         }
+        if let super::Discovery::Dns(dns) = &cluster.discovery {
+            problems.0.extend(dns.validate(&cluster.name));
+        }
         if !cluster.discovery.is_fixed() && !cluster.endpoints.is_empty() {
             problems.push(
                 &resource,

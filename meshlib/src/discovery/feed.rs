@@ -17,6 +17,10 @@ use crate::config::Endpoint;
 pub(crate) trait EndpointSink: Send + Sync {
     /// Replaces the endpoints.
     fn update(&self, endpoints: &[Endpoint]);
+
+    /// The source could not refresh them: the endpoints stay, and a cluster
+    /// left with none says why.
+    fn failed(&self, error: &crate::Error);
 }
 
 /// The latest endpoints published for each cluster, and who follows them.
@@ -112,6 +116,8 @@ mod tests {
             let ports = endpoints.iter().map(|e| e.address.port()).collect();
             self.0.lock().unwrap().push(ports);
         }
+
+        fn failed(&self, _: &crate::Error) {}
     }
 
     fn endpoints(ports: &[u16]) -> Arc<[Endpoint]> {

@@ -19,7 +19,25 @@ mod feed;
 
 pub(crate) use feed::{EndpointFeeds, EndpointSink};
 
+use std::sync::Weak;
+
 use crate::config::Endpoint;
+
+/// Publishes into a balancer, for as long as it lives.
+pub(crate) struct ToBalancer(pub(crate) Weak<dyn EndpointSink>);
+
+impl Publish for ToBalancer {
+    fn endpoints(&mut self, endpoints: Vec<Endpoint>) -> bool {
+        self.0
+            .upgrade()
+            .map(|sink| sink.update(&endpoints))
+            .is_some()
+    }
+
+    fn failed(&mut self, error: crate::Error) -> bool {
+        self.0.upgrade().map(|sink| sink.failed(&error)).is_some()
+    }
+}
 
 /// Where a discovery task sends what it finds for its cluster.
 ///
