@@ -427,3 +427,52 @@ async fn ring_hash_from_xds_keeps_each_user_on_one_backend() {
     );
     assert!(server.nacks().is_empty(), "{:?}", server.nacks());
 }
+
+#[tokio::test]
+async fn a_cluster_added_later_on_an_assignment_already_in_use_gets_its_endpoints() {
+    let (v1, v2) = (Backend::start("v1").await, Backend::start("v2").await);
+    // reviews-v2 reads reviews-v1's assignment (EDS service name).
+    let mut shared = eds_cluster("reviews-v2");
+    if let Some(eds) = shared.eds_cluster_config.as_mut() {
+        eds.service_name = "reviews-v1".into();
+    }
+    let server = SnapshotServer::new();
+    let routes = |clusters: &[(&str, u32)]| {
+        route_configuration(
+            "reviews-routes",
+            vec![virtual_host(
+                "reviews",
+                &["reviews"],
+                vec![prefix_route("all", "/", clusters)],
+            )],
+        )
+    };
+    let base = |version: &str| {
+        Snapshot::new(version)
+            .with(api_listener("reviews", "reviews-routes"))
+            .with(eds_cluster("reviews-v1"))
+            .with(shared.clone())
+            .with(cluster_load_assignment("reviews-v1", &[v1.address]))
+            .with(cluster_load_assignment("reviews-v2", &[v2.address]))
+    };
+    server.set("test-node", base("1").with(routes(&[("reviews-v1", 1)])));
+    let plane = server.start_standalone(0, None).unwrap();
+    let xds = xds_client(plane.address(), false);
+    let mesh = MeshClient::from_xds(&xds, "reviews").await.unwrap();
+    assert_eq!(
+        tally(&mesh, "http://reviews/", &[], 20).await.get("v1"),
+        Some(&20)
+    );
+
+    // The route moves to reviews-v2, whose assignment is the one in use.
+    server.set("test-node", base("2").with(routes(&[("reviews-v2", 1)])));
+    until("reviews-v2 is in force", async || {
+        mesh.endpoints("reviews-v2").is_some_and(|e| !e.is_empty())
+    })
+    .await;
+    assert_eq!(
+        tally(&mesh, "http://reviews/", &[], 20).await.get("v1"),
+        Some(&20)
+    );
+    assert!(server.nacks().is_empty(), "{:?}", server.nacks());
+}

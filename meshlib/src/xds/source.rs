@@ -47,8 +47,6 @@ type Changes = SelectAll<BoxStream<'static, Update>>;
 struct Tracked<T> {
     stop: AbortHandle,
     state: Option<ResourceState<T>>,
-    /// Whether `state` has been published to the clusters that use it (EDS).
-    published: bool,
 }
 
 impl<T> Drop for Tracked<T> {
@@ -80,11 +78,7 @@ impl<T: Resource> Tracked<T> {
                 });
                 let (watched, stop) = stream::abortable(stream::once(async { first }).chain(rest));
                 changes.push(watched.boxed());
-                Tracked {
-                    stop,
-                    state: None,
-                    published: false,
-                }
+                Tracked { stop, state: None }
             })
             .collect())
     }
@@ -119,6 +113,11 @@ struct Tree {
     routes: Option<(String, Tracked<XdsRoutes>)>,
     clusters: BTreeMap<String, Tracked<XdsCluster>>,
     endpoints: BTreeMap<String, Tracked<XdsEndpoints>>,
+    /// The clusters that use each EDS service: where its assignment goes.
+    users: BTreeMap<String, Vec<String>>,
+    /// The services whose assignment, or whose users, changed since it was
+    /// last published.
+    unpublished: BTreeSet<String>,
     /// Whether a configuration from this tree is in force.
     applied: bool,
 }
@@ -147,6 +146,8 @@ pub(super) async fn run(
         routes: None,
         clusters: BTreeMap::new(),
         endpoints: BTreeMap::new(),
+        users: BTreeMap::new(),
+        unpublished: BTreeSet::new(),
         applied: false,
     };
     loop {
@@ -271,7 +272,7 @@ impl Tree {
                 };
                 let same_policy = t.answered() && t.state.as_ref().map(policy) == Some(policy(&s));
                 t.state = Some(s);
-                t.published = false;
+                self.unpublished.insert(name);
                 if same_policy {
                     Changed::Endpoints
                 } else {
@@ -336,14 +337,20 @@ impl Tree {
                 self.clusters.extend(new.into_iter().zip(started));
             }
         }
-        let services: BTreeSet<String> = self
-            .clusters
-            .values()
-            .filter_map(|t| match &t.resource()?.endpoints {
-                EndpointSource::Eds(service) => Some(service.clone()),
-                EndpointSource::Static(_) => None,
-            })
-            .collect();
+        let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (name, tracked) in &self.clusters {
+            if let Some(EndpointSource::Eds(service)) = tracked.resource().map(|c| &c.endpoints) {
+                users.entry(service.clone()).or_default().push(name.clone());
+            }
+        }
+        // A service with a new user is published again, for that user.
+        for (service, names) in &users {
+            if self.users.get(service) != Some(names) {
+                self.unpublished.insert(service.clone());
+            }
+        }
+        self.users = users;
+        let services: BTreeSet<String> = self.users.keys().cloned().collect();
         self.endpoints.retain(|name, _| services.contains(name));
         let new: Vec<String> = services
             .into_iter()
@@ -360,30 +367,21 @@ impl Tree {
     /// to the clusters that use it; one that does not exist leaves them no
     /// endpoint.
     fn publish<C: crate::connect::Connect>(&mut self, client: &crate::MeshClient<C>) {
-        if self
-            .endpoints
-            .values()
-            .all(|t| t.published || !t.answered())
-        {
-            return;
-        }
-        let mut users: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for (name, tracked) in &self.clusters {
-            if let Some(EndpointSource::Eds(service)) = tracked.resource().map(|c| &c.endpoints) {
-                users.entry(service).or_default().push(name);
-            }
-        }
-        for (service, tracked) in &mut self.endpoints {
-            if tracked.published || !tracked.answered() {
+        let pending = std::mem::take(&mut self.unpublished);
+        for service in pending {
+            let Some(tracked) = self.endpoints.get(&service) else {
+                continue;
+            };
+            if !tracked.answered() {
+                // Published once it is.
+                self.unpublished.insert(service);
                 continue;
             }
-            tracked.published = true;
-            let endpoints: std::sync::Arc<[config::Endpoint]> = tracked
-                .resource()
-                .map(|r| r.assignment.endpoints.as_slice())
-                .unwrap_or_default()
-                .into();
-            for cluster in users.get(service.as_str()).into_iter().flatten() {
+            let endpoints: std::sync::Arc<[config::Endpoint]> = tracked.resource().map_or_else(
+                || std::sync::Arc::from([]),
+                |r| r.assignment.endpoints.clone(),
+            );
+            for cluster in self.users.get(&service).into_iter().flatten() {
                 client.publish_endpoints(cluster, endpoints.clone());
             }
         }

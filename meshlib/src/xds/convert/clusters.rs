@@ -26,7 +26,8 @@ pub(crate) enum EndpointSource {
 /// locality and priority) and what EDS says of their balancing.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Assignment {
-    pub(crate) endpoints: Vec<config::Endpoint>,
+    /// Shared: what is published to the clusters' balancers is this very list.
+    pub(crate) endpoints: std::sync::Arc<[config::Endpoint]>,
     /// Empty when no locality has a weight: localities are then ignored.
     pub(crate) locality_weights: Vec<config::LocalityWeight>,
     pub(crate) overprovisioning_factor: Option<u32>,
@@ -35,7 +36,7 @@ pub(crate) struct Assignment {
 impl Assignment {
     /// Puts these endpoints and their balancing into `cluster`.
     pub(crate) fn apply_to(&self, cluster: &mut config::Cluster) {
-        cluster.endpoints = self.endpoints.clone();
+        cluster.endpoints = self.endpoints.to_vec();
         self.apply_policy_to(cluster);
     }
 
@@ -383,7 +384,7 @@ pub(crate) fn assignment(a: &endpoint::ClusterLoadAssignment) -> Result<Assignme
         return Err("policy: overprovisioning_factor must be above 0".to_owned());
     }
     Ok(Assignment {
-        endpoints,
+        endpoints: endpoints.into(),
         locality_weights,
         overprovisioning_factor,
     })
