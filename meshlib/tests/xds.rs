@@ -476,3 +476,41 @@ async fn a_cluster_added_later_on_an_assignment_already_in_use_gets_its_endpoint
     );
     assert!(server.nacks().is_empty(), "{:?}", server.nacks());
 }
+
+/// The default connector, counting the clusters it connects.
+struct CountingConnect(Arc<AtomicUsize>);
+
+impl meshlib::connect::Connect for CountingConnect {
+    type Client = meshlib::connect::HttpEndpoint;
+    type Cluster = meshlib::connect::HttpCluster;
+
+    fn cluster(&self, cluster: &meshlib::config::Cluster) -> Self::Cluster {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        meshlib::connect::HttpConnect::new().cluster(cluster)
+    }
+}
+
+#[tokio::test]
+async fn an_xds_client_connects_with_the_builders_connector() {
+    let (v1, v2) = (Backend::start("v1").await, Backend::start("v2").await);
+    let server = SnapshotServer::new();
+    server.set("test-node", snapshot("1", &v1, &v2, 50, 50));
+    let plane = server.start_standalone(0, None).unwrap();
+    let xds = xds_client(plane.address(), false);
+    let clusters = Arc::new(AtomicUsize::new(0));
+    let mesh = MeshClient::builder()
+        .connect(CountingConnect(clusters.clone()))
+        .xds(&xds, "xds:///reviews")
+        .await
+        .unwrap();
+    assert_eq!(
+        clusters.load(Ordering::SeqCst),
+        2,
+        "one connector per cluster"
+    );
+    let request = http::Request::get("http://reviews/r")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(mesh, request).await.unwrap();
+    assert!(response.status().is_success());
+}

@@ -31,15 +31,19 @@ use meshlib_xds::XdsClient;
 use tokio::sync::watch;
 
 use crate::client::MeshClient;
-use crate::config::MeshConfig;
+use crate::config::{ConfigError, MeshConfig};
+use crate::connect::{Connect, HttpConnect};
 
 /// A [`MeshClient::from_xds`] that could not start, or has no configuration yet.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
-pub enum XdsError {
+pub enum XdsError<C: Connect = HttpConnect> {
     /// The target is not `xds:///name` or a plain name.
     #[error("xDS target {0:?}: expected xds:///name (authorities are not supported yet)")]
     Target(String),
+    /// The client could not be built (see [`Builder::build`](crate::Builder::build)).
+    #[error("xDS: {0}")]
+    Build(#[from] ConfigError),
     /// The client was made, but no configuration could be applied yet (the
     /// listener does not exist, was refused, or the control plane cannot be
     /// reached). The client keeps following the control plane and picks up
@@ -49,18 +53,60 @@ pub enum XdsError {
         /// Why.
         reason: String,
         /// The client, still following the control plane.
-        client: MeshClient,
+        client: MeshClient<C>,
     },
+}
+
+impl<C: Connect> std::fmt::Debug for XdsError<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            XdsError::Target(target) => f.debug_tuple("Target").field(target).finish(),
+            XdsError::Build(error) => f.debug_tuple("Build").field(error).finish(),
+            XdsError::Unavailable { reason, client } => f
+                .debug_struct("Unavailable")
+                .field("reason", reason)
+                .field("client", client)
+                .finish(),
+        }
+    }
 }
 
 impl MeshClient {
     /// A client configured by the control plane behind `xds`, for the target
-    /// `xds:///name` (or just `name`): the Listener `name` (through the
-    /// bootstrap's `client_default_listener_resource_name_template`, as gRPC)
-    /// and everything it leads to. Returns once the first complete configuration is applied;
-    /// see [`XdsError::Unavailable`] for when it cannot be. Must be called
-    /// inside a Tokio runtime; the watch lives as long as the client.
+    /// `xds:///name` (or just `name`), with the default connections: the
+    /// same as [`Builder::xds`](crate::Builder::xds) on
+    /// [`MeshClient::builder`].
     pub async fn from_xds(xds: &XdsClient, target: &str) -> Result<MeshClient, XdsError> {
+        MeshClient::builder().xds(xds, target).await
+    }
+}
+
+impl<C: Connect> crate::Builder<C> {
+    /// Builds the client, configured by the control plane behind `xds` for
+    /// the target `xds:///name` (or just `name`): the Listener `name`
+    /// (through the bootstrap's `client_default_listener_resource_name_template`,
+    /// as gRPC) and everything it leads to, connecting with this builder's
+    /// connector (so a TLS or custom one works with xDS too). The builder's
+    /// own configuration source is not used. Returns once the first complete
+    /// configuration is applied; see [`XdsError::Unavailable`] for when it
+    /// cannot be. The watch lives as long as the client.
+    ///
+    /// ```no_run
+    /// use meshlib::MeshClient;
+    /// use meshlib::connect::HttpConnect;
+    /// use meshlib_xds::{Bootstrap, XdsClient};
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let xds = XdsClient::new(Bootstrap::from_env()?)?;
+    /// let mesh = MeshClient::builder()
+    ///     .connect(HttpConnect::new().idle_timeout(std::time::Duration::from_secs(30)))
+    ///     .xds(&xds, "xds:///greeter")
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn xds(self, xds: &XdsClient, target: &str) -> Result<MeshClient<C>, XdsError<C>> {
         let name = match target.strip_prefix("xds:///") {
             Some(name) => name,
             None if target.contains("://") || target.starts_with("xds:") => {
@@ -71,8 +117,7 @@ impl MeshClient {
         if name.is_empty() {
             return Err(XdsError::Target(target.to_owned()));
         }
-        let client = MeshClient::new(MeshConfig::default())
-            .map_err(|_| XdsError::Target(target.to_owned()))?;
+        let client = self.config(MeshConfig::default()).build()?;
         let (ready, mut readiness) = watch::channel(None);
         client.executor().spawn(source::run(
             xds.clone(),

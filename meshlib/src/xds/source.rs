@@ -122,10 +122,10 @@ struct Tree {
     applied: bool,
 }
 
-pub(super) async fn run(
+pub(super) async fn run<C: crate::connect::Connect>(
     xds: XdsClient,
     listener_name: String,
-    mut mesh: WeakMeshClient,
+    mut mesh: WeakMeshClient<C>,
     ready: watch::Sender<Readiness>,
 ) {
     let mut changes = Changes::new();
