@@ -78,6 +78,7 @@ mod error;
 pub mod future;
 #[cfg(feature = "grpc")]
 mod grpc;
+mod matcher;
 pub mod mirror;
 pub mod route;
 pub mod stack;

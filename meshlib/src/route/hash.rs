@@ -14,10 +14,10 @@ use http::Request;
 use xxhash_rust::xxh64::xxh64;
 
 use super::SourceAddress;
-use super::query;
-use super::table::HeaderRef;
 use crate::balance::RequestHash;
 use crate::config::{self, HashOn};
+use crate::matcher as query;
+use crate::matcher::HeaderRef;
 
 /// A route's compiled hash policies.
 #[derive(Debug, Default)]

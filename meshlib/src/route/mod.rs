@@ -15,7 +15,6 @@ mod check;
 mod hash;
 mod index;
 mod layer;
-mod query;
 mod split;
 mod table;
 
@@ -31,10 +30,11 @@ use crate::config::{MaxStreamDuration, MirrorPolicy, WeightedCluster};
 use crate::error::{Error, ErrorKind};
 use crate::future::ResponseFuture;
 
+pub(crate) use crate::matcher::fraction_drawn;
 pub use check::{RouteCheck, check_route};
 pub use layer::RouteLayer;
 pub use table::RouteTable;
-pub(crate) use table::{fraction_drawn, strip_port};
+pub(crate) use table::strip_port;
 
 /// The address a request came from, set in its extensions by a caller that
 /// forwards requests (a server handing on its inbound requests): the input of

@@ -20,11 +20,12 @@ use super::action::RequestActions;
 use super::hash::HashPolicies;
 use super::index::{PathIndex, RouteKeys};
 use super::split::WeightedClusters;
-use super::{RouteDecision, RouteInfo, query};
-use crate::config::{
-    self, ConfigError, Destination, HeaderRule, MeshConfig, PathMatch, Problem, StringRule,
-};
+use super::{RouteDecision, RouteInfo};
+use crate::config::{self, ConfigError, Destination, MeshConfig, Problem};
 use crate::error::{Error, ErrorKind};
+use crate::matcher::{
+    HeaderCheck, HeaderRef, PathRule, QueryCheck, authority, compile_header, fraction_drawn,
+};
 
 /// A configuration's routes, compiled for matching requests.
 ///
@@ -86,76 +87,6 @@ struct RouteEntry {
     /// The share of otherwise matching requests matched, in parts per million.
     fraction: Option<u32>,
     target: Target,
-}
-
-#[derive(Debug)]
-enum PathRule {
-    Prefix {
-        prefix: Box<str>,
-        case_sensitive: bool,
-    },
-    Exact {
-        path: Box<str>,
-        case_sensitive: bool,
-    },
-    Regex(regex::Regex),
-    /// The prefix, matched whole or followed by `/`.
-    Separated {
-        prefix: Box<str>,
-        case_sensitive: bool,
-    },
-}
-
-#[derive(Debug)]
-struct HeaderCheck {
-    name: HeaderRef,
-    rule: ValueRule,
-    invert: bool,
-}
-
-/// A header, or a pseudo-header read from the request line, named in a
-/// matcher or a hash policy.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(super) enum HeaderRef {
-    Authority,
-    Method,
-    Path,
-    Scheme,
-    Header(http::HeaderName),
-}
-
-#[derive(Debug)]
-struct QueryCheck {
-    name: Box<str>,
-    /// `None`: the parameter need only be present.
-    value: Option<ValueRule>,
-}
-
-#[derive(Debug)]
-enum ValueRule {
-    /// `value` lower-cased when `ignore_case`, here and in the three below.
-    Exact {
-        value: Box<str>,
-        ignore_case: bool,
-    },
-    Prefix {
-        value: Box<str>,
-        ignore_case: bool,
-    },
-    Suffix {
-        value: Box<str>,
-        ignore_case: bool,
-    },
-    Contains {
-        value: Box<str>,
-        ignore_case: bool,
-    },
-    Regex(regex::Regex),
-    Present(bool),
-    Range {
-        start: i64,
-        end: i64,
-    },
 }
 
 #[derive(Debug)]
@@ -356,17 +287,6 @@ fn no_route<B>(vhost: &VirtualHostEntry, request: &Request<B>) -> Error {
     )
 }
 
-/// The request's authority: the URI's, else the `Host` header.
-fn authority<B>(request: &Request<B>) -> Option<&str> {
-    match request.uri().authority() {
-        Some(authority) => Some(authority.as_str()),
-        None => request
-            .headers()
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok()),
-    }
-}
-
 /// `host` without a trailing `:port`, if it has one (`[::1]:80` → `[::1]`).
 pub(crate) fn strip_port(authority: &str) -> Option<&str> {
     let colon = authority.rfind(':')?;
@@ -395,7 +315,7 @@ fn index_routes(
                 .filter_map(|check| {
                     let value = check.exact_value()?;
                     let next = u32::try_from(numbers.len()).ok()?;
-                    Some((*numbers.entry(&check.name).or_insert(next), value))
+                    Some((*numbers.entry(check.name()).or_insert(next), value))
                 })
                 .collect(),
         })
@@ -422,24 +342,8 @@ fn compile_route(
         message,
     };
     let matcher = &route.matcher;
-    let case_sensitive = matcher.case_sensitive;
-    let path = match &matcher.path {
-        PathMatch::Prefix(prefix) => PathRule::Prefix {
-            prefix: prefix.as_str().into(),
-            case_sensitive,
-        },
-        PathMatch::Exact(path) => PathRule::Exact {
-            path: path.as_str().into(),
-            case_sensitive,
-        },
-        PathMatch::Regex(pattern) => PathRule::Regex(
-            full_match(pattern).map_err(|e| problem("match: safe_regex", e.to_string()))?,
-        ),
-        PathMatch::PathSeparatedPrefix(prefix) => PathRule::Separated {
-            prefix: prefix.as_str().into(),
-            case_sensitive,
-        },
-    };
+    let path = PathRule::compile(&matcher.path, matcher.case_sensitive)
+        .map_err(|e| problem("match: safe_regex", e.to_string()))?;
     let headers = matcher
         .headers
         .iter()
@@ -451,16 +355,8 @@ fn compile_route(
         .query_parameters
         .iter()
         .map(|q| {
-            let value = q
-                .value
-                .as_ref()
-                .map(|m| compile_string(&m.rule, m.ignore_case))
-                .transpose()
-                .map_err(|m| problem(&format!("match: query_parameters: {:?}", q.name), m))?;
-            Ok(QueryCheck {
-                name: q.name.as_str().into(),
-                value,
-            })
+            QueryCheck::compile(q)
+                .map_err(|m| problem(&format!("match: query_parameters: {:?}", q.name), m))
         })
         .collect::<Result<_, _>>()?;
     let action = &route.action;
@@ -509,106 +405,6 @@ fn compile_route(
     })
 }
 
-/// Envoy's `safe_regex` matches the whole value.
-fn full_match(pattern: &str) -> Result<regex::Regex, regex::Error> {
-    regex::Regex::new(&format!("^(?:{pattern})$"))
-}
-
-/// The compared text, lower-cased when the comparison ignores case.
-fn text(value: &str, ignore_case: bool) -> Box<str> {
-    if ignore_case {
-        value.to_ascii_lowercase().into()
-    } else {
-        value.into()
-    }
-}
-
-/// Envoy's `StringMatcher`; `ignore_case` is not applied to `safe_regex`.
-fn compile_string(rule: &StringRule, ignore_case: bool) -> Result<ValueRule, String> {
-    Ok(match rule {
-        StringRule::Exact(v) => ValueRule::Exact {
-            value: text(v, ignore_case),
-            ignore_case,
-        },
-        StringRule::Prefix(v) => ValueRule::Prefix {
-            value: text(v, ignore_case),
-            ignore_case,
-        },
-        StringRule::Suffix(v) => ValueRule::Suffix {
-            value: text(v, ignore_case),
-            ignore_case,
-        },
-        StringRule::Contains(v) => ValueRule::Contains {
-            value: text(v, ignore_case),
-            ignore_case,
-        },
-        StringRule::Regex(pattern) => {
-            ValueRule::Regex(full_match(pattern).map_err(|e| format!("safe_regex: {e}"))?)
-        }
-    })
-}
-
-fn compile_header(matcher: &config::HeaderMatcher) -> Result<HeaderCheck, String> {
-    let ignore_case = matcher.ignore_case;
-    let string = |rule: StringRule| compile_string(&rule, ignore_case);
-    let rule = match &matcher.rule {
-        HeaderRule::Exact(v) => string(StringRule::Exact(v.clone()))?,
-        HeaderRule::Prefix(v) => string(StringRule::Prefix(v.clone()))?,
-        HeaderRule::Suffix(v) => string(StringRule::Suffix(v.clone()))?,
-        HeaderRule::Contains(v) => string(StringRule::Contains(v.clone()))?,
-        HeaderRule::Regex(pattern) => string(StringRule::Regex(pattern.clone()))?,
-        HeaderRule::Present(present) => ValueRule::Present(*present),
-        HeaderRule::Range { start, end } => ValueRule::Range {
-            start: *start,
-            end: *end,
-        },
-    };
-    Ok(HeaderCheck {
-        name: HeaderRef::parse(&matcher.name)?,
-        rule,
-        invert: matcher.invert_match,
-    })
-}
-
-impl HeaderRef {
-    /// `:authority` (or `host`), `:method`, `:path`, `:scheme`, or a header.
-    pub(super) fn parse(name: &str) -> Result<Self, String> {
-        Ok(match name {
-            ":authority" | "host" => HeaderRef::Authority,
-            ":method" => HeaderRef::Method,
-            ":path" => HeaderRef::Path,
-            ":scheme" => HeaderRef::Scheme,
-            other => HeaderRef::Header(
-                http::HeaderName::from_bytes(other.as_bytes()).map_err(|e| e.to_string())?,
-            ),
-        })
-    }
-
-    /// The value in `request`: a header sent several times has its values
-    /// joined by `,`, as Envoy matches it. `None` when absent or not UTF-8.
-    pub(super) fn value<'a, B>(&self, request: &'a Request<B>) -> Option<Cow<'a, str>> {
-        match self {
-            HeaderRef::Authority => authority(request).map(Cow::Borrowed),
-            HeaderRef::Method => Some(Cow::Borrowed(request.method().as_str())),
-            HeaderRef::Path => Some(Cow::Borrowed(
-                request.uri().path_and_query().map_or("/", |p| p.as_str()),
-            )),
-            HeaderRef::Scheme => request.uri().scheme_str().map(Cow::Borrowed),
-            HeaderRef::Header(name) => {
-                let mut values = request.headers().get_all(name).iter();
-                let first = std::str::from_utf8(values.next()?.as_bytes()).ok()?;
-                let mut joined: Cow<'a, str> = Cow::Borrowed(first);
-                for more in values {
-                    let joined = joined.to_mut();
-                    joined.push(',');
-                    joined.push_str(std::str::from_utf8(more.as_bytes()).ok()?);
-                }
-                Some(joined)
-            }
-        }
-    }
-}
-
 impl RouteEntry {
     fn matches<B>(&self, request: &Request<B>, path: &str, query: Option<&str>) -> bool {
         self.path.matches(path)
@@ -616,152 +412,6 @@ impl RouteEntry {
             && self.query.iter().all(|check| check.matches(query))
             // Drawn last, so only requests the route otherwise matches draw.
             && self.fraction.is_none_or(fraction_drawn)
-    }
-}
-
-/// Whether a request falls in a share of `per_million` parts per million,
-/// drawn at random.
-pub(crate) fn fraction_drawn(per_million: u32) -> bool {
-    match per_million {
-        0 => false,
-        1_000_000.. => true,
-        share => rand::random_range(0..1_000_000) < share,
-    }
-}
-
-impl PathRule {
-    fn matches(&self, path: &str) -> bool {
-        match self {
-            PathRule::Prefix {
-                prefix,
-                case_sensitive: true,
-            } => path.starts_with(&**prefix),
-            PathRule::Prefix {
-                prefix,
-                case_sensitive: false,
-            } => path
-                .as_bytes()
-                .get(..prefix.len())
-                .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes())),
-            PathRule::Exact {
-                path: p,
-                case_sensitive: true,
-            } => path == &**p,
-            PathRule::Exact {
-                path: p,
-                case_sensitive: false,
-            } => path.eq_ignore_ascii_case(p),
-            PathRule::Regex(regex) => regex.is_match(path),
-            PathRule::Separated {
-                prefix,
-                case_sensitive,
-            } => {
-                let Some(head) = path.as_bytes().get(..prefix.len()) else {
-                    return false;
-                };
-                let head_matches = if *case_sensitive {
-                    head == prefix.as_bytes()
-                } else {
-                    head.eq_ignore_ascii_case(prefix.as_bytes())
-                };
-                // The prefix must end at a segment boundary; `/` (the one
-                // prefix allowed to end with `/`) already does.
-                head_matches
-                    && (prefix.ends_with('/')
-                        || matches!(path.as_bytes().get(prefix.len()), None | Some(b'/')))
-            }
-        }
-    }
-}
-
-impl HeaderCheck {
-    /// The value this check requires the header to have exactly, case
-    /// included, if it is that kind of check.
-    fn exact_value(&self) -> Option<&str> {
-        match &self.rule {
-            ValueRule::Exact {
-                value,
-                ignore_case: false,
-            } if !self.invert => Some(value),
-            _ => None,
-        }
-    }
-
-    fn matches<B>(&self, request: &Request<B>) -> bool {
-        let Some(value) = self.name.value(request) else {
-            // An absent header matches only `present: false`; inverting any
-            // other rule does not make an absent header match (Envoy, gRPC A28).
-            return match self.rule {
-                ValueRule::Present(present) => present == self.invert,
-                _ => false,
-            };
-        };
-        self.rule.matches(&value) != self.invert
-    }
-}
-
-impl QueryCheck {
-    fn matches(&self, query: Option<&str>) -> bool {
-        let Some(raw) = query.and_then(|q| query::first_value(q, &self.name)) else {
-            return false;
-        };
-        match &self.value {
-            None => true,
-            Some(rule) => rule.matches(&query::decode(raw)),
-        }
-    }
-}
-
-impl ValueRule {
-    fn matches(&self, value: &str) -> bool {
-        match self {
-            ValueRule::Exact {
-                value: v,
-                ignore_case,
-            } => bytes_eq(value.as_bytes(), v.as_bytes(), *ignore_case),
-            ValueRule::Prefix {
-                value: v,
-                ignore_case,
-            } => value
-                .as_bytes()
-                .get(..v.len())
-                .is_some_and(|head| bytes_eq(head, v.as_bytes(), *ignore_case)),
-            ValueRule::Suffix {
-                value: v,
-                ignore_case,
-            } => value
-                .len()
-                .checked_sub(v.len())
-                .and_then(|start| value.as_bytes().get(start..))
-                .is_some_and(|tail| bytes_eq(tail, v.as_bytes(), *ignore_case)),
-            ValueRule::Contains {
-                value: v,
-                ignore_case: false,
-            } => value.contains(&**v),
-            ValueRule::Contains {
-                value: v,
-                ignore_case: true,
-            } => {
-                v.is_empty()
-                    || value
-                        .as_bytes()
-                        .windows(v.len())
-                        .any(|window| window.eq_ignore_ascii_case(v.as_bytes()))
-            }
-            ValueRule::Regex(regex) => regex.is_match(value),
-            ValueRule::Present(present) => *present,
-            ValueRule::Range { start, end } => {
-                value.parse::<i64>().is_ok_and(|n| *start <= n && n < *end)
-            }
-        }
-    }
-}
-
-fn bytes_eq(a: &[u8], b: &[u8], ignore_case: bool) -> bool {
-    if ignore_case {
-        a.eq_ignore_ascii_case(b)
-    } else {
-        a == b
     }
 }
 

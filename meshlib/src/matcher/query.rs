@@ -6,10 +6,13 @@ use std::borrow::Cow;
 
 use percent_encoding::percent_decode_str;
 
+use super::string::{ValueRule, compile_string};
+use crate::config::QueryParameterMatcher;
+
 /// The raw (still percent-encoded) first value of the parameter `name` in
 /// `query`; names are compared after percent-decoding, case-sensitively, as
 /// Envoy's route matcher reads the query (`parseAndDecodeQueryString`).
-pub(super) fn first_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+fn first_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
     query.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let same = if key.contains('%') {
@@ -24,7 +27,7 @@ pub(super) fn first_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
 /// The raw first value of the parameter whose raw name is `name`: nothing
 /// decoded, as Envoy's query-parameter hash policy reads the query
 /// (`parseQueryString`), so `a%20b=1` is not the parameter `a b` there.
-pub(super) fn first_raw_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+pub(crate) fn first_raw_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
     query.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         (key == name).then_some(value)
@@ -33,7 +36,7 @@ pub(super) fn first_raw_value<'q>(query: &'q str, name: &str) -> Option<&'q str>
 
 /// `raw` percent-decoded; invalid UTF-8 is replaced, as a matcher sees text.
 /// Borrows unless there is something to decode.
-pub(super) fn decode(raw: &str) -> Cow<'_, str> {
+fn decode(raw: &str) -> Cow<'_, str> {
     percent_decode_str(raw).decode_utf8_lossy()
 }
 
@@ -75,5 +78,39 @@ mod tests {
         assert_eq!(decode("a+b"), "a+b");
         assert!(matches!(decode("plain"), Cow::Borrowed("plain")));
         assert_eq!(decode("%ff"), "\u{fffd}");
+    }
+}
+
+/// One query parameter rule of a route (Envoy's `QueryParameterMatcher`):
+/// the parameter's first value, percent-decoded, against a string rule.
+#[derive(Debug)]
+pub(crate) struct QueryCheck {
+    name: Box<str>,
+    /// `None`: the parameter need only be present.
+    value: Option<ValueRule>,
+}
+
+impl QueryCheck {
+    /// The check for `matcher`; the error says what is wrong with its value rule.
+    pub(crate) fn compile(matcher: &QueryParameterMatcher) -> Result<Self, String> {
+        let value = matcher
+            .value
+            .as_ref()
+            .map(|m| compile_string(&m.rule, m.ignore_case))
+            .transpose()?;
+        Ok(QueryCheck {
+            name: matcher.name.as_str().into(),
+            value,
+        })
+    }
+
+    pub(crate) fn matches(&self, query: Option<&str>) -> bool {
+        let Some(raw) = query.and_then(|q| first_value(q, &self.name)) else {
+            return false;
+        };
+        match &self.value {
+            None => true,
+            Some(rule) => rule.matches(&decode(raw)),
+        }
     }
 }
