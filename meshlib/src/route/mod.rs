@@ -17,6 +17,7 @@ mod index;
 mod layer;
 mod split;
 mod table;
+mod timeout;
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -35,6 +36,7 @@ pub use check::{RouteCheck, check_route};
 pub use layer::RouteLayer;
 pub use table::RouteTable;
 pub(crate) use table::strip_port;
+pub use timeout::request_timeout;
 
 /// The address a request came from, set in its extensions by a caller that
 /// forwards requests (a server handing on its inbound requests): the input of
@@ -158,7 +160,7 @@ impl RouteDecision {
     /// How long this request may wait for its response headers: the route's
     /// `max_stream_duration` or, for a request with a `grpc-timeout` header on
     /// a route with `grpc_timeout_header_max`, that header's value capped; else
-    /// the route's `timeout` (see [`timeout::request_timeout`](crate::timeout::request_timeout)).
+    /// the route's `timeout` (see [`request_timeout`]).
     pub fn timeout(&self) -> Option<Duration> {
         self.timeout
     }

@@ -189,7 +189,7 @@ impl RouteTable {
                     )
                 })?,
         };
-        let timeout = crate::timeout::request_timeout(
+        let timeout = super::request_timeout(
             route.info.timeout,
             route.info.max_stream_duration.as_ref(),
             request.headers(),

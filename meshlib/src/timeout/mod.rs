@@ -10,87 +10,25 @@
 //! A request without a decision, or whose route has no timeout, is not bounded.
 //!
 //! Which timeout a request gets is decided with its route, by
-//! [`request_timeout`]: the route's `timeout`, or, once the route has a
-//! `max_stream_duration` (Envoy's `RouteAction.MaxStreamDuration`, gRPC's A31),
-//! that instead, whose `grpc_timeout_header_max` lets a gRPC client's own
-//! deadline, sent in its `grpc-timeout` header, set the timeout, capped.
+//! [`request_timeout`](crate::route::request_timeout): this layer only
+//! enforces it.
 
 mod future;
-mod grpc;
 mod layer;
 
 use std::task::{Context, Poll};
-use std::time::Duration;
 
-use http::{HeaderMap, Request};
+use http::Request;
 use tower_service::Service;
 
-use crate::config::MaxStreamDuration;
 use crate::error::Error;
 use crate::route::RouteDecision;
 
 pub use future::ResponseFuture;
 pub use layer::TimeoutLayer;
 
-/// The time a request may wait for its response headers, from its route's
-/// `timeout` and `max_stream_duration` and its `grpc-timeout` header, as
-/// Envoy decides it:
-///
-/// 1. With `grpc_timeout_header_max` set and a well-formed `grpc-timeout`
-///    header: the header's value, capped at `grpc_timeout_header_max` unless
-///    that is zero (no cap).
-/// 2. Else, with `max_stream_duration` set: that, zero meaning no timeout.
-/// 3. Else, if the route has a `max_stream_duration` message at all: no
-///    timeout. Envoy then takes the "new timeouts" path, which never reads the
-///    route's `timeout` (and falls back to the HttpConnectionManager's own
-///    `max_stream_duration`, which meshlib does not take); gRPC never reads
-///    the route's `timeout` either.
-/// 4. Else the route's `timeout` (zero meaning none).
-///
-/// ```
-/// use std::time::Duration;
-/// use meshlib::config::MaxStreamDuration;
-/// use meshlib::timeout::request_timeout;
-///
-/// let limits = MaxStreamDuration {
-///     max_stream_duration: Some(Duration::from_secs(30)),
-///     grpc_timeout_header_max: Some(Duration::from_secs(5)),
-/// };
-/// let route_timeout = Some(Duration::from_secs(15));
-/// let mut headers = http::HeaderMap::new();
-/// assert_eq!(request_timeout(route_timeout, Some(&limits), &headers), Some(Duration::from_secs(30)));
-/// headers.insert("grpc-timeout", "250m".parse()?);
-/// assert_eq!(request_timeout(route_timeout, Some(&limits), &headers), Some(Duration::from_millis(250)));
-/// headers.insert("grpc-timeout", "1H".parse()?);
-/// assert_eq!(request_timeout(route_timeout, Some(&limits), &headers), Some(Duration::from_secs(5)));
-/// assert_eq!(request_timeout(route_timeout, None, &headers), route_timeout);
-/// # Ok::<(), http::header::InvalidHeaderValue>(())
-/// ```
-pub fn request_timeout(
-    route_timeout: Option<Duration>,
-    max_stream_duration: Option<&MaxStreamDuration>,
-    headers: &HeaderMap,
-) -> Option<Duration> {
-    let route_timeout = route_timeout.filter(|t| !t.is_zero());
-    let Some(limits) = max_stream_duration else {
-        return route_timeout;
-    };
-    if let Some(cap) = limits.grpc_timeout_header_max
-        && let Some(requested) = headers
-            .get("grpc-timeout")
-            .and_then(|value| grpc::parse(value.as_bytes()))
-    {
-        return Some(if cap.is_zero() {
-            requested
-        } else {
-            requested.min(cap)
-        });
-    }
-    limits.max_stream_duration.filter(|limit| !limit.is_zero())
-}
-
 /// Fails a request with [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) when
-/// its timeout ([`RouteDecision::timeout`], see [`request_timeout`]) passes
+/// its timeout ([`RouteDecision::timeout`], see [`request_timeout`](crate::route::request_timeout)) passes
 /// before the inner service answers.
 ///
 /// ```
