@@ -24,35 +24,30 @@ use meshlib::route::RouteTable;
 /// (exactly, or as a prefix).
 fn table(n: usize, prefix: impl Fn(usize) -> String, exact: bool) -> RouteTable {
     let routes = (0..n)
-        .map(|i| Route {
-            name: format!("route-{i}"),
-            matcher: RouteMatch {
-                headers: vec![HeaderMatcher {
-                    name: "x-tenant".to_owned(),
-                    rule: if exact {
-                        HeaderRule::Exact(format!("t{i}"))
-                    } else {
-                        // `t{i}.` so that `t1` is not a prefix of `t12`.
-                        HeaderRule::Prefix(format!("t{i}."))
-                    },
-                    ignore_case: false,
-                    invert_match: false,
-                }],
-                ..RouteMatch::prefix(prefix(i))
-            },
-            action: RouteAction::cluster("backend"),
-            request_headers_to_add: Vec::new(),
-            request_headers_to_remove: Vec::new(),
+        .map(|i| {
+            let mut matcher = RouteMatch::prefix(prefix(i));
+            matcher.headers = vec![HeaderMatcher {
+                name: "x-tenant".to_owned(),
+                rule: if exact {
+                    HeaderRule::Exact(format!("t{i}"))
+                } else {
+                    // `t{i}.` so that `t1` is not a prefix of `t12`.
+                    HeaderRule::Prefix(format!("t{i}."))
+                },
+                ignore_case: false,
+                invert_match: false,
+            }];
+            Route::new(
+                format!("route-{i}"),
+                matcher,
+                RouteAction::cluster("backend"),
+            )
         })
         .collect();
-    let config = MeshConfig {
-        virtual_hosts: vec![VirtualHost {
-            name: "mesh".to_owned(),
-            domains: vec!["mesh".to_owned()],
-            routes,
-        }],
-        clusters: vec![Cluster::new("backend", Vec::new())],
-    };
+    let config = MeshConfig::new(
+        vec![VirtualHost::new("mesh", vec!["mesh".to_owned()], routes)],
+        vec![Cluster::new("backend", Vec::new())],
+    );
     config.validate().unwrap();
     RouteTable::new(&config).unwrap()
 }

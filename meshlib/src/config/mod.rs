@@ -59,6 +59,7 @@ pub use file::{FileSource, FileWatch};
 /// A whole mesh configuration: what to route where, and the clusters routed to.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct MeshConfig {
     /// Virtual hosts, selected by the request's authority.
     #[serde(default)]
@@ -68,9 +69,20 @@ pub struct MeshConfig {
     pub clusters: Vec<Cluster>,
 }
 
+impl MeshConfig {
+    /// A configuration of `virtual_hosts` over `clusters`.
+    pub fn new(virtual_hosts: Vec<VirtualHost>, clusters: Vec<Cluster>) -> Self {
+        MeshConfig {
+            virtual_hosts,
+            clusters,
+        }
+    }
+}
+
 /// A set of domains and the routes that apply to requests for them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct VirtualHost {
     /// Names the virtual host in errors and route decisions.
     pub name: String,
@@ -83,9 +95,21 @@ pub struct VirtualHost {
     pub routes: Vec<Route>,
 }
 
+impl VirtualHost {
+    /// The virtual host `name` for `domains`, with `routes` tried in order.
+    pub fn new(name: impl Into<String>, domains: Vec<String>, routes: Vec<Route>) -> Self {
+        VirtualHost {
+            name: name.into(),
+            domains,
+            routes,
+        }
+    }
+}
+
 /// One route: a match and the action taken for requests that match it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Route {
     /// Names the route in errors and route decisions; optional, as in Envoy.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -103,6 +127,20 @@ pub struct Route {
     /// Header names removed from matching requests before they are sent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub request_headers_to_remove: Vec<String>,
+}
+
+impl Route {
+    /// The route `name` taking `action` for the requests `matcher` matches,
+    /// with no header changes.
+    pub fn new(name: impl Into<String>, matcher: RouteMatch, action: RouteAction) -> Self {
+        Route {
+            name: name.into(),
+            matcher,
+            action,
+            request_headers_to_add: Vec::new(),
+            request_headers_to_remove: Vec::new(),
+        }
+    }
 }
 
 /// A header a route adds to the requests it matches: Envoy's `HeaderValueOption`.
@@ -313,6 +351,7 @@ pub enum HeaderRule {
 /// Where a route sends a request, and with what limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "raw::RouteAction", into = "raw::RouteAction")]
+#[non_exhaustive]
 pub struct RouteAction {
     /// The cluster or clusters to send to.
     pub destination: Destination,
@@ -418,6 +457,7 @@ pub enum HashOn {
 
 /// gRPC's and Envoy's `MaxStreamDuration`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct MaxStreamDuration {
     /// The longest a request may wait for its response headers, overriding the
     /// route's `timeout`.
@@ -425,6 +465,17 @@ pub struct MaxStreamDuration {
     /// When set, a request's `grpc-timeout` header sets its timeout, capped at
     /// this value (zero: no cap).
     pub grpc_timeout_header_max: Option<Duration>,
+}
+
+impl MaxStreamDuration {
+    /// A `max_stream_duration` of `limit`, and a client's `grpc-timeout`
+    /// honoured up to `grpc_timeout_header_max` when that is set.
+    pub fn new(limit: Option<Duration>, grpc_timeout_header_max: Option<Duration>) -> Self {
+        MaxStreamDuration {
+            max_stream_duration: limit,
+            grpc_timeout_header_max,
+        }
+    }
 }
 
 /// One cluster of a weighted split.
@@ -440,6 +491,7 @@ pub struct WeightedCluster {
 /// A named group of interchangeable endpoints and how traffic is spread over them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Cluster {
     /// The name routes refer to it by.
     pub name: String,
@@ -713,6 +765,7 @@ pub enum Protocol {
 /// One address of a cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Endpoint {
     /// Where to connect.
     pub address: SocketAddr,

@@ -31,10 +31,7 @@ use crate::config::MaxStreamDuration;
 /// use meshlib::config::MaxStreamDuration;
 /// use meshlib::route::request_timeout;
 ///
-/// let limits = MaxStreamDuration {
-///     max_stream_duration: Some(Duration::from_secs(30)),
-///     grpc_timeout_header_max: Some(Duration::from_secs(5)),
-/// };
+/// let limits = MaxStreamDuration::new(Some(Duration::from_secs(30)), Some(Duration::from_secs(5)));
 /// let route_timeout = Some(Duration::from_secs(15));
 /// let mut headers = http::HeaderMap::new();
 /// assert_eq!(request_timeout(route_timeout, Some(&limits), &headers), Some(Duration::from_secs(30)));
