@@ -514,3 +514,82 @@ async fn an_xds_client_connects_with_the_builders_connector() {
     let response = tower::ServiceExt::oneshot(mesh, request).await.unwrap();
     assert!(response.status().is_success());
 }
+
+#[tokio::test]
+async fn a_strict_dns_cluster_from_xds_resolves_its_hosts_and_takes_traffic() {
+    // `localhost` is answered by the resolver itself (RFC 6761): no name
+    // server is needed, so the system resolver the xDS path uses will do.
+    let backend = Backend::start("dns").await;
+    let ext = Cluster {
+        name: "ext".into(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::StrictDns as i32,
+        )),
+        dns_lookup_family: cluster::DnsLookupFamily::V4Only as i32,
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: "ext".into(),
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: vec![named_endpoint("localhost", backend.address.port())],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let server = SnapshotServer::new();
+    server.set(
+        "test-node",
+        Snapshot::new("1")
+            .with(api_listener("ext", "ext-routes"))
+            .with(route_configuration(
+                "ext-routes",
+                vec![virtual_host(
+                    "ext",
+                    &["ext"],
+                    vec![prefix_route("all", "/", &[("ext", 1)])],
+                )],
+            ))
+            .with(ext),
+    );
+    let plane = server.start_standalone(0, None).unwrap();
+    let xds = xds_client(plane.address(), false);
+    let mesh = MeshClient::from_xds(&xds, "ext").await.unwrap();
+    until("localhost resolves", async || {
+        mesh.endpoints("ext").is_some_and(|e| !e.is_empty())
+    })
+    .await;
+    assert_eq!(
+        mesh.endpoints("ext").unwrap()[0].address,
+        backend.address,
+        "localhost at the backend's port"
+    );
+    assert_eq!(
+        tally(&mesh, "http://ext/", &[], 20).await.get("dns"),
+        Some(&20)
+    );
+    assert!(server.nacks().is_empty(), "{:?}", server.nacks());
+}
+
+/// An endpoint that names its host, as a DNS cluster's endpoints do.
+fn named_endpoint(
+    host: &str,
+    port: u16,
+) -> meshlib_xds::pb::envoy::config::endpoint::v3::LbEndpoint {
+    use meshlib_xds::pb::envoy::config::core::v3::{
+        Address, SocketAddress, address, socket_address,
+    };
+    use meshlib_xds::pb::envoy::config::endpoint::v3::{Endpoint, LbEndpoint, lb_endpoint};
+    LbEndpoint {
+        host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+            address: Some(Address {
+                address: Some(address::Address::SocketAddress(SocketAddress {
+                    address: host.to_owned(),
+                    port_specifier: Some(socket_address::PortSpecifier::PortValue(port.into())),
+                    ..Default::default()
+                })),
+            }),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}

@@ -422,6 +422,7 @@ impl Tree {
             let mut cluster = resource.cluster.clone();
             match &resource.endpoints {
                 EndpointSource::Static(assignment) => assignment.apply_to(&mut cluster),
+                EndpointSource::Dns(dns) => cluster.discovery = config::Discovery::Dns(dns.clone()),
                 EndpointSource::Eds(service) => {
                     let Some(tracked) = self.endpoints.get(service) else {
                         return Err(Pending::Waiting);

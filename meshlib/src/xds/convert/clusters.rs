@@ -20,6 +20,8 @@ pub(crate) enum EndpointSource {
     Eds(String),
     /// Listed in the cluster (`STATIC`).
     Static(Assignment),
+    /// Resolved from DNS by the cluster's stack (`STRICT_DNS`, `LOGICAL_DNS`).
+    Dns(config::DnsDiscovery),
 }
 
 /// A ClusterLoadAssignment in meshlib's terms: the endpoints (each with its
@@ -88,9 +90,11 @@ pub(crate) fn cluster(c: &cluster::Cluster) -> Result<(config::Cluster, Endpoint
                 .ok_or("type STATIC: load_assignment is missing")?;
             EndpointSource::Static(self::assignment(assignment)?)
         }
+        Some(DiscoveryType::StrictDns) => EndpointSource::Dns(dns(c, config::DnsMode::Strict)?),
+        Some(DiscoveryType::LogicalDns) => EndpointSource::Dns(dns(c, config::DnsMode::Logical)?),
         other => {
             return Err(format!(
-                "type {}: only EDS and STATIC clusters are supported",
+                "type {}: only EDS, STATIC, STRICT_DNS and LOGICAL_DNS clusters are supported",
                 other.map_or("unknown".to_owned(), |t| t.as_str_name().to_owned())
             ));
         }
@@ -299,6 +303,114 @@ fn protocol(c: &cluster::Cluster) -> Protocol {
         },
         _ => Protocol::Http1,
     }
+}
+
+/// A `STRICT_DNS` or `LOGICAL_DNS` cluster's DNS source, as Envoy reads
+/// one: each `load_assignment` endpoint's socket address is a name and port
+/// to resolve (with that endpoint's weight, locality and priority), and the
+/// cluster's `dns_*` fields pace it. gRPC (A37) takes only `LOGICAL_DNS`, with
+/// one endpoint; Envoy takes both, and so does meshlib. A resolver other than
+/// the system's (`typed_dns_resolver_config`, `dns_resolvers`) is refused by
+/// name rather than ignored.
+// The `dns_*` fields are deprecated in favour of the `DnsCluster` extension,
+// but Envoy still reads them and control planes (Istio among them) still send
+// them.
+#[allow(deprecated)]
+fn dns(c: &cluster::Cluster, mode: config::DnsMode) -> Result<config::DnsDiscovery, String> {
+    let custom_resolvers = !c.dns_resolvers.is_empty();
+    if c.typed_dns_resolver_config.is_some() || custom_resolvers {
+        return Err(
+            "typed_dns_resolver_config / dns_resolvers: only the system resolver is supported"
+                .to_owned(),
+        );
+    }
+    let assignment = c
+        .load_assignment
+        .as_ref()
+        .ok_or("load_assignment: a DNS cluster names its hosts there")?;
+    let mut targets = Vec::new();
+    for (i, locality) in assignment.endpoints.iter().enumerate() {
+        let place = locality
+            .locality
+            .as_ref()
+            .map_or_else(Locality::default, |l| Locality {
+                region: l.region.clone(),
+                zone: l.zone.clone(),
+                sub_zone: l.sub_zone.clone(),
+            });
+        for (j, lb) in locality.lb_endpoints.iter().enumerate() {
+            let field = format!("load_assignment.endpoints[{i}].lb_endpoints[{j}]");
+            let Some(endpoint::lb_endpoint::HostIdentifier::Endpoint(e)) = &lb.host_identifier
+            else {
+                return Err(format!("{field}: endpoint is missing"));
+            };
+            let Some(core::address::Address::SocketAddress(sa)) =
+                e.address.as_ref().and_then(|a| a.address.as_ref())
+            else {
+                return Err(format!("{field}: address: a socket address is needed"));
+            };
+            let port = match sa.port_specifier {
+                Some(core::socket_address::PortSpecifier::PortValue(p)) => u16::try_from(p)
+                    .map_err(|_| format!("{field}: port_value {p} is above 65535"))?,
+                _ => return Err(format!("{field}: address: port_value is missing")),
+            };
+            let weight = lb.load_balancing_weight.as_ref().map_or(1, |w| w.value);
+            targets.push(
+                config::DnsTarget::address(sa.address.clone(), port)
+                    .with_weight(weight)
+                    .with_priority(locality.priority)
+                    .with_locality(place.clone()),
+            );
+        }
+    }
+    let mut dns = match mode {
+        config::DnsMode::Logical => {
+            let [target] = <[config::DnsTarget; 1]>::try_from(targets).map_err(|targets| {
+                format!(
+                    "type LOGICAL_DNS: load_assignment must have exactly one endpoint, found {}",
+                    targets.len()
+                )
+            })?;
+            config::DnsDiscovery::logical(target)
+        }
+        _ => config::DnsDiscovery::strict(targets),
+    };
+    if let Some(rate) = c.dns_refresh_rate.as_ref().and_then(duration) {
+        dns.refresh_rate = rate;
+    }
+    if let Some(rate) = &c.dns_failure_refresh_rate {
+        let base = rate
+            .base_interval
+            .as_ref()
+            .and_then(duration)
+            .ok_or("dns_failure_refresh_rate.base_interval: field not present")?;
+        let max = rate
+            .max_interval
+            .as_ref()
+            .and_then(duration)
+            .unwrap_or(base * 10);
+        dns.failure_refresh_rate = Some(config::FailureRefresh::new(base, max));
+    }
+    dns.respect_ttl = c.respect_dns_ttl;
+    use cluster::cluster::DnsLookupFamily as Family;
+    dns.lookup_family = match Family::try_from(c.dns_lookup_family) {
+        Ok(Family::Auto) => config::LookupFamily::Auto,
+        Ok(Family::V4Only) => config::LookupFamily::V4Only,
+        Ok(Family::V6Only) => config::LookupFamily::V6Only,
+        Ok(Family::V4Preferred) => config::LookupFamily::V4Preferred,
+        Ok(Family::All) => config::LookupFamily::All,
+        Err(_) => {
+            return Err(format!(
+                "dns_lookup_family {}: unknown",
+                c.dns_lookup_family
+            ));
+        }
+    };
+    let problems = dns.validate(&c.name);
+    if let Some(problem) = problems.first() {
+        return Err(format!("{}: {}", problem.field, problem.message));
+    }
+    Ok(dns)
 }
 
 /// A ClusterLoadAssignment: endpoints with their locality and priority,

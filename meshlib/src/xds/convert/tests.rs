@@ -486,3 +486,107 @@ fn destinations_stay_as_written() {
         Destination::WeightedClusters(ref c) if c.len() == 2
     ));
 }
+
+/// A DNS cluster of `kind` naming `hosts` (name, port) in its load assignment.
+#[allow(deprecated)]
+fn dns_cluster(kind: cluster::cluster::DiscoveryType, hosts: &[(&str, u32)]) -> cluster::Cluster {
+    let lb_endpoints = hosts
+        .iter()
+        .map(|(name, port)| endpoint::LbEndpoint {
+            host_identifier: Some(endpoint::lb_endpoint::HostIdentifier::Endpoint(
+                endpoint::Endpoint {
+                    address: Some(core::Address {
+                        address: Some(core::address::Address::SocketAddress(core::SocketAddress {
+                            address: (*name).to_owned(),
+                            port_specifier: Some(core::socket_address::PortSpecifier::PortValue(
+                                *port,
+                            )),
+                            ..Default::default()
+                        })),
+                    }),
+                    ..Default::default()
+                },
+            )),
+            load_balancing_weight: Some(UInt32Value { value: 3 }),
+            ..Default::default()
+        })
+        .collect();
+    cluster::Cluster {
+        name: "ext".into(),
+        cluster_discovery_type: Some(cluster::cluster::ClusterDiscoveryType::Type(kind as i32)),
+        load_assignment: Some(endpoint::ClusterLoadAssignment {
+            cluster_name: "ext".into(),
+            endpoints: vec![endpoint::LocalityLbEndpoints {
+                priority: 1,
+                lb_endpoints,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        dns_refresh_rate: Some(Duration {
+            seconds: 2,
+            nanos: 0,
+        }),
+        respect_dns_ttl: true,
+        dns_lookup_family: cluster::cluster::DnsLookupFamily::V4Only as i32,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn strict_and_logical_dns_clusters_become_dns_sources_as_envoy_reads_them() {
+    use super::EndpointSource;
+    use crate::config::{DnsMode, DnsTarget, LookupFamily};
+    use cluster::cluster::DiscoveryType;
+    let (_, source) = cluster(&dns_cluster(
+        DiscoveryType::StrictDns,
+        &[("a.example", 80), ("b.example", 81)],
+    ))
+    .unwrap();
+    let EndpointSource::Dns(dns) = source else {
+        panic!("{source:?}")
+    };
+    assert_eq!(dns.mode, DnsMode::Strict);
+    assert_eq!(
+        dns.targets,
+        [
+            DnsTarget::address("a.example", 80)
+                .with_weight(3)
+                .with_priority(1),
+            DnsTarget::address("b.example", 81)
+                .with_weight(3)
+                .with_priority(1),
+        ]
+    );
+    assert_eq!(dns.refresh_rate, std::time::Duration::from_secs(2));
+    assert!(dns.respect_ttl);
+    assert_eq!(dns.lookup_family, LookupFamily::V4Only);
+
+    let (_, source) = cluster(&dns_cluster(
+        DiscoveryType::LogicalDns,
+        &[("a.example", 80)],
+    ))
+    .unwrap();
+    assert!(matches!(source, EndpointSource::Dns(ref d) if d.mode == DnsMode::Logical));
+}
+
+#[test]
+fn a_logical_dns_cluster_with_two_hosts_or_a_bad_name_is_refused_by_field() {
+    use cluster::cluster::DiscoveryType;
+    let two = cluster(&dns_cluster(
+        DiscoveryType::LogicalDns,
+        &[("a.example", 80), ("b.example", 80)],
+    ))
+    .unwrap_err();
+    assert!(two.contains("exactly one endpoint, found 2"), "{two}");
+    let bad = cluster(&dns_cluster(
+        DiscoveryType::StrictDns,
+        &[("not a name", 80)],
+    ))
+    .unwrap_err();
+    assert!(bad.contains("not a valid DNS name"), "{bad}");
+    let mut no_hosts = dns_cluster(DiscoveryType::StrictDns, &[]);
+    no_hosts.load_assignment = None;
+    let missing = cluster(&no_hosts).unwrap_err();
+    assert!(missing.contains("load_assignment"), "{missing}");
+}
