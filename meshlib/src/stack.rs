@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures_util::future::{BoxFuture, Either};
 use http::{Request, Response};
 use tokio::runtime::Handle;
 use tower_service::Service;
@@ -155,6 +156,7 @@ impl<C: Send + Sync + 'static> ClusterSet<C> {
                                 feeds.follow(&cluster.name, stack.balancer.sink());
                             }
                             Discovery::Dns(dns) => {
+                                stack.balancer.start_warming();
                                 let task = executor.spawn(crate::discovery::dns::run(
                                     Arc::from(cluster.name.as_str()),
                                     dns.clone(),
@@ -279,7 +281,12 @@ impl<C> ClusterSend<C> {
 impl<C: EndpointClient> Service<Request<BoxBody>> for ClusterSend<C> {
     type Response = Response<C::Body>;
     type Error = Error;
-    type Future = ResponseFuture<crate::balance::ResponseFuture<C::Future>>;
+    /// At once on the cluster's balancer, or, while a discovery source has
+    /// not answered yet, after its first answer (boxed: that is rare).
+    type Future = Either<
+        ResponseFuture<crate::balance::ResponseFuture<C::Future>>,
+        BoxFuture<'static, Result<Response<C::Body>, Error>>,
+    >;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
         // Per-endpoint clients queue internally; the mesh never pushes back here.
@@ -288,15 +295,23 @@ impl<C: EndpointClient> Service<Request<BoxBody>> for ClusterSend<C> {
 
     fn call(&mut self, mut request: Request<BoxBody>) -> Self::Future {
         let Some(stack) = request.extensions_mut().remove::<Arc<ClusterStack<C>>>() else {
-            return ResponseFuture::failed(Error::new(
+            return Either::Left(ResponseFuture::failed(Error::new(
                 ErrorKind::UnknownCluster,
                 "request reached the cluster send without a cluster stack (is ClusterLookup missing?)",
-            ));
+            )));
         };
-        match stack.balancer.send(request) {
+        if stack.balancer.is_warming() {
+            // Bounded: the source's first answer is a result or a failure
+            // within its query timeout, and the route's timeout is above.
+            return Either::Right(Box::pin(async move {
+                stack.balancer.warmed().await;
+                stack.balancer.send(request)?.await
+            }));
+        }
+        Either::Left(match stack.balancer.send(request) {
             Ok(future) => ResponseFuture::called(future),
             Err(error) => ResponseFuture::failed(error),
-        }
+        })
     }
 }
 

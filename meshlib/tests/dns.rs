@@ -576,13 +576,9 @@ async fn traffic_follows_a_changed_record_with_no_failed_request_and_outlives_th
     let port = v1.address.port();
     let v2 = support::Backend::start_at("v2", SocketAddr::from(([127, 0, 0, 3], port))).await;
     let mut server = Dnsmasq::start("127.0.0.2 reviews.test\n", &[], 1).await;
+    // Traffic starts with the client: requests before the first answer wait
+    // for it (the cluster warms), so none fails.
     let mesh = dns_mesh(&server, "reviews.test", port);
-    // Until the first answer the cluster has no endpoint (no warming yet).
-    until("the first answer", || {
-        mesh.endpoints("reviews").is_some_and(|e| !e.is_empty())
-    })
-    .await;
-
     let (stop, failed, workers) = steady_traffic(&mesh);
     until("v1 takes traffic", || v1.requests() > 50).await;
 
@@ -612,6 +608,13 @@ async fn traffic_follows_a_changed_record_with_no_failed_request_and_outlives_th
 async fn a_cluster_whose_name_never_resolved_fails_requests_saying_why() {
     let server = Dnsmasq::start(HOSTS, &[], 1).await;
     let mesh = dns_mesh(&server, "missing.test", 80);
+    // The first request waits for the first answer, which is a failure.
+    let started = Instant::now();
+    let error = support::send(&mesh, "http://reviews/", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), meshlib::ErrorKind::Discovery, "{error}");
+    assert!(started.elapsed() < 2 * SECOND);
     let wait = async {
         loop {
             let error = support::send(&mesh, "http://reviews/", &[])

@@ -77,7 +77,7 @@ mod schedule;
 mod set;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use arc_swap::ArcSwap;
@@ -154,6 +154,11 @@ struct Shared<C> {
     /// Why the cluster's discovery source last failed to refresh, until it
     /// next gives endpoints.
     discovery_failure: arc_swap::ArcSwapOption<String>,
+    /// Whether the cluster's discovery source has not answered yet: requests
+    /// wait for its first answer instead of failing (Envoy's cluster warming).
+    warming: AtomicBool,
+    /// Told when warming ends.
+    warmed: tokio::sync::watch::Sender<bool>,
 }
 
 impl<C: Send + Sync + 'static> Probes for Shared<C> {
@@ -226,6 +231,8 @@ impl<C: Send + Sync + 'static> Balancer<C> {
                 connector: Box::new(connector),
                 executor,
                 discovery_failure: arc_swap::ArcSwapOption::empty(),
+                warming: AtomicBool::new(false),
+                warmed: tokio::sync::watch::channel(true).0,
             }
         });
         Balancer { shared }
@@ -240,6 +247,25 @@ impl<C: Send + Sync + 'static> Balancer<C> {
         self.shared.update(endpoints);
     }
 
+    /// Until its discovery source first answers (with endpoints, or a
+    /// failure), requests wait for it: see [`Balancer::warmed`].
+    pub(crate) fn start_warming(&self) {
+        self.shared.warmed.send_replace(false);
+        self.shared.warming.store(true, Ordering::Release);
+    }
+
+    /// Whether the balancer waits for its discovery source's first answer.
+    pub(crate) fn is_warming(&self) -> bool {
+        self.shared.warming.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the discovery source has first answered.
+    pub(crate) async fn warmed(&self) {
+        let mut warmed = self.shared.warmed.subscribe();
+        // An error: the sender is the balancer's own, alive while `self` is.
+        let _ = warmed.wait_for(|done| *done).await;
+    }
+
     /// This balancer as a follower of published endpoints, for as long as it lives.
     pub(crate) fn sink(&self) -> Weak<dyn EndpointSink> {
         let shared: Arc<dyn EndpointSink> = self.shared.clone();
@@ -247,13 +273,30 @@ impl<C: Send + Sync + 'static> Balancer<C> {
     }
 }
 
+impl<C: Send + Sync + 'static> Shared<C> {
+    fn end_warming(&self) {
+        if self.warming.swap(false, Ordering::AcqRel) {
+            self.warmed.send_replace(true);
+        }
+    }
+}
+
 impl<C: Send + Sync + 'static> EndpointSink for Shared<C> {
     fn failed(&self, error: &Error) {
         self.discovery_failure
             .store(Some(Arc::new(error.to_string())));
+        self.end_warming();
     }
 
     fn update(&self, endpoints: &[Endpoint]) {
+        self.replace(endpoints);
+        // After the set is in place, so a request woken by it finds it.
+        self.end_warming();
+    }
+}
+
+impl<C: Send + Sync + 'static> Shared<C> {
+    fn replace(&self, endpoints: &[Endpoint]) {
         self.discovery_failure.store(None);
         let mut seen = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let current = self.set.load_full();
