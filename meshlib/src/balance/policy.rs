@@ -46,7 +46,9 @@ impl Policy {
         let kind = match cluster.lb_policy {
             LbPolicy::RoundRobin => Kind::RoundRobin,
             LbPolicy::Random => Kind::Random,
-            LbPolicy::LeastRequest { choice_count } => Kind::LeastRequest { choice_count },
+            LbPolicy::LeastRequest { choice_count } => Kind::LeastRequest {
+                choice_count: choice_count.min(crate::config::MAX_CHOICE_COUNT),
+            },
             LbPolicy::RingHash {
                 minimum_ring_size,
                 maximum_ring_size,

@@ -532,3 +532,24 @@ async fn a_failing_endpoint_is_probed_through_the_clusters_connector() {
     assert_eq!(probes.load(Ordering::SeqCst), 1);
     assert_eq!(balancer.pick(None).unwrap(), address(1));
 }
+
+#[test]
+fn a_huge_choice_count_is_clamped_as_grpc_does_so_a_pick_stays_cheap() {
+    // 4294967295 candidates per pick took 17.7 s of CPU per request before.
+    let endpoints: Vec<Endpoint> = (1..=2).map(endpoint).collect();
+    let balancer = balancer(&cluster(
+        LbPolicy::LeastRequest {
+            choice_count: u32::MAX,
+        },
+        endpoints,
+    ));
+    for _ in 0..1000 {
+        balancer.pick(None).unwrap();
+    }
+    assert!(matches!(
+        balancer.shared.policy.kind,
+        policy::Kind::LeastRequest {
+            choice_count: crate::config::MAX_CHOICE_COUNT
+        }
+    ));
+}

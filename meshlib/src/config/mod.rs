@@ -660,7 +660,8 @@ pub enum LbPolicy {
     /// chosen at random (power of two choices; weighted by endpoint weight):
     /// Envoy's `LEAST_REQUEST`, gRPC's A48.
     LeastRequest {
-        /// How many endpoints are compared per pick (default 2).
+        /// How many endpoints are compared per pick (default 2; more than
+        /// [`MAX_CHOICE_COUNT`] count as that many, as in gRPC).
         choice_count: u32,
     },
     /// Consistent hashing on a ring of the endpoints (Envoy's `RING_HASH`,
@@ -714,6 +715,21 @@ pub(super) fn default_ewma_decay() -> Duration {
 }
 pub(super) fn default_ewma_rtt() -> Duration {
     Duration::from_millis(30)
+}
+
+/// The largest `least_request` `choice_count` that is used: more are
+/// clamped to it, as gRPC does (A48), so a huge count cannot make each pick
+/// draw billions of candidates.
+pub const MAX_CHOICE_COUNT: u32 = 10;
+
+/// Whether `size` is a usable `maglev` table size: a prime up to 5,000,011
+/// (Envoy's limit). The bound is checked first, so a huge size costs nothing
+/// to refuse.
+pub fn maglev_table_size_ok(size: u64) -> bool {
+    (2..=5_000_011).contains(&size)
+        && (2..)
+            .take_while(|d: &u64| d * d <= size)
+            .all(|d| !size.is_multiple_of(d))
 }
 
 impl LbPolicy {

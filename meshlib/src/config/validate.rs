@@ -135,7 +135,7 @@ fn check_lb_policy(cluster: &Cluster, resource: &str, problems: &mut Problems) {
                 );
             }
         }
-        LbPolicy::Maglev { table_size } if !is_prime(table_size) || table_size > 5_000_011 => {
+        LbPolicy::Maglev { table_size } if !super::maglev_table_size_ok(table_size) => {
             problems.push(
                 resource,
                 "lb_policy: maglev: table_size",
@@ -147,13 +147,6 @@ fn check_lb_policy(cluster: &Cluster, resource: &str, problems: &mut Problems) {
         }
         _ => {}
     }
-}
-
-fn is_prime(n: u64) -> bool {
-    n >= 2
-        && (2..)
-            .take_while(|d| d * d <= n)
-            .all(|d| !n.is_multiple_of(d))
 }
 
 fn check_virtual_hosts(config: &MeshConfig, problems: &mut Problems) {
@@ -658,5 +651,16 @@ virtual_hosts:
         .unwrap_err()
         .to_string();
         assert!(err.contains("unknown field `minimum_ring`"), "{err}");
+    }
+
+    #[test]
+    fn a_huge_maglev_table_size_is_refused_at_once() {
+        // Its primality test once ran for minutes (and overflowed in debug).
+        let yaml =
+            "clusters: [{ name: a, lb_policy: { maglev: { table_size: 18446744073709551557 } } }]";
+        let error = MeshConfig::from_yaml(yaml).unwrap_err().to_string();
+        assert!(error.contains("must be a prime up to 5000011"), "{error}");
+        assert!(super::super::maglev_table_size_ok(65_537));
+        assert!(!super::super::maglev_table_size_ok(65_536));
     }
 }

@@ -271,8 +271,7 @@ fn maglev(table_size: Option<u64>) -> Result<LbPolicy, String> {
         None => return Ok(LbPolicy::maglev()),
         Some(n) => n,
     };
-    let prime = size >= 2 && (2..).take_while(|d| d * d <= size).all(|d| size % d != 0);
-    if !prime || size > 5_000_011 {
+    if !config::maglev_table_size_ok(size) {
         return Err(format!(
             "maglev: table_size {size} must be a prime up to 5000011"
         ));
