@@ -40,8 +40,18 @@ impl FileSource {
     }
 
     /// Parses and validates `text` as this file's contents; errors name the file.
+    /// An empty file (or one of white space only) is refused: a file is empty
+    /// for a moment while an editor or a copy rewrites it, and applying it
+    /// would fail every request.
     pub fn parse(&self, text: &str) -> Result<MeshConfig, ConfigError> {
         let origin = self.path.display().to_string();
+        if text.trim().is_empty() {
+            return Err(ConfigError::source(
+                Some(&origin),
+                "the file is empty: refused (a configuration with nothing in it would fail every request)"
+                    .to_owned(),
+            ));
+        }
         if self.path.extension().is_some_and(|ext| ext == "json") {
             MeshConfig::parse_json(text, Some(&origin))
         } else {
@@ -107,5 +117,23 @@ impl FileWatch {
         self.candidate = None;
         self.last = Some(read);
         Some(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_is_refused_not_applied_as_a_configuration_with_nothing() {
+        let source = FileSource::new("mesh.yaml");
+        for text in ["", "  \n\t\n"] {
+            let error = source.parse(text).unwrap_err().to_string();
+            assert!(
+                error.contains("mesh.yaml") && error.contains("the file is empty"),
+                "{error}"
+            );
+        }
+        assert!(source.parse("clusters: []").is_ok());
     }
 }
