@@ -164,6 +164,15 @@ impl<C: Send + Sync + 'static> ClusterSet<C> {
                                 ));
                                 stack.discovery = Some(DiscoveryTask(task.abort_handle()));
                             }
+                            #[cfg(not(feature = "cloudmap"))]
+                            Discovery::CloudMap(_) => {
+                                // Validation refuses such a cluster without
+                                // the feature, so this is not reached.
+                                tracing::error!(
+                                    cluster = %cluster.name,
+                                    "meshlib was built without the `cloudmap` feature: this Cloud Map cluster gets no endpoints"
+                                );
+                            }
                         }
                         Arc::new(stack)
                     }

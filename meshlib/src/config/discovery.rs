@@ -213,21 +213,8 @@ impl DnsDiscovery {
             push("query_timeout", "must be above 0".to_owned());
         }
         if let Some(failure) = &self.failure_refresh_rate {
-            if failure.base_interval.is_zero() {
-                push(
-                    "failure_refresh_rate: base_interval",
-                    "must be above 0".to_owned(),
-                );
-            }
-            if failure.base_interval > failure.max_interval {
-                push(
-                    "failure_refresh_rate",
-                    format!(
-                        "base_interval {} is above max_interval {}",
-                        duration::format(failure.base_interval),
-                        duration::format(failure.max_interval)
-                    ),
-                );
+            for (field, message) in failure_refresh_problems(failure) {
+                push(field, message);
             }
         }
         for (i, resolver) in self.resolvers.iter().enumerate() {
@@ -240,6 +227,28 @@ impl DnsDiscovery {
         }
         problems
     }
+}
+
+/// What is wrong with a `failure_refresh_rate`, as (field, message) pairs.
+pub(super) fn failure_refresh_problems(failure: &FailureRefresh) -> Vec<(&'static str, String)> {
+    let mut problems = Vec::new();
+    if failure.base_interval.is_zero() {
+        problems.push((
+            "failure_refresh_rate: base_interval",
+            "must be above 0".to_owned(),
+        ));
+    }
+    if failure.base_interval > failure.max_interval {
+        problems.push((
+            "failure_refresh_rate",
+            format!(
+                "base_interval {} is above max_interval {}",
+                duration::format(failure.base_interval),
+                duration::format(failure.max_interval)
+            ),
+        ));
+    }
+    problems
 }
 
 /// Checks `name` the way a resolver will read it: labels of 1 to 63 letters,

@@ -37,6 +37,7 @@
 //! # Ok::<(), meshlib::config::ConfigError>(())
 //! ```
 
+mod cloud_map;
 mod discovery;
 mod duration;
 mod error;
@@ -50,6 +51,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use cloud_map::{CloudMapDiscovery, CloudMapHealthFilter, IpPreference};
 pub use discovery::{
     DnsDiscovery, DnsMode, DnsTarget, DnsTargetKind, FailureRefresh, LookupFamily,
 };
@@ -529,7 +531,8 @@ pub struct Cluster {
 /// balancer alone: an endpoint change builds no new configuration.
 ///
 /// In a file: absent (or `discovery: fixed`) for the cluster's `endpoints`,
-/// or a map of one source to its settings, `discovery: { dns: { … } }`.
+/// or a map of one source to its settings, `discovery: { dns: { … } }` or
+/// `discovery: { cloud_map: { … } }`.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Discovery {
@@ -549,6 +552,12 @@ pub enum Discovery {
     /// of the cluster's stack: `discovery: { dns: { targets: […] } }` in a
     /// file (the schema is [`DnsDiscovery`]; `examples/config/dns.yaml`).
     Dns(DnsDiscovery),
+    /// Found in AWS Cloud Map (`DiscoverInstances`), by a task of the
+    /// cluster's stack: `discovery: { cloud_map: { namespace: …, service: … } }`
+    /// in a file (the schema is [`CloudMapDiscovery`];
+    /// `examples/config/cloudmap.yaml`). Runs only with the `cloudmap` cargo
+    /// feature; without it, validation refuses such a cluster.
+    CloudMap(CloudMapDiscovery),
 }
 
 impl<'de> Deserialize<'de> for Discovery {
@@ -570,6 +579,11 @@ impl Serialize for Discovery {
             Discovery::Dns(dns) => {
                 let mut map = serializer.serialize_map(Some(1))?;
                 map.serialize_entry("dns", dns)?;
+                map.end()
+            }
+            Discovery::CloudMap(cloud_map) => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("cloud_map", cloud_map)?;
                 map.end()
             }
         }

@@ -661,7 +661,7 @@ impl<'de> serde::de::Visitor<'de> for LbPolicyVisitor {
 }
 
 /// Reads a cluster's `discovery`: `fixed`, or a map of one source to its
-/// settings (`dns: {…}`); `eds` comes only from xDS.
+/// settings (`dns: {…}`, `cloud_map: {…}`); `eds` comes only from xDS.
 pub(super) struct DiscoveryVisitor;
 
 impl<'de> serde::de::Visitor<'de> for DiscoveryVisitor {
@@ -687,12 +687,13 @@ impl<'de> serde::de::Visitor<'de> for DiscoveryVisitor {
         };
         let discovery = match name.as_str() {
             "dns" => super::Discovery::Dns(map.next_value()?),
+            "cloud_map" => super::Discovery::CloudMap(map.next_value()?),
             "eds" => {
                 return Err(A::Error::custom(
                     "eds: EDS endpoints come from an xDS control plane (MeshClient::from_xds), not a file",
                 ));
             }
-            other => return Err(A::Error::unknown_variant(other, &["dns"])),
+            other => return Err(A::Error::unknown_variant(other, &["dns", "cloud_map"])),
         };
         if let Some(extra) = map.next_key::<String>()? {
             return Err(A::Error::custom(format!(

@@ -74,8 +74,21 @@ fn check_clusters(config: &MeshConfig, problems: &mut Problems) {
                 );
             }
         }
-        if let super::Discovery::Dns(dns) = &cluster.discovery {
-            problems.0.extend(dns.validate(&cluster.name));
+        match &cluster.discovery {
+            super::Discovery::Dns(dns) => problems.0.extend(dns.validate(&cluster.name)),
+            super::Discovery::CloudMap(cloud_map) => {
+                problems.0.extend(cloud_map.validate(&cluster.name));
+                // Refused rather than ignored: the cluster would never get an
+                // endpoint.
+                #[cfg(not(feature = "cloudmap"))]
+                problems.push(
+                    &resource,
+                    "discovery: cloud_map",
+                    "meshlib was built without the `cloudmap` feature; enable it to \
+                     discover endpoints from AWS Cloud Map",
+                );
+            }
+            _ => {}
         }
         if !cluster.discovery.is_fixed() && !cluster.endpoints.is_empty() {
             problems.push(
