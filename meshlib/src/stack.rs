@@ -67,8 +67,8 @@ pub struct ClusterStack<C> {
     discovery: Option<DiscoveryTask>,
 }
 
-/// A discovery task, aborted when its stack goes (a DNS source whose answers
-/// do not change would otherwise never notice).
+/// A discovery task, aborted when its stack goes (a DNS or Cloud Map source
+/// whose answers do not change would otherwise never notice).
 #[derive(Debug)]
 struct DiscoveryTask(tokio::task::AbortHandle);
 
@@ -160,6 +160,15 @@ impl<C: Send + Sync + 'static> ClusterSet<C> {
                                 let task = executor.spawn(crate::discovery::dns::run(
                                     Arc::from(cluster.name.as_str()),
                                     dns.clone(),
+                                    ToBalancer(stack.balancer.sink()),
+                                ));
+                                stack.discovery = Some(DiscoveryTask(task.abort_handle()));
+                            }
+                            #[cfg(feature = "cloudmap")]
+                            Discovery::CloudMap(cloud_map) => {
+                                let task = executor.spawn(crate::discovery::cloud_map::run(
+                                    Arc::from(cluster.name.as_str()),
+                                    cloud_map.clone(),
                                     ToBalancer(stack.balancer.sink()),
                                 ));
                                 stack.discovery = Some(DiscoveryTask(task.abort_handle()));

@@ -7,13 +7,19 @@
 //! - EDS: published by the xDS source into the client's endpoint feeds, which
 //!   hand each publication to the balancers following that cluster;
 //! - [`dns`]: Envoy's `STRICT_DNS` and `LOGICAL_DNS` clusters, configured by
-//!   [`DnsDiscovery`](crate::config::DnsDiscovery): a task per cluster stack.
+//!   [`DnsDiscovery`](crate::config::DnsDiscovery): a task per cluster stack;
+//! - `cloud_map` (the `cloudmap` feature): the instances of an AWS Cloud Map
+//!   service, configured by
+//!   [`CloudMapDiscovery`](crate::config::CloudMapDiscovery): a task per
+//!   cluster stack.
 //!
 //! A source that runs as a task of its own hands what it finds to a
 //! [`Publish`]: a whole new endpoint list when the list changed, a failure
 //! when a refresh failed (the endpoints published before stay in force). The
 //! task ends when the `Publish` answers that the cluster is gone.
 
+#[cfg(feature = "cloudmap")]
+pub mod cloud_map;
 pub mod dns;
 mod feed;
 
