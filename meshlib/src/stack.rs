@@ -168,7 +168,7 @@ impl<C: Send + Sync + 'static> ClusterSet<C> {
                             Discovery::CloudMap(cloud_map) => {
                                 let task = executor.spawn(crate::discovery::cloud_map::run(
                                     Arc::from(cluster.name.as_str()),
-                                    cloud_map.clone(),
+                                    (**cloud_map).clone(),
                                     ToBalancer(stack.balancer.sink()),
                                 ));
                                 stack.discovery = Some(DiscoveryTask(task.abort_handle()));

@@ -671,7 +671,7 @@ weight_attribute: ''",
             .iter()
             .map(|cluster| match &cluster.discovery {
                 crate::config::Discovery::CloudMap(cloud_map) => {
-                    (cluster.name.clone(), cloud_map.clone())
+                    (cluster.name.clone(), (**cloud_map).clone())
                 }
                 other => panic!("cluster {}: {other:?}", cluster.name),
             })

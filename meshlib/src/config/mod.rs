@@ -556,8 +556,9 @@ pub enum Discovery {
     /// cluster's stack: `discovery: { cloud_map: { namespace: …, service: … } }`
     /// in a file (the schema is [`CloudMapDiscovery`];
     /// `examples/config/cloudmap.yaml`). Runs only with the `cloudmap` cargo
-    /// feature; without it, validation refuses such a cluster.
-    CloudMap(CloudMapDiscovery),
+    /// feature; without it, validation refuses such a cluster. Boxed: it is
+    /// the largest source by far, and every cluster carries a `Discovery`.
+    CloudMap(Box<CloudMapDiscovery>),
 }
 
 impl<'de> Deserialize<'de> for Discovery {

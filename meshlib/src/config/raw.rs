@@ -687,7 +687,7 @@ impl<'de> serde::de::Visitor<'de> for DiscoveryVisitor {
         };
         let discovery = match name.as_str() {
             "dns" => super::Discovery::Dns(map.next_value()?),
-            "cloud_map" => super::Discovery::CloudMap(map.next_value()?),
+            "cloud_map" => super::Discovery::CloudMap(Box::new(map.next_value()?)),
             "eds" => {
                 return Err(A::Error::custom(
                     "eds: EDS endpoints come from an xDS control plane (MeshClient::from_xds), not a file",
