@@ -15,7 +15,7 @@ use tower_service::Service;
 use crate::body::{self, BoxBody};
 use crate::config::{ConfigError, FileSource, MeshConfig};
 use crate::connect::{Connect, EndpointClient, HttpConnect};
-use crate::discovery::EndpointFeeds;
+use crate::discovery::Sources;
 use crate::error::{BoxError, Error};
 use crate::route::RouteTable;
 use crate::stack::{self, ClusterSet, Outbound};
@@ -75,8 +75,9 @@ struct Shared<C: Connect> {
     /// Runs every background task: probes, mirrored copies, discovery, the
     /// file watch.
     executor: Handle,
-    /// What external sources (EDS) publish for each cluster.
-    feeds: EndpointFeeds,
+    /// What the clusters' discovery sources need: EDS's feeds, the AWS SDK
+    /// configuration.
+    sources: Sources,
     /// Dropped with the last clone: background tasks watch it to stop.
     alive: tokio::sync::watch::Sender<()>,
     connect: C,
@@ -106,19 +107,25 @@ impl MeshClient {
             watch: None,
             connect: HttpConnect::default(),
             executor: None,
+            #[cfg(feature = "cloudmap")]
+            cloud_map: None,
         }
     }
 }
 
 impl<C: Connect> MeshClient<C> {
-    fn with_connect(config: MeshConfig, connect: C, executor: Handle) -> Result<Self, ConfigError> {
-        let feeds = EndpointFeeds::default();
-        let snapshot = Snapshot::build(1, config, None, &connect, &executor, &feeds)?;
+    fn with_connect(
+        config: MeshConfig,
+        connect: C,
+        executor: Handle,
+        sources: Sources,
+    ) -> Result<Self, ConfigError> {
+        let snapshot = Snapshot::build(1, config, None, &connect, &executor, &sources)?;
         Ok(MeshClient {
             shared: Arc::new(Shared {
                 current: ArcSwap::from_pointee(snapshot),
                 executor,
-                feeds,
+                sources,
                 alive: tokio::sync::watch::channel(()).0,
                 connect,
                 updating: Mutex::new(()),
@@ -145,7 +152,7 @@ impl<C: Connect> MeshClient<C> {
             Some(&current),
             &self.shared.connect,
             &self.shared.executor,
-            &self.shared.feeds,
+            &self.shared.sources,
         );
         match result {
             Ok(snapshot) => {
@@ -193,13 +200,13 @@ impl<C: Connect> MeshClient<C> {
         cluster: &str,
         endpoints: Arc<[crate::config::Endpoint]>,
     ) {
-        self.shared.feeds.publish(cluster, endpoints);
+        self.shared.sources.feeds.publish(cluster, endpoints);
     }
 
     /// Forgets the published endpoints of every cluster `keep` rejects.
     #[cfg(feature = "xds")]
     pub(crate) fn retain_published(&self, keep: impl FnMut(&str) -> bool) {
-        self.shared.feeds.retain(keep);
+        self.shared.sources.feeds.retain(keep);
     }
 
     /// The executor the client runs its background work on.
@@ -264,7 +271,7 @@ impl<E: EndpointClient> Snapshot<E> {
         previous: Option<&Snapshot<E>>,
         connect: &impl Connect<Client = E>,
         executor: &Handle,
-        feeds: &EndpointFeeds,
+        sources: &Sources,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let routes = Arc::new(RouteTable::new(&config)?);
@@ -273,7 +280,7 @@ impl<E: EndpointClient> Snapshot<E> {
             previous.map(|p| &*p.clusters),
             connect,
             executor,
-            feeds,
+            sources,
         ));
         Ok(Snapshot {
             version,
@@ -358,6 +365,8 @@ pub struct Builder<C = HttpConnect> {
     watch: Option<Duration>,
     connect: C,
     executor: Option<Handle>,
+    #[cfg(feature = "cloudmap")]
+    cloud_map: Option<aws_sdk_servicediscovery::Config>,
 }
 
 #[derive(Debug)]
@@ -393,6 +402,8 @@ impl<C: Connect> Builder<C> {
             watch: self.watch,
             connect,
             executor: self.executor,
+            #[cfg(feature = "cloudmap")]
+            cloud_map: self.cloud_map,
         }
     }
 
@@ -400,6 +411,33 @@ impl<C: Connect> Builder<C> {
     /// runtime [`Builder::build`] is called in.
     pub fn executor(mut self, executor: Handle) -> Self {
         self.executor = Some(executor);
+        self
+    }
+
+    /// Cloud Map clusters call AWS with a client built from `sdk` (its
+    /// credentials, region, HTTP client and timeouts) instead of
+    /// `aws-config`'s default chain; a cluster's `region` and `endpoint_url`
+    /// override it. A custom endpoint belongs in the clusters'
+    /// `endpoint_url`, where meshlib keeps the SDK's `data-` host prefix off
+    /// it (see [`discovery::cloud_map`](crate::discovery::cloud_map)).
+    ///
+    /// ```
+    /// use aws_sdk_servicediscovery::config::{BehaviorVersion, Credentials, Region};
+    /// use meshlib::MeshClient;
+    ///
+    /// # let runtime = tokio::runtime::Runtime::new()?;
+    /// # let _guard = runtime.enter();
+    /// let sdk = aws_sdk_servicediscovery::Config::builder()
+    ///     .behavior_version(BehaviorVersion::latest())
+    ///     .region(Region::new("eu-west-1"))
+    ///     .credentials_provider(Credentials::new("AKID", "SECRET", None, None, "example"))
+    ///     .build();
+    /// let mesh = MeshClient::builder().cloud_map(sdk).build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "cloudmap")]
+    pub fn cloud_map(mut self, sdk: aws_sdk_servicediscovery::Config) -> Self {
+        self.cloud_map = Some(sdk);
         self
     }
 
@@ -419,13 +457,24 @@ impl<C: Connect> Builder<C> {
                 )
             })?,
         };
+        let sources = Sources {
+            #[cfg(feature = "cloudmap")]
+            cloud_map: self.cloud_map,
+            ..Sources::default()
+        };
         match self.source {
-            Source::Config(config) => MeshClient::with_connect(config, self.connect, executor),
+            Source::Config(config) => {
+                MeshClient::with_connect(config, self.connect, executor, sources)
+            }
             Source::File(path) => {
                 let source = FileSource::new(path);
                 let text = source.read_text()?;
-                let client =
-                    MeshClient::with_connect(source.parse(&text)?, self.connect, executor)?;
+                let client = MeshClient::with_connect(
+                    source.parse(&text)?,
+                    self.connect,
+                    executor,
+                    sources,
+                )?;
                 if let Some(interval) = self.watch {
                     client.spawn_watch(source, interval, Some(text))?;
                 }

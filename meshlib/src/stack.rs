@@ -31,7 +31,7 @@ use crate::balance::Balancer;
 use crate::body::BoxBody;
 use crate::config::{Cluster, Discovery, MeshConfig};
 use crate::connect::{Connect, EndpointClient};
-use crate::discovery::{EndpointFeeds, ToBalancer};
+use crate::discovery::{Sources, ToBalancer};
 use crate::error::{Error, ErrorKind};
 use crate::future::ResponseFuture;
 use crate::mirror::Mirror;
@@ -119,20 +119,21 @@ impl<C> std::fmt::Debug for ClusterSet<C> {
 impl<C: Send + Sync + 'static> ClusterSet<C> {
     /// The stacks for `config`'s clusters with fixed endpoints, each new.
     pub fn new<K: Connect<Client = C>>(config: &MeshConfig, connect: &K, executor: Handle) -> Self {
-        Self::build(config, None, connect, &executor, &EndpointFeeds::default())
+        Self::build(config, None, connect, &executor, &Sources::default())
     }
 
     /// The stacks for `config`'s clusters. A cluster whose policy is unchanged
     /// from its stack in `previous` keeps that stack, with its connections
     /// and state; a fixed one has its endpoints updated in place. Other
     /// clusters get a new stack, which follows its discovery source: EDS
-    /// clusters start from, and follow, what `feeds` publishes for them.
+    /// clusters start from, and follow, what `sources.feeds` publishes for
+    /// them; DNS and Cloud Map clusters run a task on `executor`.
     pub(crate) fn build<K: Connect<Client = C>>(
         config: &MeshConfig,
         previous: Option<&ClusterSet<C>>,
         connect: &K,
         executor: &Handle,
-        feeds: &EndpointFeeds,
+        sources: &Sources,
     ) -> Self {
         let clusters = config
             .clusters
@@ -153,7 +154,7 @@ impl<C: Send + Sync + 'static> ClusterSet<C> {
                         match &cluster.discovery {
                             Discovery::Fixed => {}
                             Discovery::Eds { .. } => {
-                                feeds.follow(&cluster.name, stack.balancer.sink());
+                                sources.feeds.follow(&cluster.name, stack.balancer.sink());
                             }
                             Discovery::Dns(dns) => {
                                 stack.balancer.start_warming();
@@ -166,11 +167,18 @@ impl<C: Send + Sync + 'static> ClusterSet<C> {
                             }
                             #[cfg(feature = "cloudmap")]
                             Discovery::CloudMap(cloud_map) => {
-                                let task = executor.spawn(crate::discovery::cloud_map::run(
-                                    Arc::from(cluster.name.as_str()),
-                                    (**cloud_map).clone(),
-                                    ToBalancer(stack.balancer.sink()),
-                                ));
+                                use crate::discovery::cloud_map::{run, run_with_sdk_config};
+                                let name = Arc::from(cluster.name.as_str());
+                                let publish = ToBalancer(stack.balancer.sink());
+                                let task = match &sources.cloud_map {
+                                    Some(sdk) => executor.spawn(run_with_sdk_config(
+                                        name,
+                                        (**cloud_map).clone(),
+                                        sdk.clone(),
+                                        publish,
+                                    )),
+                                    None => executor.spawn(run(name, (**cloud_map).clone(), publish)),
+                                };
                                 stack.discovery = Some(DiscoveryTask(task.abort_handle()));
                             }
                             #[cfg(not(feature = "cloudmap"))]
@@ -419,14 +427,15 @@ mod tests {
 
     #[tokio::test]
     async fn an_eds_stack_follows_its_feed_and_a_rebuilt_one_starts_from_it() {
-        let feeds = EndpointFeeds::default();
+        let sources = Sources::default();
+        let feeds = &sources.feeds;
         feeds.publish("a", endpoints(&[1]).into());
         let config = MeshConfig {
             virtual_hosts: Vec::new(),
             clusters: vec![eds("a"), Cluster::new("fixed", endpoints(&[5]))],
         };
         let executor = Handle::current();
-        let first = ClusterSet::build(&config, None, &EchoConnect, &executor, &feeds);
+        let first = ClusterSet::build(&config, None, &EchoConnect, &executor, &sources);
         let ports = |set: &ClusterSet<Echo>, name: &str| -> Vec<u16> {
             let endpoints = set.get(name).unwrap().balancer().endpoints();
             endpoints.iter().map(|e| e.address.port()).collect()
@@ -442,7 +451,7 @@ mod tests {
         let mut changed = config.clone();
         changed.clusters[0].connect_timeout = std::time::Duration::from_secs(1);
         changed.clusters[1].endpoints = endpoints(&[6]);
-        let second = ClusterSet::build(&changed, Some(&first), &EchoConnect, &executor, &feeds);
+        let second = ClusterSet::build(&changed, Some(&first), &EchoConnect, &executor, &sources);
         assert!(!Arc::ptr_eq(
             first.get("a").unwrap(),
             second.get("a").unwrap()

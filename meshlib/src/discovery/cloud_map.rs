@@ -72,9 +72,7 @@ use aws_sdk_servicediscovery::config::retry::RetryConfig;
 use aws_sdk_servicediscovery::config::{
     BehaviorVersion, ConfigBag, Intercept, Region, RuntimeComponents,
 };
-use aws_sdk_servicediscovery::error::{
-    BoxError, DisplayErrorContext, ProvideErrorMetadata, SdkError,
-};
+use aws_sdk_servicediscovery::error::{BoxError, ProvideErrorMetadata, SdkError};
 use aws_sdk_servicediscovery::types::{HealthStatus as SdkHealth, HealthStatusFilter};
 use rand::RngExt;
 use tokio::time::Instant;
@@ -647,8 +645,23 @@ where
         }
         (Some(code), Some(message)) => format!("{code}: {message}"),
         (Some(code), None) => code.to_owned(),
-        (None, _) => DisplayErrorContext(&error).to_string(),
+        (None, _) => causes(&error),
     }
+}
+
+/// `error` and its sources, outermost first, each said once.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Puts a custom endpoint's host back where the SDK prefixed it with

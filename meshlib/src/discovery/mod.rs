@@ -29,6 +29,17 @@ use std::sync::Weak;
 
 use crate::config::Endpoint;
 
+/// What a client hands the discovery sources of its cluster stacks.
+#[derive(Default)]
+pub(crate) struct Sources {
+    /// What external sources (EDS) publish for each cluster.
+    pub(crate) feeds: EndpointFeeds,
+    /// The AWS SDK configuration Cloud Map clusters start from; `None`:
+    /// `aws-config`'s default chain.
+    #[cfg(feature = "cloudmap")]
+    pub(crate) cloud_map: Option<aws_sdk_servicediscovery::Config>,
+}
+
 /// Publishes into a balancer, for as long as it lives.
 pub(crate) struct ToBalancer(pub(crate) Weak<dyn EndpointSink>);
 

@@ -323,10 +323,13 @@ fn a_custom_endpoint_gets_its_host_back_and_nothing_else_changes() {
     assert!(KeepEndpointHost::for_url("not a url").is_none());
 }
 
+/// A request's URI and `Authorization` header.
+type Request = (String, Option<String>);
+
 /// Records each request the SDK is about to send, then stops it: nothing
 /// leaves the process.
 #[derive(Debug, Clone, Default)]
-struct Caught(Arc<Mutex<Vec<(String, Option<String>)>>>);
+struct Caught(Arc<Mutex<Vec<Request>>>);
 
 impl Intercept for Caught {
     fn name(&self) -> &'static str {
