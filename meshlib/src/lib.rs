@@ -59,6 +59,10 @@
 //! - `grpc` (default): [`MeshClient::channel`], a channel for tonic clients.
 //! - `xds` (default): [`MeshClient::from_xds`], configuration from an xDS
 //!   control plane through [`meshlib_xds`].
+//! - `cloudmap`: `discovery: { cloud_map: … }` clusters, whose endpoints are
+//!   the instances of an AWS Cloud Map service (`discovery::cloud_map`, on
+//!   the AWS SDK for Rust; needs Rust 1.94.1). Without it such a cluster is
+//!   refused by validation.
 
 // Library code does not panic on input; tests may unwrap.
 #![warn(clippy::unwrap_used, clippy::expect_used)]
