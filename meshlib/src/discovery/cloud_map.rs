@@ -53,7 +53,10 @@
 //! `aws-config` read), the client gets an interceptor that, after the SDK
 //! applied the endpoint and before the request is signed, puts the
 //! endpoint's host back: the request goes, and is signed for, the URL as
-//! written. AWS's own endpoints keep the prefix.
+//! written. AWS's own endpoints keep the prefix. An endpoint meshlib cannot
+//! see (one set inside the `Config` given to [`run_with_sdk_config`], or the
+//! service-specific `AWS_ENDPOINT_URL_SERVICEDISCOVERY`) is prefixed as the
+//! SDK does: give such an endpoint as the cluster's `endpoint_url`.
 //!
 //! All waiting is on `tokio::time`, so paused-time tests drive the schedule.
 //!
