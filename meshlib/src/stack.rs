@@ -168,6 +168,7 @@ impl<C: Send + Sync + 'static> ClusterSet<C> {
                             #[cfg(feature = "cloudmap")]
                             Discovery::CloudMap(cloud_map) => {
                                 use crate::discovery::cloud_map::{run, run_with_sdk_config};
+                                stack.balancer.start_warming();
                                 let name = Arc::from(cluster.name.as_str());
                                 let publish = ToBalancer(stack.balancer.sink());
                                 let task = match &sources.cloud_map {
