@@ -12,7 +12,7 @@
 //! (`ignore_resource_deletion`), A57 (timers run only while a request is out
 //! on a connected stream; the cache outlives the stream).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -130,6 +130,10 @@ struct TypeState {
     /// Subscription changes not yet sent: a burst of watches goes out as one
     /// request per type (for delta, these names; for SotW, the full list).
     pending: Pending,
+    /// The name of each cached resource, by a hash of its bytes: a SotW
+    /// re-send of an unchanged resource is recognised without decoding it.
+    /// A hit is confirmed against the cached bytes; a stale one is ignored.
+    names_by_bytes: HashMap<u64, String>,
 }
 
 #[derive(Default)]
@@ -156,6 +160,15 @@ impl Pending {
 }
 
 impl TypeState {
+    /// The name of the cached resource `any` is an unchanged copy of, if any
+    /// (accepted, with no refusal since), found without decoding it.
+    fn unchanged(&self, any: &Any) -> Option<String> {
+        let name = self.names_by_bytes.get(&bytes_hash(any))?;
+        let entry = self.entries.get(name)?;
+        let same = entry.raw.as_ref() == Some(any) && entry.sender.borrow().error.is_none();
+        same.then(|| name.clone())
+    }
+
     fn subscribed_names(&self) -> Vec<String> {
         self.entries
             .iter()
@@ -248,6 +261,7 @@ impl AdsState {
                 nonce: String::new(),
                 sent_on_stream: false,
                 pending: Pending::default(),
+                names_by_bytes: HashMap::new(),
             });
         if state.kind.type_id != kind.type_id {
             return Err(WatchError::TypeConflict {
@@ -527,6 +541,19 @@ impl AdsState {
         let mut errors = Vec::new();
         let mut seen = BTreeSet::new();
         for any in &response.resources {
+            // Twice in one response: decoded, so the error names it.
+            if let Some(name) = state.unchanged(any)
+                && seen.insert(name.clone())
+            {
+                if let Some(entry) = state.entries.get_mut(&name) {
+                    entry.deadline = None;
+                    entry.sender.send_if_modified(|s| {
+                        s.version = response.version_info.clone();
+                        false
+                    });
+                }
+                continue;
+            }
             let outcome = decode_any(&state.kind, any);
             apply(
                 state,
@@ -699,7 +726,10 @@ fn apply(
                 });
                 return;
             }
-            entry.raw = Some(any.clone());
+            if let Some(old) = entry.raw.replace(any.clone()) {
+                state.names_by_bytes.remove(&bytes_hash(&old));
+            }
+            state.names_by_bytes.insert(bytes_hash(any), name.clone());
             entry.sender.send_replace(Snapshot {
                 resource: Some(resource),
                 version: version.to_owned(),
@@ -734,7 +764,9 @@ fn remove(state: &mut TypeState, name: &str, ignore_deletion: bool) {
         return;
     }
     entry.deadline = None;
-    entry.raw = None;
+    if let Some(old) = entry.raw.take() {
+        state.names_by_bytes.remove(&bytes_hash(&old));
+    }
     entry.sender.send_modify(|s| {
         s.resource = None;
         s.status = Presence::DoesNotExist;
@@ -743,6 +775,14 @@ fn remove(state: &mut TypeState, name: &str, ignore_deletion: bool) {
     if entry.watchers == 0 {
         state.entries.remove(name);
     }
+}
+
+fn bytes_hash(any: &Any) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    any.type_url.hash(&mut hasher);
+    any.value.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The NACK's `error_detail`, naming each refused resource; `None` to ACK.

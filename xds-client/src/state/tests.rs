@@ -454,3 +454,59 @@ fn a_burst_of_watches_goes_out_as_one_request_per_type() {
         drop(watches);
     }
 }
+
+/// Decodes as a Cluster, counting the decodes.
+#[derive(Debug)]
+struct Counted(String);
+
+static DECODES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Resource for Counted {
+    const TYPE_URL: &'static str = Cluster::TYPE_URL;
+    const ALL_IN_EACH_RESPONSE: bool = true;
+
+    fn decode_resource(bytes: &[u8]) -> Result<Self, crate::ResourceError> {
+        DECODES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let cluster =
+            Cluster::decode(bytes).map_err(|e| crate::ResourceError::unnamed(e.to_string()))?;
+        Ok(Counted(cluster.name))
+    }
+
+    fn resource_name(&self) -> &str {
+        &self.0
+    }
+}
+
+#[test]
+fn a_sotw_resend_of_unchanged_bytes_is_not_decoded_again_but_a_change_is() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let now = Instant::now();
+    let mut state = AdsState::new(node(), false, false);
+    let kind = ResourceType::of::<Counted>();
+    let a = state.watch(kind, "a").unwrap();
+    let _b = state.watch(kind, "b").unwrap();
+    state.on_connected(now);
+    state.on_sotw_response(response("1", "n1", vec![cluster("a"), cluster("b")]));
+    assert_eq!(DECODES.load(SeqCst), 2);
+
+    // Version 2 re-sends a unchanged and changes b.
+    let mut changed = Cluster {
+        name: "b".into(),
+        ..Default::default()
+    };
+    changed.alt_stat_name = "v2".into();
+    let changed = Any {
+        type_url: Cluster::TYPE_URL.into(),
+        value: changed.encode_to_vec(),
+    };
+    let ack = sotw(state.on_sotw_response(response("2", "n2", vec![cluster("a"), changed])));
+    assert!(ack.error_detail.is_none());
+    assert_eq!(DECODES.load(SeqCst), 3, "only b was decoded again");
+    assert_eq!(a.borrow().version, "2", "a moved to the new version");
+    assert_eq!(a.borrow().status, Presence::Exists);
+
+    // The same resource twice in one response is still refused by name.
+    let nack = sotw(state.on_sotw_response(response("3", "n3", vec![cluster("a"), cluster("a")])));
+    let detail = nack.error_detail.map(|d| d.message).unwrap_or_default();
+    assert!(detail.contains("appears twice"), "{detail}");
+}
