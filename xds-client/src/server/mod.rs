@@ -87,6 +87,28 @@ impl Snapshot {
         self
     }
 
+    /// Every resource as it goes on the wire: its type URL, the name it is
+    /// served under and the `Any`, ordered by type URL, then name. What a
+    /// test needs to hand the same resources to another control plane.
+    ///
+    /// ```
+    /// use meshlib_xds::pb::envoy::config::cluster::v3::Cluster;
+    /// use meshlib_xds::server::Snapshot;
+    ///
+    /// let snapshot = Snapshot::new("1").with(Cluster { name: "reviews".into(), ..Default::default() });
+    /// let (type_url, name, any) = snapshot.resources().next().expect("one resource");
+    /// assert_eq!(type_url, "type.googleapis.com/envoy.config.cluster.v3.Cluster");
+    /// assert_eq!(name, "reviews");
+    /// assert_eq!(any.type_url, type_url);
+    /// ```
+    pub fn resources(&self) -> impl Iterator<Item = (&str, &str, &Any)> {
+        self.resources.iter().flat_map(|(type_url, by_name)| {
+            by_name
+                .iter()
+                .map(move |(name, any)| (type_url.as_str(), name.as_str(), any))
+        })
+    }
+
     fn of_type(&self, type_url: &str) -> Option<&BTreeMap<String, Any>> {
         self.resources.get(type_url)
     }
