@@ -1,7 +1,8 @@
-//! Runs one scenario: a control plane in-process, the backends and the three
-//! clients as processes on loopback, driven through gRPC's interop protocol.
+//! Runs one scenario: a control plane (see [`crate::plane`]), the backends
+//! and the three clients as processes on loopback, driven through gRPC's
+//! interop protocol.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,11 +19,12 @@ use meshlib_interop::pb::{
 use meshlib_xds::pb::envoy::admin::v3::ClientResourceStatus;
 use meshlib_xds::pb::envoy::service::status::v3::ClientStatusRequest;
 use meshlib_xds::pb::envoy::service::status::v3::client_status_discovery_service_client::ClientStatusDiscoveryServiceClient;
-use meshlib_xds::server::{Snapshot, SnapshotServer, StandaloneServer};
+use meshlib_xds::server::{Ack, Snapshot};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tonic::transport::Channel;
 
+use crate::plane::{Plane, PlaneKind};
 use crate::resources::SERVICE;
 
 /// The points two distributions may differ by (PEERS.md: ≥1,000 RPCs, ±5).
@@ -274,7 +276,11 @@ pub(crate) struct Process {
 impl Process {
     /// Starts `command` and waits (at most 30 s) for the line announcing
     /// the address it serves on: `... on HOST:PORT`.
-    async fn start(mut command: Command, log: PathBuf, what: &str) -> Result<Process, String> {
+    pub(crate) async fn start(
+        mut command: Command,
+        log: PathBuf,
+        what: &str,
+    ) -> Result<Process, String> {
         let stderr = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         command
             .stdin(Stdio::null())
@@ -315,12 +321,12 @@ impl Process {
     }
 
     /// Kills it outright and waits (bounded) for it to be gone.
-    async fn kill(&mut self) {
+    pub(crate) async fn kill(&mut self) {
         let _ = self.child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
     }
 
-    fn exited(&mut self) -> Option<String> {
+    pub(crate) fn exited(&mut self) -> Option<String> {
         match self.child.try_wait() {
             Ok(Some(status)) => Some(format!("exited ({status}); log:\n{}", tail(&self.log))),
             _ => None,
@@ -329,7 +335,7 @@ impl Process {
 }
 
 /// The last lines of a log file.
-fn tail(log: &Path) -> String {
+pub(crate) fn tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(15)..].join("\n")
@@ -355,44 +361,48 @@ pub(crate) struct Client {
 /// Everything a scenario runs against.
 pub(crate) struct World {
     dir: PathBuf,
-    pub(crate) plane: SnapshotServer,
-    _standalone: StandaloneServer,
-    /// The control plane's address, for each client's bootstrap.
-    plane_address: SocketAddr,
+    pub(crate) plane: Plane,
     pub(crate) backends: Vec<Backend>,
     pub(crate) clients: Vec<Client>,
     version: u64,
+    /// What the plane serves now.
+    served: Snapshot,
+    /// The type URLs whose resources the latest snapshot changed.
+    changed: BTreeSet<String>,
 }
 
-fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default()
 }
 
-const MISSING_PEERS: &str = "is not installed: run scripts/install-interop-peers";
+pub(crate) const MISSING_PEERS: &str = "is not installed: run scripts/install-interop-peers";
 
 impl World {
-    /// A control plane, `backends` servers (`backend-0`…) and no client yet.
-    pub(crate) async fn start(name: &str, backends: usize) -> Result<World, String> {
-        let dir =
-            std::env::temp_dir().join(format!("meshlib-interop-{}-{name}", std::process::id()));
+    /// `backends` servers (`backend-0`…), a control plane of `plane` not
+    /// yet started, and no client yet.
+    pub(crate) async fn start(
+        name: &str,
+        plane: PlaneKind,
+        backends: usize,
+    ) -> Result<World, String> {
+        let dir = std::env::temp_dir().join(format!(
+            "meshlib-interop-{}-{name}-{}",
+            std::process::id(),
+            plane.name()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let plane = SnapshotServer::new();
-        let standalone = plane
-            .start_standalone(0, None)
-            .map_err(|e| format!("control plane: {e}"))?;
-        let plane_address = standalone.address();
         let mut world = World {
+            plane: Plane::new(plane, &dir),
             dir,
-            plane,
-            _standalone: standalone,
-            plane_address,
             backends: Vec::new(),
             clients: Vec::new(),
             version: 0,
+            served: Snapshot::default(),
+            changed: BTreeSet::new(),
         };
         for i in 0..backends {
             let process = world.start_backend(i, 0).await?;
@@ -435,7 +445,7 @@ impl World {
         let json = format!(
             r#"{{"xds_servers": [{{"server_uri": "{}", "channel_creds": [{{"type": "insecure"}}], "server_features": ["xds_v3"]}}],
  "node": {{"id": "{}", "cluster": "interop", "locality": {{"region": "r", "zone": "z0"}}}}}}"#,
-            self.plane_address,
+            self.plane.address()?,
             kind.node_id()
         );
         std::fs::write(&path, json).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -445,9 +455,13 @@ impl World {
     /// Waits, at most `limit`, until every client has answered the latest
     /// snapshot for each resource type it reads: an ACK of its version, or a
     /// NACK. Measuring before that could credit a client with the old
-    /// configuration's behaviour.
-    pub(crate) async fn until_answered(&self, limit: Duration) -> Result<(), String> {
+    /// configuration's behaviour. On a plane that sends only what changed,
+    /// only the types the snapshot changed are waited for (a step must then
+    /// change something every client watches: one that changed only, say,
+    /// the endpoints of a cluster no route names would wait in vain).
+    pub(crate) async fn until_answered(&mut self, limit: Duration) -> Result<(), String> {
         let version = self.version.to_string();
+        let every_type = self.plane.resends_unchanged();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let acks = self.plane.acks();
@@ -455,15 +469,15 @@ impl World {
                 .clients
                 .iter()
                 .filter_map(|client| {
-                    let node = client.kind.node_id();
-                    let mut latest: BTreeMap<&str, &meshlib_xds::server::Ack> = BTreeMap::new();
-                    for ack in acks.iter().filter(|a| a.node == node) {
-                        latest.insert(&ack.type_url, ack);
-                    }
+                    let latest = latest_by_type(&acks, &client.kind.node_id());
                     let stale: Vec<&str> = latest
                         .iter()
-                        .filter(|(_, ack)| !ack.is_nack() && ack.version_info != version)
-                        .map(|(type_url, _)| type_url.rsplit('.').next().unwrap_or(type_url))
+                        .filter(|(type_url, ack)| {
+                            !ack.is_nack()
+                                && ack.version_info != version
+                                && (every_type || self.changed.contains(**type_url))
+                        })
+                        .map(|(type_url, _)| short(type_url))
                         .collect();
                     (latest.is_empty() || !stale.is_empty())
                         .then(|| format!("{} (still on an older {stale:?})", client.kind.name()))
@@ -473,8 +487,13 @@ impl World {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
+                let plane = self
+                    .plane
+                    .diagnosis()
+                    .map(|d| format!("; {d}"))
+                    .unwrap_or_default();
                 return Err(format!(
-                    "not every client answered snapshot version {version} within {limit:?}: {}",
+                    "not every client answered snapshot version {version} within {limit:?}: {}{plane}",
                     behind.join(", ")
                 ));
             }
@@ -483,10 +502,20 @@ impl World {
     }
 
     /// Serves a new snapshot to every client.
-    pub(crate) fn serve(&mut self, make: impl FnOnce(u64, &[SocketAddr]) -> Snapshot) {
+    pub(crate) fn serve(
+        &mut self,
+        make: impl FnOnce(u64, &[SocketAddr]) -> Snapshot,
+    ) -> Result<(), String> {
         self.version += 1;
         let snapshot = make(self.version, &self.addresses());
-        self.plane.set_default(snapshot);
+        self.changed = changed_types(&self.served, &snapshot);
+        self.served = snapshot.clone();
+        self.plane.serve(snapshot)
+    }
+
+    /// Starts the control plane, serving the latest snapshot.
+    pub(crate) async fn start_plane(&mut self) -> Result<(), String> {
+        self.plane.start().await
     }
 
     /// Kills backends outright.
@@ -621,6 +650,40 @@ impl World {
         }
         Ok(())
     }
+}
+
+/// The last part of a type URL: `Cluster`.
+fn short(type_url: &str) -> &str {
+    type_url.rsplit('.').next().unwrap_or(type_url)
+}
+
+/// `node`'s latest ACK or NACK of each type.
+fn latest_by_type<'a>(acks: &'a [Ack], node: &str) -> BTreeMap<&'a str, &'a Ack> {
+    let mut latest = BTreeMap::new();
+    for ack in acks.iter().filter(|a| a.node == node) {
+        latest.insert(ack.type_url.as_str(), ack);
+    }
+    latest
+}
+
+/// The type URLs with a resource added, removed or changed from `old` to `new`.
+fn changed_types(old: &Snapshot, new: &Snapshot) -> BTreeSet<String> {
+    let by_type = |snapshot: &Snapshot| {
+        let mut types: BTreeMap<String, Vec<(String, Vec<u8>)>> = BTreeMap::new();
+        for (type_url, name, any) in snapshot.resources() {
+            types
+                .entry(type_url.to_owned())
+                .or_default()
+                .push((name.to_owned(), any.value.clone()));
+        }
+        types
+    };
+    let (old, new) = (by_type(old), by_type(new));
+    old.keys()
+        .chain(new.keys())
+        .filter(|type_url| old.get(*type_url) != new.get(*type_url))
+        .cloned()
+        .collect()
 }
 
 impl Drop for World {

@@ -1,31 +1,41 @@
 //! meshlib against gRPC's reference xDS clients, scenario by scenario
 //! (grpc/grpc `doc/xds-test-descriptions.md`).
 //!
-//! Each scenario starts on loopback the snapshot control plane (in-process),
-//! `xds-interop-server` backends named `backend-N`, and three clients under
-//! one bootstrap: meshlib's `xds-interop-client`, gRPC Python and gRPC Node
-//! (installed by `scripts/install-interop-peers`). Each step changes the
-//! world (a new snapshot, stopped or restarted backends, a `Configure`),
+//! Each scenario starts on loopback a control plane, `xds-interop-server`
+//! backends named `backend-N`, and three clients under one bootstrap:
+//! meshlib's `xds-interop-client`, gRPC Python and gRPC Node (installed by
+//! `scripts/install-interop-peers`). Each step changes the world (a new
+//! snapshot, stopped or restarted backends, a `Configure`),
 //! waits until the clients' traffic shows the change, then asks every client
 //! for the next 1,000 RPCs (2,000 for weighted splits) with `GetClientStats`
 //! and checks them.
 //!
+//! Every scenario runs twice: against meshlib-xds's snapshot server
+//! (`snapshot-plane`), then against `interop/control-plane/ads_server.py`
+//! (`python-plane`), an independent control plane on grpcio; see
+//! [`plane`]. A run is named `scenario/plane`, and filters match any part
+//! of that name:
+//!
 //! ```text
-//! cargo test -p meshlib-interop --test interop                 # every scenario
-//! cargo test -p meshlib-interop --test interop -- round_robin  # by name
+//! cargo test -p meshlib-interop --test interop                    # everything
+//! cargo test -p meshlib-interop --test interop -- round_robin     # one scenario, both planes
+//! cargo test -p meshlib-interop --test interop -- python-plane    # every scenario, one plane
+//! cargo test -p meshlib-interop --test interop -- round_robin/python
 //! MESHLIB_INTEROP_REPORT=1 cargo test -p meshlib-interop --test interop  # and write INTEROP.md
 //! ```
 //!
 //! Adding a scenario is adding an entry to [`scenarios`].
 
 mod harness;
+mod plane;
 mod report;
 mod resources;
 mod scenarios;
 
 use std::time::{Duration, Instant};
 
-use harness::{Outcome, World};
+use harness::{Kind, Outcome, World};
+use plane::PlaneKind;
 use scenarios::{Action, Scenario};
 
 /// What became of one step.
@@ -34,9 +44,10 @@ pub(crate) struct StepResult {
     pub(crate) outcomes: Vec<Outcome>,
 }
 
-/// What became of one scenario.
+/// What became of one scenario against one control plane.
 pub(crate) struct ScenarioResult {
     pub(crate) name: &'static str,
+    pub(crate) plane: PlaneKind,
     pub(crate) about: &'static str,
     pub(crate) steps: Vec<StepResult>,
     /// Why it could not run at all.
@@ -45,6 +56,11 @@ pub(crate) struct ScenarioResult {
 }
 
 impl ScenarioResult {
+    /// `scenario/plane`, as filters match it.
+    pub(crate) fn test_name(&self) -> String {
+        run_name(self.name, self.plane)
+    }
+
     pub(crate) fn passed(&self) -> bool {
         self.error.is_none()
             && self
@@ -60,16 +76,22 @@ const ANSWER_LIMIT: Duration = Duration::from_secs(20);
 /// Each scenario has this long, all steps included, before it fails.
 const SCENARIO_LIMIT: Duration = Duration::from_secs(240);
 
-async fn run(scenario: &Scenario) -> ScenarioResult {
+fn run_name(scenario: &str, plane: PlaneKind) -> String {
+    format!("{scenario}/{}", plane.name())
+}
+
+async fn run(scenario: &Scenario, plane: PlaneKind) -> ScenarioResult {
     let started = Instant::now();
     let mut result = ScenarioResult {
         name: scenario.name,
+        plane,
         about: scenario.about,
         steps: Vec::new(),
         error: None,
         took: Duration::ZERO,
     };
-    let outcome = tokio::time::timeout(SCENARIO_LIMIT, steps(scenario, &mut result.steps)).await;
+    let outcome =
+        tokio::time::timeout(SCENARIO_LIMIT, steps(scenario, plane, &mut result.steps)).await;
     result.error = match outcome {
         Ok(Ok(())) => None,
         Ok(Err(why)) => Some(why),
@@ -79,13 +101,19 @@ async fn run(scenario: &Scenario) -> ScenarioResult {
     result
 }
 
-async fn steps(scenario: &Scenario, results: &mut Vec<StepResult>) -> Result<(), String> {
-    let mut world = World::start(scenario.name, scenario.backends).await?;
+async fn steps(
+    scenario: &Scenario,
+    plane: PlaneKind,
+    results: &mut Vec<StepResult>,
+) -> Result<(), String> {
+    let name = run_name(scenario.name, plane);
+    let mut world = World::start(scenario.name, plane, scenario.backends).await?;
     for (i, step) in scenario.steps.iter().enumerate() {
         apply(&mut world, &step.action).await?;
         if i == 0 {
-            // The first configuration is in place before the clients start,
-            // as in a deployment.
+            // The first configuration is in place before the plane and then
+            // the clients start, as in a deployment.
+            world.start_plane().await?;
             world.start_clients(&scenario.flags).await?;
         }
         if matches!(step.action, Action::Serve(_)) {
@@ -103,10 +131,7 @@ async fn steps(scenario: &Scenario, results: &mut Vec<StepResult>) -> Result<(),
             let nacks = world.meshlib_nacks().await;
             if !nacks.iter().any(|n| n.contains(reason)) {
                 let why = format!("CSDS shows no NACK mentioning {reason:?} (NACKs: {nacks:?})");
-                for o in outcomes
-                    .iter_mut()
-                    .filter(|o| o.kind == harness::Kind::Meshlib)
-                {
+                for o in outcomes.iter_mut().filter(|o| o.kind == Kind::Meshlib) {
                     o.error.get_or_insert(why.clone());
                 }
             }
@@ -115,8 +140,7 @@ async fn steps(scenario: &Scenario, results: &mut Vec<StepResult>) -> Result<(),
             let status = if o.error.is_some() { "FAIL" } else { "ok" };
             let seen = o.window.as_ref().map(|w| w.describe()).unwrap_or_default();
             println!(
-                "  {} / {} / {}: {status} [{seen}]",
-                scenario.name,
+                "  {name} / {} / {}: {status} [{seen}]",
                 step.name,
                 o.kind.name()
             );
@@ -137,7 +161,7 @@ async fn steps(scenario: &Scenario, results: &mut Vec<StepResult>) -> Result<(),
 
 async fn apply(world: &mut World, action: &Action) -> Result<(), String> {
     match action {
-        Action::Serve(make) => world.serve(|version, addresses| make(version, addresses)),
+        Action::Serve(make) => world.serve(|version, addresses| make(version, addresses))?,
         Action::Stop(which) => world.stop(which).await,
         Action::Restart(which) => world.restart(which).await?,
         Action::Configure(rpcs, metadata) => world.configure(rpcs, metadata).await?,
@@ -152,9 +176,15 @@ fn main() -> std::process::ExitCode {
         .filter(|a| !a.starts_with('-'))
         .collect();
     let all = scenarios::scenarios();
-    let chosen: Vec<&Scenario> = all
+    // Each scenario against each plane in turn, so that the two runs of a
+    // scenario sit side by side in the output.
+    let chosen: Vec<(&Scenario, PlaneKind)> = all
         .iter()
-        .filter(|s| filters.is_empty() || filters.iter().any(|f| s.name.contains(f.as_str())))
+        .flat_map(|s| PlaneKind::ALL.map(|plane| (s, plane)))
+        .filter(|(s, plane)| {
+            let name = run_name(s.name, *plane);
+            filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
+        })
         .collect();
     if chosen.is_empty() {
         // A filter that matches nothing (or a libtest flag's value taken for
@@ -176,24 +206,24 @@ fn main() -> std::process::ExitCode {
     let started = Instant::now();
     println!("\nrunning {} interop scenarios", chosen.len());
     let mut results = Vec::new();
-    for scenario in chosen {
-        println!("scenario {}: {}", scenario.name, scenario.about);
-        let result = runtime.block_on(run(scenario));
+    for (scenario, plane) in chosen {
+        let name = run_name(scenario.name, plane);
+        println!("scenario {name}: {}", scenario.about);
+        let result = runtime.block_on(run(scenario, plane));
         if let Some(e) = &result.error {
-            println!("  {}: {e}", scenario.name);
+            println!("  {name}: {e}");
         }
         let verdict = if result.passed() { "ok" } else { "FAILED" };
         println!(
-            "test {} ... {verdict} ({:.1} s)",
-            scenario.name,
+            "test {name} ... {verdict} ({:.1} s)",
             result.took.as_secs_f64()
         );
         results.push(result);
     }
-    let failed: Vec<&str> = results
+    let failed: Vec<String> = results
         .iter()
         .filter(|r| !r.passed())
-        .map(|r| r.name)
+        .map(ScenarioResult::test_name)
         .collect();
     let passed = results.len() - failed.len();
     if std::env::var_os("MESHLIB_INTEROP_REPORT").is_some() {

@@ -1,11 +1,12 @@
-//! Writes `INTEROP.md` from a run: scenarios × clients, pass or fail, and
-//! each client's distribution.
+//! Writes `INTEROP.md` from a run: scenarios × control planes × clients, pass
+//! or fail, and each client's distribution.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use crate::ScenarioResult;
 use crate::harness::{Kind, TOLERANCE};
+use crate::plane::PlaneKind;
 
 /// Where meshlib stands where the reference clients differ, and why. Kept
 /// here so that the regenerated file keeps it.
@@ -14,7 +15,7 @@ const CHOICES: &str = r#"## Where the clients disagree, and what meshlib follows
 Rule: where gRPC's clients differ, meshlib follows gRPC C-core (the Python client
 here) unless there is a reason not to. The harness enforces it: when grpc-node's
 distribution differs from C-core's by more than the tolerance, meshlib is compared
-with C-core only, and the difference shows as a note in the table above.
+with C-core only, and the difference shows as a note in the tables above.
 
 In the scenarios above the two reference clients agree everywhere (the weighted
 splits differ by sampling noise only; for ring hash both send each of the five
@@ -65,31 +66,113 @@ pub(crate) fn write(results: &[ScenarioResult], complete: bool) -> Result<PathBu
          Regenerate with:\n\n\
          ```sh\nscripts/install-interop-peers\n\
          MESHLIB_INTEROP_REPORT=1 cargo test -p meshlib-interop --test interop\n```\n\n\
-         Each scenario of gRPC's `doc/xds-test-descriptions.md` runs on loopback: the snapshot control\n\
-         plane of `meshlib-xds`, `xds-interop-server` backends `backend-N` (`bN` below), and three\n\
-         clients under the same bootstrap (but for their node ids): meshlib's `xds-interop-client`,\n\
-         gRPC Python 1.85.1 (C-core) and gRPC Node (`@grpc/grpc-js` 1.14.7 + `@grpc/grpc-js-xds`\n\
-         1.14.1). Each step waits until every client has ACKed (or NACKed) the new snapshot and its\n\
-         traffic shows the change, then takes the next 1,000 RPCs of every client (2,000 for weighted\n\
-         splits) with `GetClientStats`.\n\
+         Each scenario of gRPC's `doc/xds-test-descriptions.md` runs on loopback: a control plane,\n\
+         `xds-interop-server` backends `backend-N` (`bN` below), and three clients under the same\n\
+         bootstrap (but for their node ids): meshlib's `xds-interop-client`, gRPC Python 1.85.1\n\
+         (C-core) and gRPC Node (`@grpc/grpc-js` 1.14.7 + `@grpc/grpc-js-xds` 1.14.1). Each step waits\n\
+         until every client has ACKed (or NACKed) the new snapshot and its traffic shows the change,\n\
+         then takes the next 1,000 RPCs of every client (2,000 for weighted splits) with\n\
+         `GetClientStats`.\n\
          A cell passes when the client's RPCs show the expected behaviour and, for meshlib, when its\n\
-         share of every backend is within ±{TOLERANCE} points of each reference client's.\n"
+         share of every backend is within ±{TOLERANCE} points of each reference client's.\n\n\
+         Every scenario runs against two control planes that serve the same resources:\n"
+    );
+    for plane in PlaneKind::ALL {
+        let _ = writeln!(text, "- {}: {}.", plane.name(), plane.about());
+    }
+    text.push_str(
+        "\nThe reference clients passing against both shows the planes right; meshlib passing\n\
+         against only one would be a meshlib bug.\n",
     );
     if !complete {
         text.push_str("\n**Partial run**: only the scenarios named on the command line.\n");
     }
+    summary(&mut text, results);
+    for plane in PlaneKind::ALL {
+        let runs: Vec<&ScenarioResult> = results.iter().filter(|r| r.plane == plane).collect();
+        if !runs.is_empty() {
+            table(&mut text, plane, &runs);
+        }
+    }
+    differences(&mut text, results);
+    text.push_str("\n### What each scenario checks\n\n");
+    let mut seen = Vec::new();
+    for result in results {
+        if seen.contains(&result.name) {
+            continue;
+        }
+        seen.push(result.name);
+        let took: Vec<String> = results
+            .iter()
+            .filter(|r| r.name == result.name)
+            .map(|r| format!("{}: {:.0} s", r.plane.name(), r.took.as_secs_f64()))
+            .collect();
+        let _ = writeln!(
+            text,
+            "- `{}`: {} ({}).",
+            result.name,
+            result.about,
+            took.join(", ")
+        );
+    }
+    text.push('\n');
+    text.push_str(CHOICES);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(|root| root.join("INTEROP.md"))
+        .ok_or("no repository root")?;
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// One line per scenario, one column per plane.
+fn summary(text: &mut String, results: &[ScenarioResult]) {
     let passed = results.iter().filter(|r| r.passed()).count();
     let _ = writeln!(
         text,
-        "\n## Results: {passed} of {} scenarios pass\n",
-        results.len()
+        "\n## Results: {passed} of {} runs pass\n\n| scenario | {} |\n|---|{}",
+        results.len(),
+        PlaneKind::ALL.map(PlaneKind::name).join(" | "),
+        "---|".repeat(PlaneKind::ALL.len())
+    );
+    let mut seen = Vec::new();
+    for result in results {
+        if seen.contains(&result.name) {
+            continue;
+        }
+        seen.push(result.name);
+        let cells: Vec<String> = PlaneKind::ALL
+            .iter()
+            .map(|plane| {
+                match results
+                    .iter()
+                    .find(|r| r.name == result.name && r.plane == *plane)
+                {
+                    None => "—".to_owned(),
+                    Some(r) if r.passed() => format!("✅ {:.0} s", r.took.as_secs_f64()),
+                    Some(r) => format!("❌ {:.0} s", r.took.as_secs_f64()),
+                }
+            })
+            .collect();
+        let _ = writeln!(text, "| `{}` | {} |", result.name, cells.join(" | "));
+    }
+}
+
+/// Every step of every scenario against `plane`, one column per client.
+fn table(text: &mut String, plane: PlaneKind, runs: &[&ScenarioResult]) {
+    let passed = runs.iter().filter(|r| r.passed()).count();
+    let _ = writeln!(
+        text,
+        "\n## Against the {}: {passed} of {} scenarios pass\n",
+        plane.name(),
+        runs.len()
     );
     let _ = writeln!(
         text,
         "| scenario | step | {} |\n|---|---|---|---|---|",
         Kind::ALL.map(Kind::name).join(" | ")
     );
-    for result in results {
+    for result in runs {
         let verdict = if result.passed() { "✅" } else { "❌" };
         if let Some(e) = &result.error {
             let _ = writeln!(
@@ -113,22 +196,60 @@ pub(crate) fn write(results: &[ScenarioResult], complete: bool) -> Result<PathBu
             );
         }
     }
-    text.push_str("\n### What each scenario checks\n\n");
-    for result in results {
+}
+
+/// The steps where a client passed against one plane and not the other.
+fn differences(text: &mut String, results: &[ScenarioResult]) {
+    let verdict = |r: &ScenarioResult, step: &str, kind: Kind| {
+        r.steps
+            .iter()
+            .find(|s| s.name == step)
+            .and_then(|s| s.outcomes.iter().find(|o| o.kind == kind))
+            .map(|o| o.error.is_none())
+    };
+    let mut rows = Vec::new();
+    for snapshot in results.iter().filter(|r| r.plane == PlaneKind::Snapshot) {
+        let Some(python) = results
+            .iter()
+            .find(|r| r.plane == PlaneKind::Python && r.name == snapshot.name)
+        else {
+            continue;
+        };
+        for step in &snapshot.steps {
+            for kind in Kind::ALL {
+                let (a, b) = (
+                    verdict(snapshot, step.name, kind),
+                    verdict(python, step.name, kind),
+                );
+                if a != b {
+                    let mark = |v: Option<bool>| match v {
+                        Some(true) => "✅",
+                        Some(false) => "❌",
+                        None => "—",
+                    };
+                    rows.push(format!(
+                        "| `{}` | {} | {} | {} | {} |",
+                        snapshot.name,
+                        step.name,
+                        kind.name(),
+                        mark(a),
+                        mark(b)
+                    ));
+                }
+            }
+        }
+    }
+    text.push_str("\n### Where the planes differ\n\n");
+    if rows.is_empty() {
+        text.push_str(
+            "Nowhere in this run: every client has the same verdict on every step against both planes.\n",
+        );
+    } else {
         let _ = writeln!(
             text,
-            "- `{}`: {} ({:.0} s).",
-            result.name,
-            result.about,
-            result.took.as_secs_f64()
+            "| scenario | step | client | {} |\n|---|---|---|---|---|\n{}",
+            PlaneKind::ALL.map(PlaneKind::name).join(" | "),
+            rows.join("\n")
         );
     }
-    text.push('\n');
-    text.push_str(CHOICES);
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(|root| root.join("INTEROP.md"))
-        .ok_or("no repository root")?;
-    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(path)
 }
