@@ -109,6 +109,7 @@ async fn steps(
     let name = run_name(scenario.name, plane);
     let mut world = World::start(scenario.name, plane, scenario.backends).await?;
     for (i, step) in scenario.steps.iter().enumerate() {
+        let acks_before = world.plane.acks().len();
         apply(&mut world, &step.action).await?;
         if i == 0 {
             // The first configuration is in place before the plane and then
@@ -135,6 +136,7 @@ async fn steps(
                     o.error.get_or_insert(why.clone());
                 }
             }
+            check_plane_nacks(&world.plane.acks()[acks_before..], reason, &mut outcomes);
         }
         for o in &outcomes {
             let status = if o.error.is_some() { "FAIL" } else { "ok" };
@@ -157,6 +159,41 @@ async fn steps(
         });
     }
     Ok(())
+}
+
+/// The control plane must have got each client's NACK of the step, and
+/// meshlib's must give `reason`: a NACK is what a control plane's operator
+/// sees. A reference client that sent none gets a note, not a failure.
+fn check_plane_nacks(acks: &[meshlib_xds::server::Ack], reason: &str, outcomes: &mut [Outcome]) {
+    for o in outcomes.iter_mut() {
+        let node = o.kind.node_id();
+        let nacks: Vec<&str> = acks
+            .iter()
+            .filter(|a| a.node == node)
+            .filter_map(|a| a.error.as_deref())
+            .collect();
+        if o.kind != Kind::Meshlib {
+            if nacks.is_empty() {
+                o.note
+                    .get_or_insert_with(|| "sent the control plane no NACK".to_owned());
+            }
+            continue;
+        }
+        let why = if nacks.is_empty() {
+            "the control plane got no NACK from it".to_owned()
+        } else if !nacks.iter().any(|n| n.contains(reason)) {
+            format!("no NACK the control plane got mentions {reason:?}: {nacks:?}")
+        } else {
+            continue;
+        };
+        match &mut o.error {
+            Some(e) => {
+                e.push_str("; ");
+                e.push_str(&why);
+            }
+            None => o.error = Some(why),
+        }
+    }
 }
 
 async fn apply(world: &mut World, action: &Action) -> Result<(), String> {

@@ -37,7 +37,9 @@ pub(crate) struct Step {
     pub(crate) rpcs: u32,
     /// How long the change may take to show.
     pub(crate) settle: Duration,
-    /// Text meshlib's CSDS must show in a NACK's reason after the step.
+    /// Text meshlib's NACK must give as its reason after the step, both in
+    /// its CSDS and in the `error_detail` the control plane got. A
+    /// reference client that sent the control plane no NACK gets a note.
     pub(crate) meshlib_nack: Option<&'static str>,
 }
 
