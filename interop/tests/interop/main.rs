@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use harness::{Kind, Outcome, World};
 use plane::PlaneKind;
-use scenarios::{Action, Scenario};
+use scenarios::{Action, Scenario, Start};
 
 /// What became of one step.
 pub(crate) struct StepResult {
@@ -112,10 +112,20 @@ async fn steps(
         let acks_before = world.plane.acks().len();
         apply(&mut world, &step.action).await?;
         if i == 0 {
-            // The first configuration is in place before the plane and then
-            // the clients start, as in a deployment.
-            world.start_plane().await?;
-            world.start_clients(&scenario.flags).await?;
+            // The first configuration is in place before anything starts.
+            match scenario.start {
+                Start::PlaneFirst => {
+                    // As in a deployment.
+                    world.start_plane().await?;
+                    world.start_clients(&scenario.flags).await?;
+                }
+                Start::ClientsFirst(delay) => {
+                    world.plane.reserve_port()?;
+                    world.start_clients(&scenario.flags).await?;
+                    tokio::time::sleep(delay).await;
+                    world.start_plane().await?;
+                }
+            }
         }
         if matches!(step.action, Action::Serve(_)) {
             world.until_answered(ANSWER_LIMIT).await?;

@@ -54,7 +54,7 @@ impl PlaneKind {
 
 /// A control plane on loopback.
 pub(crate) struct Plane {
-    /// 0 until it starts.
+    /// 0 until it first starts or a port is reserved for it.
     port: u16,
     dir: PathBuf,
     state: State,
@@ -92,7 +92,19 @@ impl Plane {
         }
     }
 
-    /// Where it listens: what the clients' bootstrap names.
+    /// Chooses the port before the plane starts, for clients that start
+    /// first: a free one, bound and released at once.
+    pub(crate) fn reserve_port(&mut self) -> Result<(), String> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| format!("cannot reserve a port for the control plane: {e}"))?;
+        self.port = listener
+            .local_addr()
+            .map_err(|e| format!("control plane port: {e}"))?
+            .port();
+        Ok(())
+    }
+
+    /// Where it listens (or will): what the clients' bootstrap names.
     pub(crate) fn address(&self) -> Result<SocketAddr, String> {
         match self.port {
             0 => Err("the control plane has no port yet".to_owned()),
@@ -104,7 +116,7 @@ impl Plane {
         self.dir.join("resources.json")
     }
 
-    /// Starts it on any free port.
+    /// Starts it on its port (any free one, unless reserved).
     pub(crate) async fn start(&mut self) -> Result<(), String> {
         let port = self.port;
         let resources = self.resources_file();

@@ -82,7 +82,20 @@ pub(crate) struct Scenario {
     /// How many backends (`backend-0`…).
     pub(crate) backends: usize,
     pub(crate) flags: Flags,
+    pub(crate) start: Start,
     pub(crate) steps: Vec<Step>,
+}
+
+/// Which comes up first: the control plane or the clients. Either way the
+/// first step's snapshot is what the plane serves when it comes up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Start {
+    /// The control plane, then the clients: a deployment's usual order.
+    PlaneFirst,
+    /// The clients, on a bootstrap naming a port chosen in advance; the
+    /// control plane comes up on it this much later. Until then the clients
+    /// have nothing to connect to and must keep trying.
+    ClientsFirst(Duration),
 }
 
 fn serve(make: impl Fn(u64, &[SocketAddr]) -> Snapshot + Send + Sync + 'static) -> Action {
@@ -129,6 +142,7 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             about: "every backend of the cluster receives traffic",
             backends: 4,
             flags: Flags::default(),
+            start: Start::PlaneFirst,
             steps: vec![Step::new(
                 "all backends",
                 default(ALL4, &[]),
@@ -136,10 +150,23 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             )],
         },
         Scenario {
+            name: "plane_starts_late",
+            about: "clients started before their control plane connect once it comes up, 3 s later on the port their bootstrap names",
+            backends: 2,
+            flags: Flags::default(),
+            start: Start::ClientsFirst(Duration::from_secs(3)),
+            steps: vec![Step::new(
+                "plane up",
+                default(&[0, 1], &[]),
+                Expect::even(&[0, 1]),
+            )],
+        },
+        Scenario {
             name: "round_robin",
             about: "RPCs are spread evenly (round robin) over the cluster",
             backends: 4,
             flags: Flags::default(),
+            start: Start::PlaneFirst,
             steps: vec![Step::new("even", default(ALL4, &[]), Expect::even(ALL4))],
         },
         Scenario {
@@ -147,6 +174,7 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             about: "a route's weighted clusters split traffic by weight",
             backends: 2,
             flags: Flags::default(),
+            start: Start::PlaneFirst,
             steps: vec![
                 Step::new(
                     "one cluster",
@@ -170,6 +198,7 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             about: "a live change of weights shows within seconds, without failures",
             backends: 2,
             flags: Flags::default(),
+            start: Start::PlaneFirst,
             steps: vec![
                 Step::new(
                     "a:80 b:20",
@@ -199,6 +228,7 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             about: "routes match the RPC path: exact, prefix, regex, case-insensitive",
             backends: 2,
             flags: BOTH,
+            start: Start::PlaneFirst,
             steps: vec![
                 Step::new("default", default(&[0], &[1]), methods(&[0], &[0])),
                 Step::new(
@@ -265,6 +295,7 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
                 metadata: "EmptyCall:xds_md:empty_ytpme,UnaryCall:xds_md:unary_yranu,UnaryCall:xds_md_numeric:159",
                 ..BOTH
             },
+            start: Start::PlaneFirst,
             steps: vec![
                 Step::new("default", default(&[0], &[1]), methods(&[0], &[0])),
                 header_step(
@@ -316,6 +347,7 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             about: "pointing the route at another cluster moves all traffic to it",
             backends: 4,
             flags: Flags::default(),
+            start: Start::PlaneFirst,
             steps: vec![
                 Step::new(
                     "cluster a",
@@ -334,6 +366,7 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             about: "endpoints removed by EDS stop receiving traffic, with no failed RPC",
             backends: 4,
             flags: Flags::default(),
+            start: Start::PlaneFirst,
             steps: vec![
                 Step::new("four endpoints", default(ALL4, &[]), Expect::even(ALL4)),
                 Step::new(
@@ -348,6 +381,7 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             about: "a Cluster the client cannot use is NACKed (with the reason in CSDS) and the last good one keeps serving",
             backends: 2,
             flags: Flags::default(),
+            start: Start::PlaneFirst,
             steps: vec![
                 Step::new("valid", default(&[0, 1], &[]), Expect::even(&[0, 1])),
                 Step::new(
@@ -368,6 +402,7 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             about: "RPCs fail fast with UNAVAILABLE while every backend is down and spread as before once they are back",
             backends: 4,
             flags: Flags::default(),
+            start: Start::PlaneFirst,
             steps: vec![
                 Step::new("running", default(ALL4, &[]), Expect::even(ALL4)),
                 Step::new("stopped", Action::Stop(ALL4.to_vec()), Expect::AllFail),
@@ -387,6 +422,7 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
                 metadata: "UnaryCall:x-session-id:session-42",
                 ..Flags::default()
             },
+            start: Start::PlaneFirst,
             steps: {
                 // One session per step, each compared with C-core's backend
                 // for it: a ring built otherwise, or a hash that ignores the
@@ -422,6 +458,7 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             about: "priority 1 takes the traffic while priority 0 is down, and gives it back",
             backends: 4,
             flags: Flags::default(),
+            start: Start::PlaneFirst,
             steps: vec![
                 Step::new(
                     "priority 0",
