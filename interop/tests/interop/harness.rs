@@ -459,42 +459,90 @@ impl World {
     /// only the types the snapshot changed are waited for (a step must then
     /// change something every client watches: one that changed only, say,
     /// the endpoints of a cluster no route names would wait in vain).
-    pub(crate) async fn until_answered(&mut self, limit: Duration) -> Result<(), String> {
+    /// Returns how long each client took.
+    pub(crate) async fn until_answered(
+        &mut self,
+        limit: Duration,
+    ) -> Result<Vec<(Kind, Duration)>, String> {
         let version = self.version.to_string();
         let every_type = self.plane.resends_unchanged();
-        let deadline = tokio::time::Instant::now() + limit;
+        let changed = self.changed.clone();
+        let what = format!("answered snapshot version {version}");
+        self.until_every_client(limit, &what, |kind, acks| {
+            let latest = latest_by_type(acks, &kind.node_id());
+            let stale: Vec<&str> = latest
+                .iter()
+                .filter(|(type_url, ack)| {
+                    !ack.is_nack()
+                        && ack.version_info != version
+                        && (every_type || changed.contains(**type_url))
+                })
+                .map(|(type_url, _)| short(type_url))
+                .collect();
+            (latest.is_empty() || !stale.is_empty()).then(|| format!("still on an older {stale:?}"))
+        })
+        .await
+    }
+
+    /// Waits, at most `limit`, until every client has answered the plane
+    /// again after the ACK numbered `since` (a restart): for each type it
+    /// had answered before, a new ACK or NACK, so it subscribed anew.
+    /// Returns how long each client took.
+    pub(crate) async fn until_resubscribed(
+        &mut self,
+        since: usize,
+        limit: Duration,
+    ) -> Result<Vec<(Kind, Duration)>, String> {
+        self.until_every_client(limit, "subscribed again", |kind, acks| {
+            let (before, after) = acks.split_at(since.min(acks.len()));
+            let node = kind.node_id();
+            let again = latest_by_type(after, &node);
+            let missing: Vec<&str> = latest_by_type(before, &node)
+                .into_keys()
+                .filter(|type_url| !again.contains_key(type_url))
+                .map(short)
+                .collect();
+            (!missing.is_empty()).then(|| format!("not yet {missing:?}"))
+        })
+        .await
+    }
+
+    /// Reads the plane's ACK log every 50 ms, at most `limit`, until
+    /// `behind` (what a client still lacks, if anything) holds back no
+    /// client. Returns when each client first caught up.
+    async fn until_every_client(
+        &mut self,
+        limit: Duration,
+        what: &str,
+        behind: impl Fn(Kind, &[Ack]) -> Option<String>,
+    ) -> Result<Vec<(Kind, Duration)>, String> {
+        let started = tokio::time::Instant::now();
+        let mut caught_up = BTreeMap::new();
         loop {
             let acks = self.plane.acks();
-            let behind: Vec<String> = self
+            let lagging: Vec<String> = self
                 .clients
                 .iter()
-                .filter_map(|client| {
-                    let latest = latest_by_type(&acks, &client.kind.node_id());
-                    let stale: Vec<&str> = latest
-                        .iter()
-                        .filter(|(type_url, ack)| {
-                            !ack.is_nack()
-                                && ack.version_info != version
-                                && (every_type || self.changed.contains(**type_url))
-                        })
-                        .map(|(type_url, _)| short(type_url))
-                        .collect();
-                    (latest.is_empty() || !stale.is_empty())
-                        .then(|| format!("{} (still on an older {stale:?})", client.kind.name()))
+                .filter_map(|client| match behind(client.kind, &acks) {
+                    Some(why) => Some(format!("{} ({why})", client.kind.name())),
+                    None => {
+                        caught_up.entry(client.kind).or_insert(started.elapsed());
+                        None
+                    }
                 })
                 .collect();
-            if behind.is_empty() {
-                return Ok(());
+            if lagging.is_empty() {
+                return Ok(caught_up.into_iter().collect());
             }
-            if tokio::time::Instant::now() >= deadline {
+            if started.elapsed() >= limit {
                 let plane = self
                     .plane
                     .diagnosis()
                     .map(|d| format!("; {d}"))
                     .unwrap_or_default();
                 return Err(format!(
-                    "not every client answered snapshot version {version} within {limit:?}: {}{plane}",
-                    behind.join(", ")
+                    "not every client {what} within {limit:?}: {}{plane}",
+                    lagging.join(", ")
                 ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -513,9 +561,15 @@ impl World {
         self.plane.serve(snapshot)
     }
 
-    /// Starts the control plane, serving the latest snapshot.
+    /// Starts the control plane (again, after [`World::stop_plane`]) on its
+    /// port, serving what it served.
     pub(crate) async fn start_plane(&mut self) -> Result<(), String> {
         self.plane.start().await
+    }
+
+    /// Kills the control plane.
+    pub(crate) async fn stop_plane(&mut self) {
+        self.plane.stop().await;
     }
 
     /// Kills backends outright.

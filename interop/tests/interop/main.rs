@@ -5,7 +5,7 @@
 //! backends named `backend-N`, and three clients under one bootstrap:
 //! meshlib's `xds-interop-client`, gRPC Python and gRPC Node (installed by
 //! `scripts/install-interop-peers`). Each step changes the world (a new
-//! snapshot, stopped or restarted backends, a `Configure`),
+//! snapshot, stopped or restarted backends or control plane, a `Configure`),
 //! waits until the clients' traffic shows the change, then asks every client
 //! for the next 1,000 RPCs (2,000 for weighted splits) with `GetClientStats`
 //! and checks them.
@@ -42,6 +42,9 @@ use scenarios::{Action, Scenario, Start};
 pub(crate) struct StepResult {
     pub(crate) name: &'static str,
     pub(crate) outcomes: Vec<Outcome>,
+    /// When the control plane came up in the step: how long each client
+    /// took to get its configuration from it (`meshlib 1.0 s, …`).
+    pub(crate) plane_up: Option<String>,
 }
 
 /// What became of one scenario against one control plane.
@@ -70,7 +73,8 @@ impl ScenarioResult {
     }
 }
 
-/// How long every client has to ACK or NACK a new snapshot.
+/// How long every client has to ACK or NACK a new snapshot, or to subscribe
+/// again to a restarted control plane.
 const ANSWER_LIMIT: Duration = Duration::from_secs(20);
 
 /// Each scenario has this long, all steps included, before it fails.
@@ -127,8 +131,25 @@ async fn steps(
                 }
             }
         }
-        if matches!(step.action, Action::Serve(_)) {
-            world.until_answered(ANSWER_LIMIT).await?;
+        let answered = match step.action {
+            Action::Serve(_) => world.until_answered(ANSWER_LIMIT).await?,
+            Action::StartPlane => world.until_resubscribed(acks_before, ANSWER_LIMIT).await?,
+            _ => Vec::new(),
+        };
+        let plane_came_up = matches!(step.action, Action::StartPlane)
+            || (i == 0 && matches!(scenario.start, Start::ClientsFirst(_)));
+        let plane_up = plane_came_up.then(|| {
+            let took: Vec<String> = answered
+                .iter()
+                .map(|(kind, took)| format!("{} {:.1} s", kind.name(), took.as_secs_f64()))
+                .collect();
+            took.join(", ")
+        });
+        if let Some(took) = &plane_up {
+            println!(
+                "  {name} / {}: configured by the plane after {took}",
+                step.name
+            );
         }
         let mut outcomes = harness::measure(
             &mut world,
@@ -166,6 +187,7 @@ async fn steps(
         results.push(StepResult {
             name: step.name,
             outcomes,
+            plane_up,
         });
     }
     Ok(())
@@ -212,6 +234,8 @@ async fn apply(world: &mut World, action: &Action) -> Result<(), String> {
         Action::Stop(which) => world.stop(which).await,
         Action::Restart(which) => world.restart(which).await?,
         Action::Configure(rpcs, metadata) => world.configure(rpcs, metadata).await?,
+        Action::StopPlane => world.stop_plane().await,
+        Action::StartPlane => world.start_plane().await?,
     }
     Ok(())
 }

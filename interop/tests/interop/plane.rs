@@ -52,7 +52,8 @@ impl PlaneKind {
     }
 }
 
-/// A control plane on loopback.
+/// A control plane, running or not, on one loopback port for its whole life:
+/// a restart comes back where the clients' bootstrap points.
 pub(crate) struct Plane {
     /// 0 until it first starts or a port is reserved for it.
     port: u16,
@@ -62,6 +63,7 @@ pub(crate) struct Plane {
 
 enum State {
     Snapshot {
+        /// Kept across restarts: the snapshot served and the ACK log.
         server: SnapshotServer,
         running: Option<StandaloneServer>,
     },
@@ -116,7 +118,7 @@ impl Plane {
         self.dir.join("resources.json")
     }
 
-    /// Starts it on its port (any free one, unless reserved).
+    /// Starts it on its port (any free one the first time, unless reserved).
     pub(crate) async fn start(&mut self) -> Result<(), String> {
         let port = self.port;
         let resources = self.resources_file();
@@ -155,7 +157,23 @@ impl Plane {
         Ok(())
     }
 
-    /// Serves `snapshot` to every node. The
+    /// Kills it outright, cutting every stream as a crash would.
+    pub(crate) async fn stop(&mut self) {
+        match &mut self.state {
+            State::Snapshot { running, .. } => {
+                if let Some(mut server) = running.take() {
+                    server.kill();
+                }
+            }
+            State::Python { running, .. } => {
+                if let Some(mut process) = running.take() {
+                    process.kill().await;
+                }
+            }
+        }
+    }
+
+    /// Serves `snapshot` to every node, from now on and after a restart. The
     /// Python plane gets it as a resources file, written whole and renamed
     /// into place, so that it never reads half of one.
     pub(crate) fn serve(&mut self, snapshot: Snapshot) -> Result<(), String> {
@@ -177,7 +195,7 @@ impl Plane {
         matches!(self.state, State::Snapshot { .. })
     }
 
-    /// Every ACK and NACK it has received, oldest first.
+    /// Every ACK and NACK it has received, oldest first, across restarts.
     /// `version_info` is the snapshot's version on either plane (the Python
     /// plane's `"<version>.<n>"` loses its `.<n>`).
     pub(crate) fn acks(&self) -> Vec<Ack> {

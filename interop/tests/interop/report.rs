@@ -187,11 +187,14 @@ fn table(text: &mut String, plane: PlaneKind, runs: &[&ScenarioResult]) {
                 .iter()
                 .map(|k| cell(step.outcomes.iter().find(|o| o.kind == *k)))
                 .collect();
+            let step_name = match &step.plane_up {
+                Some(took) => format!("{} (configured after: {took})", step.name),
+                None => step.name.to_owned(),
+            };
             let _ = writeln!(
                 text,
-                "| {verdict} `{}` | {} | {} |",
+                "| {verdict} `{}` | {step_name} | {} |",
                 result.name,
-                step.name,
                 cells.join(" | ")
             );
         }

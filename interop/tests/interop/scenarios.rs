@@ -26,6 +26,11 @@ pub(crate) enum Action {
     Restart(Vec<usize>),
     /// `Configure` every client: the methods to call and their metadata.
     Configure(Vec<RpcType>, Vec<(RpcType, &'static str, &'static str)>),
+    /// Kill the control plane: every stream cut at once, as in a crash.
+    StopPlane,
+    /// Start the control plane again on its port, with the resources it
+    /// served, and wait until every client has subscribed to it again.
+    StartPlane,
 }
 
 /// One change and what must follow from it.
@@ -412,6 +417,23 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
                     Expect::even(ALL4),
                 )
                 .within(Duration::from_secs(40)),
+            ],
+        },
+        Scenario {
+            name: "plane_restart",
+            about: "RPCs keep succeeding on the cached configuration while the control plane is down; restarted on its port with the same resources, every client subscribes again, and a change pushed then applies",
+            backends: 3,
+            flags: Flags::default(),
+            start: Start::PlaneFirst,
+            steps: vec![
+                Step::new("running", default(&[0, 1], &[2]), Expect::even(&[0, 1])),
+                Step::new("plane down", Action::StopPlane, Expect::even(&[0, 1])),
+                Step::new("plane back", Action::StartPlane, Expect::even(&[0, 1])),
+                Step::new(
+                    "change after restart",
+                    routed(|| to("cluster-b"), &[0, 1], &[2]),
+                    Expect::Shares(vec![(2, 100.0)]),
+                ),
             ],
         },
         Scenario {
