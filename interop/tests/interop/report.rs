@@ -66,7 +66,7 @@ pub(crate) fn write(results: &[ScenarioResult], complete: bool) -> Result<PathBu
          Regenerate with:\n\n\
          ```sh\nscripts/install-interop-peers\n\
          MESHLIB_INTEROP_REPORT=1 cargo test -p meshlib-interop --test interop\n```\n\n\
-         Each scenario of gRPC's `doc/xds-test-descriptions.md` runs on loopback: a control plane,\n\
+         Each scenario, after gRPC's `doc/xds-test-descriptions.md`, runs on loopback: a control plane,\n\
          `xds-interop-server` backends `backend-N` (`bN` below), and three clients under the same\n\
          bootstrap (but for their node ids): meshlib's `xds-interop-client`, gRPC Python 1.85.1\n\
          (C-core) and gRPC Node (`@grpc/grpc-js` 1.14.7 + `@grpc/grpc-js-xds` 1.14.1). Each step waits\n\
