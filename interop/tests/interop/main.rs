@@ -7,8 +7,9 @@
 //! `scripts/install-interop-peers`). Each step changes the world (a new
 //! snapshot, stopped or restarted backends or control plane, a `Configure`),
 //! waits until the clients' traffic shows the change, then asks every client
-//! for the next 1,000 RPCs (2,000 for weighted splits) with `GetClientStats`
-//! and checks them.
+//! for the next 1,000 RPCs where shares are checked (2,000 for weighted
+//! splits), 500 where every RPC must go one way, with `GetClientStats`, and
+//! checks them.
 //!
 //! Every scenario runs twice: against meshlib-xds's snapshot server
 //! (`snapshot-plane`), then against `interop/control-plane/ads_server.py`

@@ -71,8 +71,9 @@ pub(crate) fn write(results: &[ScenarioResult], complete: bool) -> Result<PathBu
          bootstrap (but for their node ids): meshlib's `xds-interop-client`, gRPC Python 1.85.1\n\
          (C-core) and gRPC Node (`@grpc/grpc-js` 1.14.7 + `@grpc/grpc-js-xds` 1.14.1). Each step waits\n\
          until every client has ACKed (or NACKed) the new snapshot and its traffic shows the change,\n\
-         then takes the next 1,000 RPCs of every client (2,000 for weighted splits) with\n\
-         `GetClientStats`.\n\
+         then takes the next RPCs of every client with `GetClientStats`: 1,000 where shares are\n\
+         checked (2,000 for weighted splits), 500 where every RPC must go one way (a backend, each\n\
+         method its own, all failing).\n\
          A cell passes when the client's RPCs show the expected behaviour and, for meshlib, when its\n\
          share of every backend is within ±{TOLERANCE} points of each reference client's.\n\n\
          Every scenario runs against two control planes that serve the same resources:\n"
