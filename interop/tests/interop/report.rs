@@ -37,7 +37,7 @@ this machine kind:
 | a `LocalityLbEndpoints` without `locality` | NACKed (`endpoints[0].locality: field not present`) | refused too (no RPC succeeds) | C-core: NACK | NACKed with C-core's reason (found by this suite; unit-tested in `meshlib/src/xds/convert/tests.rs`) |
 | a locality without `load_balancing_weight` | dropped | dropped | both (gRFC A27) | not yet a scenario |
 | an unknown listener | RPCs fail UNAVAILABLE after the 15 s does-not-exist timer | RPCs wait for their deadline | C-core: a fast, explicit failure a caller can act on | not yet a scenario |
-| an unsupported `lb_policy` | the Cluster is NACKed; a running client keeps the last good one | same | both | scenario `nack_keeps_config` (reason visible in CSDS) |
+| an unsupported `lb_policy` | the Cluster is NACKed; a running client keeps the last good one | same | both | scenario `nack_keeps_config` (the reason in CSDS and in the NACK each control plane logs) |
 | an HttpConnectionManager without HTTP filters | NACKed ("expected at least one HTTP filter") | accepted | C-core | not yet a scenario |
 "#;
 
