@@ -23,7 +23,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_sdk_servicediscovery::Client;
@@ -574,46 +574,6 @@ clusters:
         .unwrap()
 }
 
-/// Requests flowing through `mesh` until the returned flag is set; the
-/// count of failures, read after.
-fn steady_traffic(
-    mesh: &meshlib::MeshClient,
-) -> (
-    Arc<AtomicBool>,
-    Arc<AtomicUsize>,
-    Vec<tokio::task::JoinHandle<()>>,
-) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let failed = Arc::new(AtomicUsize::new(0));
-    let workers = (0..4)
-        .map(|_| {
-            let (mesh, stop, failed) = (mesh.clone(), stop.clone(), failed.clone());
-            tokio::spawn(async move {
-                while !stop.load(Ordering::SeqCst) {
-                    if let Err(error) = support::send(&mesh, "http://reviews/", &[]).await {
-                        eprintln!("failed: {error}");
-                        failed.fetch_add(1, Ordering::SeqCst);
-                    }
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-            })
-        })
-        .collect();
-    (stop, failed, workers)
-}
-
-/// Waits, at most 10 s, until `done` holds.
-async fn until(what: &str, done: impl Fn() -> bool) {
-    let wait = async {
-        while !done() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(10 * SECOND, wait)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
-}
-
 #[tokio::test]
 async fn traffic_follows_a_re_registration_with_no_failed_request_and_outlives_cloud_map() {
     // Two backends on one port of two loopback addresses: the instances say which.
@@ -635,13 +595,13 @@ async fn traffic_follows_a_re_registration_with_no_failed_request_and_outlives_c
         .await;
     let mesh = cloud_map_mesh(&moto, &registry);
     // Until the first answer the cluster has no endpoint (no warming yet).
-    until("the first answer", || {
+    support::until("the first answer", || {
         mesh.endpoints("reviews").is_some_and(|e| !e.is_empty())
     })
     .await;
 
-    let (stop, failed, workers) = steady_traffic(&mesh);
-    until("v1 takes traffic", || v1.requests() > 50).await;
+    let (stop, failed, workers) = support::steady_traffic(&mesh, "http://reviews/");
+    support::until("v1 takes traffic", || v1.requests() > 50).await;
     let version = mesh.version();
 
     // Blue/green: v2 registers, then v1 goes.
@@ -654,16 +614,16 @@ async fn traffic_follows_a_re_registration_with_no_failed_request_and_outlives_c
             ],
         )
         .await;
-    until("v2 takes traffic too", || v2.requests() > 50).await;
+    support::until("v2 takes traffic too", || v2.requests() > 50).await;
     registry.deregister("v1").await;
-    until("the cluster is v2 alone", || {
+    support::until("the cluster is v2 alone", || {
         mesh.endpoints("reviews")
             .is_some_and(|e| e.len() == 1 && e[0].address == v2.address)
     })
     .await;
     let v1_after = v1.requests();
     let v2_after = v2.requests();
-    until("v2 takes all of it", || v2.requests() > v2_after + 200).await;
+    support::until("v2 takes all of it", || v2.requests() > v2_after + 200).await;
     assert!(
         v1.requests() <= v1_after + 8,
         "v1 still served after it was deregistered"
@@ -673,7 +633,7 @@ async fn traffic_follows_a_re_registration_with_no_failed_request_and_outlives_c
     // Cloud Map goes away: the last endpoints keep serving.
     moto.kill();
     let served = v2.requests();
-    until("v2 serves on without Cloud Map", || {
+    support::until("v2 serves on without Cloud Map", || {
         v2.requests() > served + 200
     })
     .await;

@@ -529,46 +529,6 @@ clusters:
     meshlib::MeshClient::new(meshlib::config::MeshConfig::from_yaml(&yaml).unwrap()).unwrap()
 }
 
-/// Requests flowing through `mesh` until the returned flag is set; the
-/// count of failures, read after.
-fn steady_traffic(
-    mesh: &meshlib::MeshClient,
-) -> (
-    Arc<std::sync::atomic::AtomicBool>,
-    Arc<AtomicUsize>,
-    Vec<tokio::task::JoinHandle<()>>,
-) {
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let failed = Arc::new(AtomicUsize::new(0));
-    let workers = (0..4)
-        .map(|_| {
-            let (mesh, stop, failed) = (mesh.clone(), stop.clone(), failed.clone());
-            tokio::spawn(async move {
-                while !stop.load(Ordering::SeqCst) {
-                    if let Err(error) = support::send(&mesh, "http://reviews/", &[]).await {
-                        eprintln!("failed: {error}");
-                        failed.fetch_add(1, Ordering::SeqCst);
-                    }
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-            })
-        })
-        .collect();
-    (stop, failed, workers)
-}
-
-/// Waits, at most 10 s, until `done` holds.
-async fn until(what: &str, done: impl Fn() -> bool) {
-    let wait = async {
-        while !done() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(10 * SECOND, wait)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
-}
-
 #[tokio::test]
 async fn traffic_follows_a_changed_record_with_no_failed_request_and_outlives_the_server() {
     // Two backends on one port of two loopback addresses: the record says which.
@@ -579,14 +539,14 @@ async fn traffic_follows_a_changed_record_with_no_failed_request_and_outlives_th
     // Traffic starts with the client: requests before the first answer wait
     // for it (the cluster warms), so none fails.
     let mesh = dns_mesh(&server, "reviews.test", port);
-    let (stop, failed, workers) = steady_traffic(&mesh);
-    until("v1 takes traffic", || v1.requests() > 50).await;
+    let (stop, failed, workers) = support::steady_traffic(&mesh, "http://reviews/");
+    support::until("v1 takes traffic", || v1.requests() > 50).await;
 
     let version = mesh.version();
     server.set_hosts("127.0.0.3 reviews.test\n");
-    until("traffic moves to v2", || v2.requests() > 50).await;
+    support::until("traffic moves to v2", || v2.requests() > 50).await;
     let v1_after = v1.requests();
-    until("v2 takes all of it", || v2.requests() > 200).await;
+    support::until("v2 takes all of it", || v2.requests() > 200).await;
     assert!(
         v1.requests() <= v1_after + 8,
         "v1 still served after the move"
@@ -596,7 +556,7 @@ async fn traffic_follows_a_changed_record_with_no_failed_request_and_outlives_th
     // The name server goes away: the last endpoints keep serving.
     server.kill();
     let served = v2.requests();
-    until("v2 serves on without DNS", || v2.requests() > served + 200).await;
+    support::until("v2 serves on without DNS", || v2.requests() > served + 200).await;
     stop.store(true, Ordering::SeqCst);
     for worker in workers {
         worker.await.unwrap();

@@ -391,7 +391,7 @@ const PORT: &str = "AWS_INSTANCE_PORT";
 /// The endpoints of `instances`, sorted by address, an address listed once at
 /// its best (lowest) priority; instances that cannot be endpoints left out.
 fn endpoints(config: &CloudMapDiscovery, instances: &[Instance]) -> Vec<Endpoint> {
-    let mut all: Vec<Endpoint> = instances
+    let all: Vec<Endpoint> = instances
         .iter()
         .filter_map(|instance| match endpoint(config, instance) {
             Ok(endpoint) => Some(endpoint),
@@ -401,15 +401,7 @@ fn endpoints(config: &CloudMapDiscovery, instances: &[Instance]) -> Vec<Endpoint
             }
         })
         .collect();
-    all.sort_by(|a, b| {
-        (a.address, a.priority, std::cmp::Reverse(a.weight)).cmp(&(
-            b.address,
-            b.priority,
-            std::cmp::Reverse(b.weight),
-        ))
-    });
-    all.dedup_by(|later, first| later.address == first.address);
-    all
+    super::canonical(all)
 }
 
 /// The endpoint of one instance, or why it has none.

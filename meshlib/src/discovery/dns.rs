@@ -307,21 +307,13 @@ impl TargetState {
 /// Every target's last good endpoints, sorted by address, an address listed
 /// once at its best (lowest) priority.
 fn merge(targets: &[TargetState]) -> Vec<Endpoint> {
-    let mut all: Vec<Endpoint> = targets
+    let all: Vec<Endpoint> = targets
         .iter()
         .filter_map(|t| t.endpoints.as_deref())
         .flatten()
         .cloned()
         .collect();
-    all.sort_by(|a, b| {
-        (a.address, a.priority, std::cmp::Reverse(a.weight)).cmp(&(
-            b.address,
-            b.priority,
-            std::cmp::Reverse(b.weight),
-        ))
-    });
-    all.dedup_by(|later, first| later.address == first.address);
-    all
+    super::canonical(all)
 }
 
 /// When one target is looked up next, given how its last lookup went: a pure

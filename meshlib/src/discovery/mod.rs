@@ -40,6 +40,21 @@ pub(crate) struct Sources {
     pub(crate) cloud_map: Option<aws_sdk_servicediscovery::Config>,
 }
 
+/// `endpoints` as a source publishes them: sorted by address, an address
+/// found twice listed once, at its best priority and then its highest weight,
+/// so the same answer in another order is no change.
+pub(crate) fn canonical(mut endpoints: Vec<Endpoint>) -> Vec<Endpoint> {
+    endpoints.sort_by(|a, b| {
+        (a.address, a.priority, std::cmp::Reverse(a.weight)).cmp(&(
+            b.address,
+            b.priority,
+            std::cmp::Reverse(b.weight),
+        ))
+    });
+    endpoints.dedup_by(|later, first| later.address == first.address);
+    endpoints
+}
+
 /// Publishes into a balancer, for as long as it lives.
 pub(crate) struct ToBalancer(pub(crate) Weak<dyn EndpointSink>);
 
