@@ -272,6 +272,10 @@ where
     }
 }
 
+/// The longest a request waits for a warming cluster's first endpoints:
+/// Envoy's default `initial_fetch_timeout`.
+const WARMING_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Sends each request on the cluster stack [`ClusterLookup`] put in its
 /// extensions: the cluster's balancer picks an endpoint.
 pub struct ClusterSend<C> {
@@ -328,10 +332,12 @@ impl<C: EndpointClient> Service<Request<BoxBody>> for ClusterSend<C> {
             )));
         };
         if stack.balancer.is_warming() {
-            // Bounded: the source's first answer is a result or a failure
-            // within its query timeout, and the route's timeout is above.
+            // A source answers (endpoints or a failure) within its query
+            // timeout; WARMING_LIMIT bounds the wait should it never do so,
+            // route timeout or not. Then the request is balanced on what
+            // there is, failing if there is nothing.
             return Either::Right(Box::pin(async move {
-                stack.balancer.warmed().await;
+                let _ = tokio::time::timeout(WARMING_LIMIT, stack.balancer.warmed()).await;
                 stack.balancer.send(request)?.await
             }));
         }
@@ -465,5 +471,32 @@ mod tests {
         assert_eq!(ports(&second, "fixed"), [6]);
         feeds.publish("a", endpoints(&[4]).into());
         assert_eq!(ports(&second, "a"), [4]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_to_a_cluster_that_never_warms_fails_after_the_warming_limit() {
+        let config = MeshConfig {
+            virtual_hosts: Vec::new(),
+            clusters: vec![Cluster::new("a", Vec::new())],
+        };
+        let clusters = ClusterSet::new(&config, &EchoConnect, Handle::current());
+        let stack = clusters.get("a").unwrap().clone();
+        stack.balancer().start_warming();
+        let mut warming = request("a");
+        warming.extensions_mut().insert(stack.clone());
+        let started = tokio::time::Instant::now();
+        let error = ClusterSend::<Echo>::new()
+            .oneshot(warming)
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::NoEndpoints);
+        assert_eq!(started.elapsed(), WARMING_LIMIT);
+
+        // Once it has warmed, a request is sent at once.
+        stack.balancer().update(&endpoints(&[7]));
+        let mut request = request("a");
+        request.extensions_mut().insert(stack.clone());
+        let response = ClusterSend::<Echo>::new().oneshot(request).await.unwrap();
+        assert_eq!(response.into_body().port(), 7);
     }
 }
