@@ -65,6 +65,10 @@ pub struct ClusterStack<C> {
     balancer: Balancer<C>,
     /// The task of its discovery source, if it has one: it ends with the stack.
     discovery: Option<DiscoveryTask>,
+    /// An aggregate cluster's clusters, most preferred first: each request is
+    /// sent on the first that can take it (see [`Discovery::Aggregate`]).
+    /// Empty for any other cluster.
+    children: Box<[Arc<ClusterStack<C>>]>,
 }
 
 /// A discovery task, aborted when its stack goes (a DNS or Cloud Map source
@@ -90,6 +94,7 @@ impl<C: Send + Sync + 'static> ClusterStack<C> {
                 ..config.clone()
             },
             discovery: None,
+            children: Box::new([]),
         }
     }
 
@@ -102,6 +107,34 @@ impl<C: Send + Sync + 'static> ClusterStack<C> {
     /// The cluster's balancer.
     pub fn balancer(&self) -> &Balancer<C> {
         &self.balancer
+    }
+
+    /// The stack a request for this cluster is sent on now: this one, or for
+    /// an aggregate cluster the first of its clusters with an endpoint that
+    /// may take traffic, else the first still warming (the request waits for
+    /// it). An aggregate with neither fails the request with
+    /// [`ErrorKind::NoEndpoints`], naming its clusters.
+    pub fn sends_to<'a>(self: &'a Arc<Self>) -> Result<&'a Arc<Self>, Error> {
+        if self.children.is_empty() {
+            return Ok(self);
+        }
+        let children = self.children.iter();
+        if let Some(child) = children
+            .clone()
+            .find(|c| c.balancer.takes_traffic())
+            .or_else(|| children.clone().find(|c| c.balancer.is_warming()))
+        {
+            return Ok(child);
+        }
+        let names: Vec<&str> = children.map(|c| c.config.name.as_str()).collect();
+        Err(Error::new(
+            ErrorKind::NoEndpoints,
+            format!(
+                "aggregate cluster {:?}: none of its clusters ({}) has an endpoint that may take traffic",
+                self.config.name,
+                names.join(", ")
+            ),
+        ))
     }
 }
 
@@ -135,9 +168,11 @@ impl<C: Send + Sync + 'static> ClusterSet<C> {
         executor: &Handle,
         sources: &Sources,
     ) -> Self {
-        let clusters = config
+        // Plain clusters first: an aggregate's stack holds its clusters'.
+        let mut clusters: HashMap<Arc<str>, Arc<ClusterStack<C>>> = config
             .clusters
             .iter()
+            .filter(|cluster| cluster.discovery.aggregate().is_none())
             .map(|cluster| {
                 let kept = previous
                     .and_then(|p| p.clusters.get(cluster.name.as_str()))
@@ -152,7 +187,8 @@ impl<C: Send + Sync + 'static> ClusterSet<C> {
                     None => {
                         let mut stack = ClusterStack::new(cluster, connect, executor.clone());
                         match &cluster.discovery {
-                            Discovery::Fixed => {}
+                            // Filtered out above.
+                            Discovery::Fixed | Discovery::Aggregate { .. } => {}
                             Discovery::Eds { .. } => {
                                 sources.feeds.follow(&cluster.name, stack.balancer.sink());
                             }
@@ -198,6 +234,19 @@ impl<C: Send + Sync + 'static> ClusterSet<C> {
                 (Arc::from(cluster.name.as_str()), stack)
             })
             .collect();
+        for cluster in &config.clusters {
+            let Some(names) = cluster.discovery.aggregate() else {
+                continue;
+            };
+            // Always new: it holds nothing but its clusters' stacks, which
+            // may be new themselves.
+            let mut stack = ClusterStack::new(cluster, connect, executor.clone());
+            stack.children = names
+                .iter()
+                .filter_map(|name| clusters.get(name.as_str()).cloned())
+                .collect();
+            clusters.insert(Arc::from(cluster.name.as_str()), Arc::new(stack));
+        }
         ClusterSet { clusters }
     }
 }
@@ -330,6 +379,11 @@ impl<C: EndpointClient> Service<Request<BoxBody>> for ClusterSend<C> {
                 ErrorKind::UnknownCluster,
                 "request reached the cluster send without a cluster stack (is ClusterLookup missing?)",
             )));
+        };
+        let stack = match stack.sends_to() {
+            Ok(target) if Arc::ptr_eq(target, &stack) => stack,
+            Ok(target) => target.clone(),
+            Err(error) => return Either::Left(ResponseFuture::failed(error)),
         };
         if stack.balancer.is_warming() {
             // A source answers (endpoints or a failure) within its query
@@ -498,5 +552,60 @@ mod tests {
         request.extensions_mut().insert(stack.clone());
         let response = ClusterSend::<Echo>::new().oneshot(request).await.unwrap();
         assert_eq!(response.into_body().port(), 7);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_aggregate_sends_to_its_first_cluster_that_takes_traffic() {
+        use crate::config::HealthStatus;
+        let mut aggregate = Cluster::new("both", Vec::new());
+        aggregate.discovery = Discovery::Aggregate {
+            clusters: vec!["primary".to_owned(), "fallback".to_owned()],
+        };
+        let config = MeshConfig {
+            virtual_hosts: Vec::new(),
+            clusters: vec![
+                aggregate,
+                Cluster::new("primary", endpoints(&[1])),
+                Cluster::new("fallback", endpoints(&[2])),
+            ],
+        };
+        let clusters = Arc::new(ClusterSet::new(&config, &EchoConnect, Handle::current()));
+        let stack = ClusterLookup::new(ClusterSend::<Echo>::new(), clusters.clone());
+        let port = |stack: ClusterLookup<ClusterSend<Echo>, Echo>| async move {
+            let response = stack.oneshot(request("both")).await?;
+            Ok::<u16, Error>(response.into_body().port())
+        };
+        assert_eq!(port(stack.clone()).await.unwrap(), 1);
+
+        // The primary's endpoints go down: the fallback takes the traffic,
+        // and gives it back once they are up again.
+        let primary = clusters.get("primary").unwrap().balancer();
+        let mut down = endpoints(&[1]);
+        down[0].health = HealthStatus::Unhealthy;
+        primary.update(&down);
+        assert_eq!(port(stack.clone()).await.unwrap(), 2);
+        primary.update(&endpoints(&[1]));
+        assert_eq!(port(stack.clone()).await.unwrap(), 1);
+
+        // Neither can take traffic: the error names them.
+        primary.update(&down);
+        let fallback = clusters.get("fallback").unwrap().balancer();
+        fallback.update(&[]);
+        let error = port(stack.clone()).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::NoEndpoints);
+        assert!(
+            error
+                .to_string()
+                .contains("aggregate cluster \"both\": none of its clusters (primary, fallback)"),
+            "{error}"
+        );
+
+        // One still warming: the request waits for its endpoints.
+        fallback.start_warming();
+        let mut waiting = Box::pin(port(stack.clone()));
+        let second = std::time::Duration::from_secs(1);
+        assert!(tokio::time::timeout(second, &mut waiting).await.is_err());
+        fallback.sink().upgrade().unwrap().update(&endpoints(&[3]));
+        assert_eq!(waiting.await.unwrap(), 3);
     }
 }

@@ -333,6 +333,12 @@ impl<C> Balancer<C> {
             .collect()
     }
 
+    /// Whether some endpoint may take traffic now: a request would be sent,
+    /// not refused for want of an endpoint.
+    pub fn takes_traffic(&self) -> bool {
+        self.shared.set.load().takes_traffic()
+    }
+
     /// The address of the endpoint a request with `hash` would be sent to now,
     /// without sending anything: the same pick [`Balancer::send`] makes (and,
     /// for `round_robin`, taking the same turn). `hash` is read by `ring_hash`

@@ -171,6 +171,11 @@ impl<C> EndpointSet<C> {
         EndpointSet { endpoints, levels }
     }
 
+    /// Whether any endpoint takes traffic: some level has a healthy one.
+    pub(super) fn takes_traffic(&self) -> bool {
+        !self.levels.is_empty()
+    }
+
     /// The index of the endpoint for a request of `hash` (random when `None`
     /// and the policy hashes); `None` if no endpoint takes traffic.
     pub(super) fn pick(&self, policy: &Policy, hash: Option<u64>) -> Option<usize> {

@@ -559,6 +559,20 @@ pub enum Discovery {
     /// feature; without it, validation refuses such a cluster. Boxed: it is
     /// the largest source by far, and every cluster carries a `Discovery`.
     CloudMap(Box<CloudMapDiscovery>),
+    /// Failover across other clusters (Envoy's aggregate cluster, gRFC A37 as
+    /// A75 corrects it): each request, and each retry of it, goes to the first
+    /// of `clusters` with an endpoint that may take traffic, and is balanced
+    /// there by that cluster's own policy, connector and endpoints. The
+    /// aggregate's own policy fields are not used. With none able to take
+    /// traffic, a request waits for the first that is still warming, else
+    /// fails with [`ErrorKind::NoEndpoints`](crate::ErrorKind::NoEndpoints).
+    /// `discovery: { aggregate: { clusters: [primary, fallback] } }` in a
+    /// file; each must be a cluster of the same configuration that is not
+    /// itself an aggregate (xDS's nested aggregates arrive flattened).
+    Aggregate {
+        /// The clusters, most preferred first.
+        clusters: Vec<String>,
+    },
 }
 
 impl<'de> Deserialize<'de> for Discovery {
@@ -587,6 +601,11 @@ impl Serialize for Discovery {
                 map.serialize_entry("cloud_map", cloud_map)?;
                 map.end()
             }
+            Discovery::Aggregate { clusters } => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("aggregate", &BTreeMap::from([("clusters", clusters)]))?;
+                map.end()
+            }
         }
     }
 }
@@ -595,6 +614,15 @@ impl Discovery {
     /// Whether the endpoints are the configuration's own.
     pub fn is_fixed(&self) -> bool {
         matches!(self, Discovery::Fixed)
+    }
+
+    /// The clusters an aggregate cluster fails over across, most preferred
+    /// first; `None` for any other source.
+    pub fn aggregate(&self) -> Option<&[String]> {
+        match self {
+            Discovery::Aggregate { clusters } => Some(clusters),
+            _ => None,
+        }
     }
 }
 

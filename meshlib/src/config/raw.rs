@@ -660,8 +660,16 @@ impl<'de> serde::de::Visitor<'de> for LbPolicyVisitor {
     }
 }
 
+/// An aggregate cluster's settings, as Envoy's `ClusterConfig` names them.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AggregateParameters {
+    clusters: Vec<String>,
+}
+
 /// Reads a cluster's `discovery`: `fixed`, or a map of one source to its
-/// settings (`dns: {…}`, `cloud_map: {…}`); `eds` comes only from xDS.
+/// settings (`dns: {…}`, `cloud_map: {…}`, `aggregate: {…}`); `eds` comes
+/// only from xDS.
 pub(super) struct DiscoveryVisitor;
 
 impl<'de> serde::de::Visitor<'de> for DiscoveryVisitor {
@@ -688,12 +696,23 @@ impl<'de> serde::de::Visitor<'de> for DiscoveryVisitor {
         let discovery = match name.as_str() {
             "dns" => super::Discovery::Dns(map.next_value()?),
             "cloud_map" => super::Discovery::CloudMap(Box::new(map.next_value()?)),
+            "aggregate" => {
+                let p: AggregateParameters = map.next_value()?;
+                super::Discovery::Aggregate {
+                    clusters: p.clusters,
+                }
+            }
             "eds" => {
                 return Err(A::Error::custom(
                     "eds: EDS endpoints come from an xDS control plane (MeshClient::from_xds), not a file",
                 ));
             }
-            other => return Err(A::Error::unknown_variant(other, &["dns", "cloud_map"])),
+            other => {
+                return Err(A::Error::unknown_variant(
+                    other,
+                    &["dns", "cloud_map", "aggregate"],
+                ));
+            }
         };
         if let Some(extra) = map.next_key::<String>()? {
             return Err(A::Error::custom(format!(

@@ -34,6 +34,50 @@ pub(super) fn check(config: &MeshConfig) -> Result<(), Vec<Problem>> {
     }
 }
 
+/// An aggregate cluster names clusters of the same configuration, each once,
+/// none of them an aggregate (Envoy refuses nesting too; xDS's nested
+/// aggregates arrive flattened by the xDS source).
+fn check_aggregate(
+    config: &MeshConfig,
+    cluster: &Cluster,
+    clusters: &[String],
+    resource: &str,
+    problems: &mut Problems,
+) {
+    if clusters.is_empty() {
+        problems.push(
+            resource,
+            "discovery: aggregate: clusters",
+            "lists no cluster",
+        );
+    }
+    let mut seen = HashMap::new();
+    for (j, name) in clusters.iter().enumerate() {
+        let field = format!("discovery: aggregate: clusters[{j}]");
+        if let Some(first) = seen.insert(name.as_str(), j) {
+            problems.push(
+                resource,
+                &field,
+                format!("{name:?} is listed twice (also clusters[{first}])"),
+            );
+            continue;
+        }
+        if *name == cluster.name {
+            problems.push(resource, &field, "an aggregate cluster cannot list itself");
+            continue;
+        }
+        match config.cluster(name) {
+            None => problems.push(resource, &field, format!("no cluster is named {name:?}")),
+            Some(child) if child.discovery.aggregate().is_some() => problems.push(
+                resource,
+                &field,
+                format!("{name:?} is an aggregate cluster too: list its clusters instead"),
+            ),
+            Some(_) => {}
+        }
+    }
+}
+
 fn check_clusters(config: &MeshConfig, problems: &mut Problems) {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, cluster) in config.clusters.iter().enumerate() {
@@ -87,6 +131,9 @@ fn check_clusters(config: &MeshConfig, problems: &mut Problems) {
                     "meshlib was built without the `cloudmap` feature; enable it to \
                      discover endpoints from AWS Cloud Map",
                 );
+            }
+            super::Discovery::Aggregate { clusters } => {
+                check_aggregate(config, cluster, clusters, &resource, problems);
             }
             _ => {}
         }
@@ -675,5 +722,50 @@ virtual_hosts:
         assert!(error.contains("must be a prime up to 5000011"), "{error}");
         assert!(super::super::maglev_table_size_ok(65_537));
         assert!(!super::super::maglev_table_size_ok(65_536));
+    }
+
+    #[test]
+    fn an_aggregate_cluster_names_plain_clusters_of_the_same_configuration() {
+        let yaml = format!(
+            "{CLUSTERS}
+  - name: both
+    discovery: {{ aggregate: {{ clusters: [v1, v2] }} }}
+"
+        );
+        let config = MeshConfig::from_yaml(&yaml).unwrap();
+        let both = config.cluster("both").unwrap();
+        assert_eq!(
+            both.discovery.aggregate(),
+            Some(&["v1".to_owned(), "v2".to_owned()][..])
+        );
+
+        let yaml = format!(
+            "{CLUSTERS}
+  - name: both
+    discovery: {{ aggregate: {{ clusters: [v1, v1, both, missing, nested] }} }}
+    endpoints: [{{ address: \"127.0.0.1:9\" }}]
+  - name: nested
+    discovery: {{ aggregate: {{ clusters: [v2] }} }}
+  - name: empty
+    discovery: {{ aggregate: {{ clusters: [] }} }}
+"
+        );
+        assert_eq!(
+            problems(&yaml),
+            [
+                "cluster \"both\": discovery: aggregate: clusters[1]: \"v1\" is listed twice (also clusters[0])",
+                "cluster \"both\": discovery: aggregate: clusters[2]: an aggregate cluster cannot list itself",
+                "cluster \"both\": discovery: aggregate: clusters[3]: no cluster is named \"missing\"",
+                "cluster \"both\": discovery: aggregate: clusters[4]: \"nested\" is an aggregate cluster too: list its clusters instead",
+                "cluster \"both\": endpoints: listed, but this cluster's endpoints come from its discovery source",
+                "cluster \"empty\": discovery: aggregate: clusters: lists no cluster",
+            ]
+        );
+        let error = MeshConfig::from_yaml(
+            "clusters: [{ name: a, discovery: { aggregate: { cluster: [b] } } }]",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("unknown field `cluster`"), "{error}");
     }
 }
