@@ -19,8 +19,8 @@ use meshlib_xds::pb::envoy::extensions::filters::network::http_connection_manage
     HttpConnectionManager, Rds, http_connection_manager,
 };
 use meshlib_xds::server::build::{
-    ads, any, api_listener, cluster_load_assignment, eds_cluster, lb_endpoint, prefix_route,
-    route_configuration, virtual_host, with_exact_header,
+    ads, aggregate_cluster, any, api_listener, cluster_load_assignment, eds_cluster, lb_endpoint,
+    logical_dns_cluster, prefix_route, route_configuration, virtual_host, with_exact_header,
 };
 use meshlib_xds::server::{Snapshot, SnapshotServer};
 use meshlib_xds::{Bootstrap, DELTA_ADS, XdsClient, XdsServer};
@@ -567,6 +567,79 @@ async fn a_strict_dns_cluster_from_xds_resolves_its_hosts_and_takes_traffic() {
         tally(&mesh, "http://ext/", &[], 20).await.get("dns"),
         Some(&20)
     );
+    assert!(server.nacks().is_empty(), "{:?}", server.nacks());
+}
+
+#[tokio::test]
+async fn an_aggregate_cluster_fails_over_from_eds_to_logical_dns_and_back() {
+    let (eds, dns) = (Backend::start("eds").await, Backend::start("dns").await);
+    let routes = route_configuration(
+        "svc-routes",
+        vec![
+            virtual_host(
+                "svc",
+                &["svc"],
+                vec![prefix_route("all", "/", &[("svc", 1)])],
+            ),
+            virtual_host(
+                "loop",
+                &["loop"],
+                vec![prefix_route("all", "/", &[("loop-a", 1)])],
+            ),
+        ],
+    );
+    // Nested, with `primary` twice: it keeps its first place (gRFC A37).
+    let snapshot = |version: &str, primary: &[SocketAddr]| {
+        Snapshot::new(version)
+            .with(api_listener("svc", "svc-routes"))
+            .with(routes.clone())
+            .with(aggregate_cluster("svc", &["inner", "primary"]))
+            .with(aggregate_cluster("inner", &["primary", "ext"]))
+            .with(eds_cluster("primary"))
+            .with(cluster_load_assignment("primary", primary))
+            .with(logical_dns_cluster("ext", "localhost", dns.address.port()))
+            .with(aggregate_cluster("loop-a", &["loop-b"]))
+            .with(aggregate_cluster("loop-b", &["loop-a"]))
+    };
+    let server = SnapshotServer::new();
+    server.set("test-node", snapshot("1", &[eds.address]));
+    let plane = server.start_standalone(0, None).unwrap();
+    let xds = xds_client(plane.address(), false);
+    let mesh = MeshClient::from_xds(&xds, "svc").await.unwrap();
+    let config = mesh.config();
+    let leaves = config.cluster("svc").unwrap().discovery.aggregate();
+    assert_eq!(leaves, Some(&["primary".to_owned(), "ext".to_owned()][..]));
+    assert_eq!(
+        tally(&mesh, "http://svc/", &[], 20).await.get("eds"),
+        Some(&20)
+    );
+
+    // The EDS cluster loses its endpoints: the LOGICAL_DNS one takes over.
+    server.set("test-node", snapshot("2", &[]));
+    until("primary loses its endpoints", async || {
+        mesh.endpoints("primary").is_some_and(|e| e.is_empty())
+    })
+    .await;
+    assert_eq!(
+        tally(&mesh, "http://svc/", &[], 20).await.get("dns"),
+        Some(&20)
+    );
+    assert_eq!(mesh.endpoints("ext").unwrap()[0].address, dns.address);
+
+    // And gives the traffic back once they return.
+    server.set("test-node", snapshot("3", &[eds.address]));
+    until("primary gets its endpoint back", async || {
+        mesh.endpoints("primary").is_some_and(|e| !e.is_empty())
+    })
+    .await;
+    assert_eq!(
+        tally(&mesh, "http://svc/", &[], 20).await.get("eds"),
+        Some(&20)
+    );
+
+    // Aggregates that contain each other fail their own requests only.
+    let error = send(&mesh, "http://loop/", &[]).await.unwrap_err();
+    assert_eq!(error.kind(), meshlib::ErrorKind::NoEndpoints, "{error}");
     assert!(server.nacks().is_empty(), "{:?}", server.nacks());
 }
 

@@ -768,4 +768,15 @@ virtual_hosts:
         .to_string();
         assert!(error.contains("unknown field `cluster`"), "{error}");
     }
+
+    #[test]
+    fn the_aggregate_example_file_is_valid_and_means_what_it_says() {
+        let config =
+            MeshConfig::from_yaml(include_str!("../../../examples/config/aggregate.yaml")).unwrap();
+        let checkout = config.cluster("checkout").unwrap();
+        assert_eq!(
+            checkout.discovery.aggregate(),
+            Some(&["checkout-local".to_owned(), "checkout-remote".to_owned()][..])
+        );
+    }
 }

@@ -230,6 +230,17 @@ enum Changed {
     Routes,
 }
 
+/// How deep aggregate clusters may nest, as in gRPC (gRFC A37).
+const MAX_AGGREGATE_DEPTH: usize = 16;
+
+/// Why an aggregate cluster cannot be flattened.
+enum Flatten {
+    /// One of its clusters has not been answered yet.
+    Waiting,
+    /// It contains itself, or nests too deep.
+    Invalid(String),
+}
+
 enum Pending {
     /// Some resource has not been answered yet.
     Waiting,
@@ -322,10 +333,11 @@ impl Tree {
                     None => None,
                 };
             }
-            let wanted: BTreeSet<String> = self
-                .virtual_hosts()
-                .map(referenced_clusters)
-                .unwrap_or_default();
+        }
+        if changed >= Changed::Clusters {
+            // An aggregate cluster's arrival or change moves which clusters
+            // are wanted too: its clusters are.
+            let wanted = self.wanted_clusters();
             self.clusters.retain(|name, _| wanted.contains(name));
             let new: Vec<String> = wanted
                 .into_iter()
@@ -361,6 +373,73 @@ impl Tree {
             self.endpoints.extend(new.into_iter().zip(started));
         }
         Ok(())
+    }
+
+    /// The clusters the routes name, and those of every aggregate among them.
+    fn wanted_clusters(&self) -> BTreeSet<String> {
+        let mut wanted = BTreeSet::new();
+        let mut next: Vec<String> = self
+            .virtual_hosts()
+            .map(referenced_clusters)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        while let Some(name) = next.pop() {
+            if let Some(EndpointSource::Aggregate(children)) = self
+                .clusters
+                .get(&name)
+                .and_then(Tracked::resource)
+                .map(|c| &c.endpoints)
+            {
+                next.extend(children.iter().filter(|c| !wanted.contains(*c)).cloned());
+            }
+            wanted.insert(name);
+        }
+        wanted
+    }
+
+    /// The plain clusters aggregate cluster `name` stands for: its clusters
+    /// depth-first, aggregates replaced by theirs, each kept at its first
+    /// place (gRFC A37). A cluster that does not exist stays, as a cluster
+    /// with no endpoint.
+    fn leaves(&self, name: &str) -> Result<Vec<String>, Flatten> {
+        fn visit<'a>(
+            tree: &'a Tree,
+            name: &'a str,
+            path: &mut Vec<&'a str>,
+            leaves: &mut Vec<String>,
+        ) -> Result<(), Flatten> {
+            if path.contains(&name) {
+                return Err(Flatten::Invalid(format!(
+                    "aggregate cluster {name:?} contains itself (through {})",
+                    path.join(" → ")
+                )));
+            }
+            if path.len() > MAX_AGGREGATE_DEPTH {
+                return Err(Flatten::Invalid(format!(
+                    "aggregate clusters nest more than {MAX_AGGREGATE_DEPTH} deep (at {name:?})"
+                )));
+            }
+            let tracked = tree.clusters.get(name).ok_or(Flatten::Waiting)?;
+            if !tracked.answered() {
+                return Err(Flatten::Waiting);
+            }
+            match tracked.resource().map(|c| &c.endpoints) {
+                Some(EndpointSource::Aggregate(children)) => {
+                    path.push(name);
+                    for child in children {
+                        visit(tree, child, path, leaves)?;
+                    }
+                    path.pop();
+                }
+                _ if leaves.iter().any(|l| l == name) => {}
+                _ => leaves.push(name.to_owned()),
+            }
+            Ok(())
+        }
+        let mut leaves = Vec::new();
+        visit(self, name, &mut Vec::new(), &mut leaves)?;
+        Ok(leaves)
     }
 
     /// Publishes every assignment that changed since it was last published
@@ -421,6 +500,16 @@ impl Tree {
             };
             let mut cluster = resource.cluster.clone();
             match &resource.endpoints {
+                EndpointSource::Aggregate(_) => match self.leaves(name) {
+                    Ok(leaves) => {
+                        cluster.discovery = config::Discovery::Aggregate { clusters: leaves }
+                    }
+                    Err(Flatten::Waiting) => return Err(Pending::Waiting),
+                    // Its requests fail; every other cluster is applied.
+                    Err(Flatten::Invalid(reason)) => {
+                        tracing::error!(cluster = %name, %reason, "aggregate cluster left without endpoints");
+                    }
+                },
                 EndpointSource::Static(assignment) => assignment.apply_to(&mut cluster),
                 EndpointSource::Dns(dns) => cluster.discovery = config::Discovery::Dns(dns.clone()),
                 EndpointSource::Eds(service) => {

@@ -163,6 +163,62 @@ pub fn eds_cluster(name: &str) -> Cluster {
     }
 }
 
+/// An aggregate cluster (`envoy.clusters.aggregate`, gRFC A37) over
+/// `clusters`, most preferred first.
+pub fn aggregate_cluster(name: &str, clusters: &[&str]) -> Cluster {
+    use crate::pb::envoy::extensions::clusters::aggregate::v3::ClusterConfig;
+    let config = ClusterConfig {
+        clusters: clusters.iter().map(|c| (*c).to_owned()).collect(),
+    };
+    Cluster {
+        name: name.to_owned(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::ClusterType(
+            cluster::CustomClusterType {
+                name: "envoy.clusters.aggregate".to_owned(),
+                typed_config: Some(any(&config)),
+            },
+        )),
+        lb_policy: cluster::LbPolicy::ClusterProvided as i32,
+        ..Default::default()
+    }
+}
+
+/// A `LOGICAL_DNS` cluster resolving `host` by the system's resolver, its
+/// one endpoint at `port`; IPv4 only (`localhost` may also be `::1`, where a
+/// loopback test's server does not listen), a field gRPC ignores.
+pub fn logical_dns_cluster(name: &str, host: &str, port: u16) -> Cluster {
+    Cluster {
+        name: name.to_owned(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::LogicalDns as i32,
+        )),
+        dns_lookup_family: cluster::DnsLookupFamily::V4Only as i32,
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: name.to_owned(),
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: vec![LbEndpoint {
+                    host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                        address: Some(Address {
+                            address: Some(address::Address::SocketAddress(SocketAddress {
+                                address: host.to_owned(),
+                                port_specifier: Some(socket_address::PortSpecifier::PortValue(
+                                    u32::from(port),
+                                )),
+                                ..Default::default()
+                            })),
+                        }),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// One locality (the empty one, weight 1, priority 0) of healthy endpoints
 /// at `addresses`.
 pub fn cluster_load_assignment(cluster: &str, addresses: &[SocketAddr]) -> ClusterLoadAssignment {

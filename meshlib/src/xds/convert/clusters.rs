@@ -22,6 +22,9 @@ pub(crate) enum EndpointSource {
     Static(Assignment),
     /// Resolved from DNS by the cluster's stack (`STRICT_DNS`, `LOGICAL_DNS`).
     Dns(config::DnsDiscovery),
+    /// An aggregate cluster (`envoy.clusters.aggregate`): these clusters, most
+    /// preferred first, any of them aggregates too (gRFC A37).
+    Aggregate(Vec<String>),
 }
 
 /// A ClusterLoadAssignment in meshlib's terms: the endpoints (each with its
@@ -58,10 +61,11 @@ pub(crate) fn cluster(c: &cluster::Cluster) -> Result<(config::Cluster, Endpoint
     let kind = match &c.cluster_discovery_type {
         Some(ClusterDiscoveryType::Type(t)) => DiscoveryType::try_from(*t).ok(),
         Some(ClusterDiscoveryType::ClusterType(custom)) => {
-            return Err(format!(
-                "cluster_type: custom type {:?} is not supported",
-                custom.name
-            ));
+            let clusters = aggregate(custom)?;
+            // Its balancing is its clusters' (Envoy's CLUSTER_PROVIDED, which
+            // gRPC does not require): the policy fields are not read.
+            let cluster = config::Cluster::new(c.name.clone(), Vec::new());
+            return Ok((cluster, EndpointSource::Aggregate(clusters)));
         }
         None => Some(DiscoveryType::Static),
     };
@@ -116,6 +120,33 @@ pub(crate) fn cluster(c: &cluster::Cluster) -> Result<(config::Cluster, Endpoint
         },
         source,
     ))
+}
+
+/// An aggregate cluster's clusters, from its `cluster_type`: the only custom
+/// type meshlib knows (gRFC A37 identifies it by the config's type, as here).
+fn aggregate(custom: &cluster::cluster::CustomClusterType) -> Result<Vec<String>, String> {
+    use meshlib_xds::pb::envoy::extensions::clusters::aggregate::v3::ClusterConfig;
+    let any = custom
+        .typed_config
+        .as_ref()
+        .filter(|any| any.type_url == ClusterConfig::type_url())
+        .ok_or_else(|| {
+            format!(
+                "cluster_type: custom type {:?} is not supported (only envoy.clusters.aggregate is)",
+                custom.name
+            )
+        })?;
+    let config = ClusterConfig::decode(any.value.as_slice())
+        .map_err(|e| format!("cluster_type: aggregate ClusterConfig: {e}"))?;
+    if config.clusters.is_empty() {
+        return Err("cluster_type: aggregate ClusterConfig: clusters is empty".to_owned());
+    }
+    if let Some(i) = config.clusters.iter().position(String::is_empty) {
+        return Err(format!(
+            "cluster_type: aggregate ClusterConfig: clusters[{i}] is empty"
+        ));
+    }
+    Ok(config.clusters)
 }
 
 /// The cluster's balancing policy: the first supported entry of the typed

@@ -590,3 +590,33 @@ fn a_logical_dns_cluster_with_two_hosts_or_a_bad_name_is_refused_by_field() {
     let missing = cluster(&no_hosts).unwrap_err();
     assert!(missing.contains("load_assignment"), "{missing}");
 }
+
+#[test]
+fn an_aggregate_cluster_lists_its_clusters_and_an_empty_or_unknown_one_is_refused() {
+    use super::EndpointSource;
+    use meshlib_xds::server::build::aggregate_cluster;
+    let (converted, source) = cluster(&aggregate_cluster("svc", &["a", "b"])).unwrap();
+    assert_eq!(converted.name, "svc");
+    assert_eq!(
+        source,
+        EndpointSource::Aggregate(vec!["a".into(), "b".into()])
+    );
+
+    let empty = cluster(&aggregate_cluster("svc", &[])).unwrap_err();
+    assert_eq!(
+        empty,
+        "cluster_type: aggregate ClusterConfig: clusters is empty"
+    );
+    let mut unknown = aggregate_cluster("svc", &["a"]);
+    if let Some(cluster::cluster::ClusterDiscoveryType::ClusterType(custom)) =
+        &mut unknown.cluster_discovery_type
+    {
+        custom.name = "envoy.clusters.redis".into();
+        custom.typed_config = None;
+    }
+    let unknown = cluster(&unknown).unwrap_err();
+    assert!(
+        unknown.contains("only envoy.clusters.aggregate is"),
+        "{unknown}"
+    );
+}
