@@ -178,7 +178,8 @@ pub fn aggregate_cluster(name: &str, clusters: &[&str]) -> Cluster {
                 typed_config: Some(any(&config)),
             },
         )),
-        lb_policy: cluster::LbPolicy::ClusterProvided as i32,
+        // Left at its default: gRPC ignores it but NACKs CLUSTER_PROVIDED,
+        // which Envoy requires here; meshlib accepts either.
         ..Default::default()
     }
 }

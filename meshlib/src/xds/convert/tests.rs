@@ -595,7 +595,11 @@ fn a_logical_dns_cluster_with_two_hosts_or_a_bad_name_is_refused_by_field() {
 fn an_aggregate_cluster_lists_its_clusters_and_an_empty_or_unknown_one_is_refused() {
     use super::EndpointSource;
     use meshlib_xds::server::build::aggregate_cluster;
-    let (converted, source) = cluster(&aggregate_cluster("svc", &["a", "b"])).unwrap();
+    // Envoy requires CLUSTER_PROVIDED on an aggregate, gRPC NACKs it: the
+    // policy is not read either way.
+    let mut provided = aggregate_cluster("svc", &["a", "b"]);
+    provided.lb_policy = cluster::cluster::LbPolicy::ClusterProvided as i32;
+    let (converted, source) = cluster(&provided).unwrap();
     assert_eq!(converted.name, "svc");
     assert_eq!(
         source,
