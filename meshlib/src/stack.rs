@@ -114,7 +114,7 @@ impl<C: Send + Sync + 'static> ClusterStack<C> {
     /// may take traffic, else the first still warming (the request waits for
     /// it). An aggregate with neither fails the request with
     /// [`ErrorKind::NoEndpoints`], naming its clusters.
-    pub fn sends_to<'a>(self: &'a Arc<Self>) -> Result<&'a Arc<Self>, Error> {
+    pub fn sends_to(self: &Arc<Self>) -> Result<&Arc<Self>, Error> {
         if self.children.is_empty() {
             return Ok(self);
         }
