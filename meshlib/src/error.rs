@@ -91,6 +91,7 @@ pub struct Error {
     kind: ErrorKind,
     message: Box<str>,
     source: Option<BoxError>,
+    attempts: Option<u32>,
 }
 
 impl Error {
@@ -100,7 +101,35 @@ impl Error {
             kind,
             message: message.into().into_boxed_str(),
             source: None,
+            attempts: None,
         }
+    }
+
+    /// The same error, ending a request retried under a retry policy after
+    /// `attempts` attempts: the message says so, the kind stays the last
+    /// attempt's.
+    pub(crate) fn after_attempts(mut self, attempts: u32) -> Self {
+        self.message = format!(
+            "gave up after {attempts} attempt{}; the last failed: {}",
+            if attempts == 1 { "" } else { "s" },
+            self.message
+        )
+        .into_boxed_str();
+        self.attempts = Some(attempts);
+        self
+    }
+
+    /// How many attempts were made, when the request had a retry policy
+    /// (the [`Retry`](crate::retry::Retry) layer sets it on the error it
+    /// returns); `None` otherwise.
+    ///
+    /// ```
+    /// # use meshlib::{Error, ErrorKind};
+    /// let err = Error::new(ErrorKind::Connect, "cluster \"a\" endpoint 10.0.0.1:80");
+    /// assert_eq!(err.attempts(), None);
+    /// ```
+    pub fn attempts(&self) -> Option<u32> {
+        self.attempts
     }
 
     /// The same error, caused by `source`.

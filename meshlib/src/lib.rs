@@ -41,15 +41,16 @@
 //! ## The layers
 //!
 //! ```text
-//! request ─► Route ─► Mirror ─► Timeout ─► ClusterLookup ─► ClusterSend ─► Balancer ─► endpoint's pooled client
+//! request ─► Route ─► Mirror ─► Timeout ─► ClusterLookup ─► Retry ─► ClusterSend ─► Balancer ─► endpoint's pooled client
 //! ```
 //!
 //! Each is usable alone: [`route::Route`] matches, applies the route's
 //! rewrites and header changes, and records a [`route::RouteDecision`] in the
 //! request's extensions, [`mirror::Mirror`] copies a share of the requests to
 //! mirror clusters, [`timeout::Timeout`] applies the request's timeout,
-//! [`stack::ClusterLookup`] finds the cluster's [`stack::ClusterStack`] and
-//! [`stack::ClusterSend`] hands the request to its
+//! [`stack::ClusterLookup`] finds the cluster's [`stack::ClusterStack`],
+//! [`retry::Retry`] resends failed attempts as the route's retry policy
+//! says, and [`stack::ClusterSend`] hands the request to its
 //! [`balance::Balancer`], which picks an endpoint and sends through its
 //! [`connect::EndpointClient`]. [`stack`] puts them in order, and
 //! [`check_route`] answers offline where a request would go.
@@ -84,6 +85,7 @@ pub mod future;
 mod grpc;
 mod matcher;
 pub mod mirror;
+pub mod retry;
 pub mod route;
 pub mod stack;
 pub mod timeout;

@@ -2,10 +2,10 @@
 //! sends on.
 //!
 //! ```text
-//! request ─► Route ─► Mirror ─► Timeout ─► ClusterLookup ─► ClusterSend ─► cluster's Balancer ─► endpoint's client
-//!            match,    copies    route's    find the          send on it:    pick an endpoint      pooled hyper-util,
-//!            pick                timeout    cluster's stack    each attempt                         h1 or h2c
-//!            cluster                        (extensions)       balanced afresh
+//! request ─► Route ─► Mirror ─► Timeout ─► ClusterLookup ─► Retry ─► ClusterSend ─► cluster's Balancer ─► endpoint's client
+//!            match,    copies    route's    find the          resend   send on it:    pick an endpoint      pooled hyper-util,
+//!            pick                timeout    cluster's stack   failed   each attempt                         h1 or h2c
+//!            cluster                        (extensions)      attempts balanced afresh
 //! ```
 //!
 //! The top half is built from one configuration snapshot and holds it
@@ -14,8 +14,8 @@
 //! a [`ClusterStack`] owns the cluster's policy, its connector and its
 //! endpoint set, which its discovery source updates in place. A new
 //! configuration keeps every stack whose policy did not change, with its
-//! connections and state. Between [`ClusterLookup`] and [`ClusterSend`] is
-//! where the retry layer sits: every attempt goes through the same cluster's
+//! connections and state. Between [`ClusterLookup`] and [`ClusterSend`] sits
+//! the [`Retry`] layer: every attempt goes through the same cluster's
 //! balancer, so each is balanced afresh.
 
 use std::collections::HashMap;
@@ -35,14 +35,18 @@ use crate::discovery::{Sources, ToBalancer};
 use crate::error::{Error, ErrorKind};
 use crate::future::ResponseFuture;
 use crate::mirror::Mirror;
+use crate::retry::Retry;
 use crate::route::{Route, RouteDecision, RouteTable};
 use crate::timeout::Timeout;
 
 /// The outbound stack for endpoint clients of type `C`, in the canonical
 /// order: route (and apply the route's rewrites), mirror, bound by the
-/// timeout, find the cluster's stack, send on it. Mirroring sits above the
-/// timeout so each copy is bounded by the route's timeout too.
-pub type Outbound<C> = Route<Mirror<Timeout<ClusterLookup<ClusterSend<C>, C>>>>;
+/// timeout, find the cluster's stack, retry as the route's policy says,
+/// send on it. Mirroring sits above the timeout so each copy is bounded by
+/// the route's timeout too; retrying below it, so the route's timeout
+/// bounds every attempt and backoff wait together, and below the lookup,
+/// so each attempt is balanced afresh on the same cluster.
+pub type Outbound<C> = Route<Mirror<Timeout<ClusterLookup<Retry<ClusterSend<C>>, C>>>>;
 
 /// Builds the [`Outbound`] stack over `clusters` routed by `routes`;
 /// mirrored copies run on `executor`.
@@ -51,7 +55,7 @@ pub fn outbound<C: EndpointClient>(
     clusters: Arc<ClusterSet<C>>,
     executor: Handle,
 ) -> Outbound<C> {
-    let lookup = ClusterLookup::new(ClusterSend::new(), clusters);
+    let lookup = ClusterLookup::new(Retry::new(ClusterSend::new()), clusters);
     Route::new(Mirror::new(Timeout::new(lookup), executor), routes)
 }
 

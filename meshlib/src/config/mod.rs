@@ -43,6 +43,7 @@ mod duration;
 mod error;
 mod file;
 mod raw;
+mod retry;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -57,6 +58,7 @@ pub use discovery::{
 };
 pub use error::{ConfigError, Problem};
 pub use file::{FileSource, FileWatch};
+pub use retry::{RetryBackOff, RetryCondition, RetryOn, RetryPolicy};
 
 /// A whole mesh configuration: what to route where, and the clusters routed to.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -95,6 +97,15 @@ pub struct VirtualHost {
     /// Routes, tried in order; the first that matches wins.
     #[serde(default)]
     pub routes: Vec<Route>,
+    /// The retry policy of routes that have none of their own (Envoy's
+    /// `VirtualHost.retry_policy`; a route's replaces it whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_policy: Option<RetryPolicy>,
+    /// Send `x-envoy-attempt-count` (1 for the first attempt, 2 for the
+    /// first retry…) with every request upstream (Envoy's
+    /// `include_request_attempt_count`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub include_request_attempt_count: bool,
 }
 
 impl VirtualHost {
@@ -104,6 +115,8 @@ impl VirtualHost {
             name: name.into(),
             domains,
             routes,
+            retry_policy: None,
+            include_request_attempt_count: false,
         }
     }
 }
@@ -372,6 +385,9 @@ pub struct RouteAction {
     pub hash_policy: Vec<HashPolicy>,
     /// Limits on the request's duration and the use of its `grpc-timeout` header.
     pub max_stream_duration: Option<MaxStreamDuration>,
+    /// When and how often requests are retried; when absent, the virtual
+    /// host's policy applies, if it has one.
+    pub retry_policy: Option<RetryPolicy>,
 }
 
 impl RouteAction {
@@ -386,6 +402,7 @@ impl RouteAction {
             request_mirror_policies: Vec::new(),
             hash_policy: Vec::new(),
             max_stream_duration: None,
+            retry_policy: None,
         }
     }
 }

@@ -229,6 +229,8 @@ pub(super) struct RouteAction {
     hash_policy: Vec<HashPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     max_stream_duration: Option<MaxStreamDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retry_policy: Option<super::RetryPolicy>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -393,6 +395,7 @@ impl TryFrom<RouteAction> for super::RouteAction {
                 max_stream_duration: m.max_stream_duration,
                 grpc_timeout_header_max: m.grpc_timeout_header_max,
             }),
+            retry_policy: raw.retry_policy,
         })
     }
 }
@@ -420,6 +423,7 @@ impl From<super::RouteAction> for RouteAction {
                 max_stream_duration: m.max_stream_duration,
                 grpc_timeout_header_max: m.grpc_timeout_header_max,
             }),
+            retry_policy: a.retry_policy,
             ..RouteAction::default()
         };
         match a.destination {

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::{
     Cluster, Destination, HeaderMatcher, HeaderRule, LbPolicy, MeshConfig, PathMatch, Problem,
-    Route, StringRule,
+    RetryPolicy, Route, StringRule,
 };
 
 struct Problems(Vec<Problem>);
@@ -245,6 +245,9 @@ fn check_virtual_hosts(config: &MeshConfig, problems: &mut Problems) {
                 );
             }
         }
+        if let Some(policy) = &vhost.retry_policy {
+            check_retry_policy(policy, &resource, problems);
+        }
         for (j, route) in vhost.routes.iter().enumerate() {
             let resource = if route.name.is_empty() {
                 format!("{resource}: route #{j}")
@@ -314,6 +317,9 @@ fn check_route(clusters: &HashSet<&str>, route: &Route, resource: &str, problems
         }
     }
     check_route_action(clusters, route, resource, problems);
+    if let Some(policy) = &route.action.retry_policy {
+        check_retry_policy(policy, resource, problems);
+    }
     for (i, header) in route.request_headers_to_add.iter().enumerate() {
         let field = format!("request_headers_to_add[{i}]");
         if let Err(message) = check_writable_header(&header.name) {
@@ -448,12 +454,75 @@ fn check_route_action(
     }
 }
 
+/// Envoy's rules for a `RetryPolicy`: a backoff above zero whose maximum is
+/// not below its base, statuses that are statuses, header rules that compile.
+fn check_retry_policy(policy: &RetryPolicy, resource: &str, problems: &mut Problems) {
+    let backoff = &policy.retry_back_off;
+    if backoff.base_interval.is_zero() {
+        problems.push(
+            resource,
+            "retry_policy: retry_back_off: base_interval",
+            "must be above 0",
+        );
+    }
+    if backoff.max_interval < backoff.base_interval {
+        problems.push(
+            resource,
+            "retry_policy: retry_back_off: max_interval",
+            format!(
+                "{:?} is below base_interval {:?}",
+                backoff.max_interval, backoff.base_interval
+            ),
+        );
+    }
+    for (i, code) in policy.retriable_status_codes.iter().enumerate() {
+        if !(100..=599).contains(code) {
+            problems.push(
+                resource,
+                &format!("retry_policy: retriable_status_codes[{i}]"),
+                format!("{code} is not an HTTP status (100..=599)"),
+            );
+        }
+    }
+    for (list, field) in [
+        (&policy.retriable_headers, "retriable_headers"),
+        (
+            &policy.retriable_request_headers,
+            "retriable_request_headers",
+        ),
+    ] {
+        for header in list {
+            check_header_as(
+                header,
+                resource,
+                &format!("retry_policy: {field}: {:?}", header.name),
+                field == "retriable_headers" && header.name == ":status",
+                problems,
+            );
+        }
+    }
+}
+
 fn check_header(header: &HeaderMatcher, resource: &str, problems: &mut Problems) {
     let field = format!("match: headers: {:?}", header.name);
+    check_header_as(header, resource, &field, false, problems);
+}
+
+/// Checks a header rule reported under `field`; `status_ok` lets it name
+/// `:status` (a response's).
+fn check_header_as(
+    header: &HeaderMatcher,
+    resource: &str,
+    field: &str,
+    status_ok: bool,
+    problems: &mut Problems,
+) {
+    let field = field.to_owned();
     if header.name.is_empty() {
-        problems.push(resource, "match: headers", "a header matcher has no name");
+        problems.push(resource, &field, "a header matcher has no name");
     } else if http::HeaderName::from_bytes(header.name.as_bytes()).is_err()
         && !header.name.starts_with(':')
+        && !status_ok
     {
         problems.push(resource, &field, "is not a valid header name");
     }
@@ -777,6 +846,47 @@ virtual_hosts:
         assert_eq!(
             checkout.discovery.aggregate(),
             Some(&["checkout-local".to_owned(), "checkout-remote".to_owned()][..])
+        );
+    }
+
+    #[test]
+    fn retry_policies_are_checked_by_route_and_field() {
+        let yaml = "
+clusters: [{ name: c }]
+virtual_hosts:
+  - name: a
+    domains: [a]
+    retry_policy: { retry_on: 5xx, retry_back_off: { base_interval: 0s } }
+    routes:
+      - name: r
+        match: { prefix: / }
+        route:
+          cluster: c
+          retry_policy:
+            retry_on: retriable-status-codes
+            retry_back_off: { base_interval: 50ms, max_interval: 10ms }
+            retriable_status_codes: [42]
+            retriable_headers: [{ name: x-a, safe_regex: { regex: \"(\" } }]
+";
+        let found = problems(yaml);
+        let expected = [
+            "virtual_host \"a\": retry_policy: retry_back_off: base_interval: must be above 0",
+            "virtual_host \"a\": route \"r\": retry_policy: retry_back_off: max_interval: 10ms is below base_interval 50ms",
+            "virtual_host \"a\": route \"r\": retry_policy: retriable_status_codes[0]: 42 is not an HTTP status",
+            "virtual_host \"a\": route \"r\": retry_policy: retriable_headers: \"x-a\": safe_regex does not compile",
+        ];
+        assert_eq!(found.len(), expected.len(), "{found:#?}");
+        for (found, expected) in found.iter().zip(expected) {
+            assert!(found.starts_with(expected), "{found} / {expected}");
+        }
+        let typo = MeshConfig::from_yaml(
+            "clusters: [{ name: c }]\nvirtual_hosts: [{ name: a, domains: [a], routes: [{ match: { prefix: / }, route: { cluster: c, retry_policy: { retry_on: 5XX } } }] }]",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            typo.contains("retry_on: unknown condition \"5XX\""),
+            "{typo}"
         );
     }
 }

@@ -85,18 +85,64 @@ impl HeaderRef {
                 request.uri().path_and_query().map_or("/", |p| p.as_str()),
             )),
             HeaderRef::Scheme => request.uri().scheme_str().map(Cow::Borrowed),
-            HeaderRef::Header(name) => {
-                let mut values = request.headers().get_all(name).iter();
-                let first = std::str::from_utf8(values.next()?.as_bytes()).ok()?;
-                let mut joined: Cow<'a, str> = Cow::Borrowed(first);
-                for more in values {
-                    let joined = joined.to_mut();
-                    joined.push(',');
-                    joined.push_str(std::str::from_utf8(more.as_bytes()).ok()?);
-                }
-                Some(joined)
-            }
+            HeaderRef::Header(name) => joined(request.headers(), name),
         }
+    }
+}
+
+/// The values of `name` in `headers` joined by `,`; `None` when absent or
+/// not UTF-8.
+fn joined<'a>(headers: &'a http::HeaderMap, name: &http::HeaderName) -> Option<Cow<'a, str>> {
+    let mut values = headers.get_all(name).iter();
+    let first = std::str::from_utf8(values.next()?.as_bytes()).ok()?;
+    let mut joined: Cow<'a, str> = Cow::Borrowed(first);
+    for more in values {
+        let joined = joined.to_mut();
+        joined.push(',');
+        joined.push_str(std::str::from_utf8(more.as_bytes()).ok()?);
+    }
+    Some(joined)
+}
+
+/// A header rule on a response (a retry policy's `retriable_headers`):
+/// `:status` names its status.
+#[derive(Debug)]
+pub(crate) struct ResponseHeaderCheck {
+    /// `None` for `:status`.
+    name: Option<http::HeaderName>,
+    rule: ValueRule,
+    invert: bool,
+}
+
+pub(crate) fn compile_response_header(
+    matcher: &config::HeaderMatcher,
+) -> Result<ResponseHeaderCheck, String> {
+    let request = config::HeaderMatcher {
+        // Any header name compiles the rule; the name is read below.
+        name: "x".to_owned(),
+        ..matcher.clone()
+    };
+    let HeaderCheck { rule, invert, .. } = compile_header(&request)?;
+    let name = match matcher.name.as_str() {
+        ":status" => None,
+        other => Some(http::HeaderName::from_bytes(other.as_bytes()).map_err(|e| e.to_string())?),
+    };
+    Ok(ResponseHeaderCheck { name, rule, invert })
+}
+
+impl ResponseHeaderCheck {
+    pub(crate) fn matches(&self, status: http::StatusCode, headers: &http::HeaderMap) -> bool {
+        let value = match &self.name {
+            None => Some(Cow::Borrowed(status.as_str())),
+            Some(name) => joined(headers, name),
+        };
+        let Some(value) = value else {
+            return match self.rule {
+                ValueRule::Present(present) => present == self.invert,
+                _ => false,
+            };
+        };
+        self.rule.matches(&value) != self.invert
     }
 }
 

@@ -27,7 +27,7 @@ use http::Request;
 use tower_service::Service;
 
 use crate::balance::RequestHash;
-use crate::config::{MaxStreamDuration, MirrorPolicy, WeightedCluster};
+use crate::config::{MaxStreamDuration, MirrorPolicy, RetryPolicy, WeightedCluster};
 use crate::error::{Error, ErrorKind};
 use crate::future::ResponseFuture;
 
@@ -58,6 +58,10 @@ pub(crate) struct RouteInfo {
     pub(crate) mirrors: Box<[MirrorPolicy]>,
     pub(crate) hash: hash::HashPolicies,
     pub(crate) actions: action::RequestActions,
+    /// The route's retry policy, else its virtual host's.
+    pub(crate) retry: Option<Arc<crate::retry::Policy>>,
+    /// The virtual host's `include_request_attempt_count`.
+    pub(crate) include_attempt_count: bool,
 }
 
 impl RouteInfo {
@@ -72,6 +76,8 @@ impl RouteInfo {
             mirrors: Box::default(),
             hash: hash::HashPolicies::default(),
             actions: action::RequestActions::default(),
+            retry: None,
+            include_attempt_count: false,
         }
     }
 }
@@ -96,6 +102,7 @@ pub struct RouteDecision {
     /// the request's `grpc-timeout` set it.
     timeout: Option<Duration>,
     hash: Option<RequestHash>,
+    retry: Option<Arc<crate::retry::Policy>>,
 }
 
 impl RouteDecision {
@@ -107,6 +114,7 @@ impl RouteDecision {
             cluster: Arc::from(cluster),
             timeout: None,
             hash: None,
+            retry: None,
         }
     }
 
@@ -117,11 +125,42 @@ impl RouteDecision {
         hash: Option<RequestHash>,
     ) -> Self {
         RouteDecision {
+            retry: route.retry.clone(),
             route,
             cluster,
             timeout,
             hash,
         }
+    }
+
+    /// The same decision under the retry policy `policy` (for a test of
+    /// the [`Retry`](crate::retry::Retry) layer, or a layer of one's own);
+    /// an error when one of its header rules does not compile.
+    pub fn with_retry_policy(mut self, policy: &RetryPolicy) -> Result<Self, Error> {
+        let compiled = crate::retry::Policy::compile(policy).map_err(|(field, message)| {
+            Error::new(
+                ErrorKind::NoRoute,
+                format!("retry policy: {field}: {message}"),
+            )
+        })?;
+        self.retry = Some(Arc::new(compiled));
+        Ok(self)
+    }
+
+    /// The retry policy this request is under: its route's, else its
+    /// virtual host's.
+    pub fn retry_policy(&self) -> Option<&RetryPolicy> {
+        self.retry.as_deref().map(crate::retry::Policy::config)
+    }
+
+    pub(crate) fn retry(&self) -> Option<&Arc<crate::retry::Policy>> {
+        self.retry.as_ref()
+    }
+
+    /// Whether each attempt carries `x-envoy-attempt-count` (the virtual
+    /// host's `include_request_attempt_count`).
+    pub fn include_request_attempt_count(&self) -> bool {
+        self.route.include_attempt_count
     }
 
     /// The same decision with this request's timeout set to `timeout`.
@@ -228,6 +267,7 @@ impl RouteDecision {
             cluster: Arc::from(cluster),
             timeout: self.timeout,
             hash: self.hash,
+            retry: self.retry.clone(),
         }
     }
 }

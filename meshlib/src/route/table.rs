@@ -127,7 +127,7 @@ impl RouteTable {
                 .routes
                 .iter()
                 .enumerate()
-                .filter_map(|(i, route)| match compile_route(&name, i, route) {
+                .filter_map(|(i, route)| match compile_route(&name, vhost, i, route) {
                     Ok(entry) => Some(entry),
                     Err(problem) => {
                         problems.push(problem);
@@ -328,6 +328,7 @@ fn index_routes(
 
 fn compile_route(
     vhost: &Arc<str>,
+    host: &config::VirtualHost,
     index: usize,
     route: &config::Route,
 ) -> Result<RouteEntry, Problem> {
@@ -382,6 +383,17 @@ fn compile_route(
         RequestActions::compile(route).map_err(|(field, message)| problem(field, message))?;
     let hash = HashPolicies::compile(&action.hash_policy)
         .map_err(|message| problem("hash_policy", message))?;
+    // Envoy: the route's policy replaces the virtual host's, not merged.
+    let retry = action
+        .retry_policy
+        .as_ref()
+        .or(host.retry_policy.as_ref())
+        .map(|policy| {
+            crate::retry::Policy::compile(policy)
+                .map(Arc::new)
+                .map_err(|(field, message)| problem(&field, message))
+        })
+        .transpose()?;
     Ok(RouteEntry {
         info: Arc::new(RouteInfo {
             virtual_host: vhost.clone(),
@@ -396,6 +408,8 @@ fn compile_route(
             mirrors: action.request_mirror_policies.as_slice().into(),
             hash,
             actions,
+            retry,
+            include_attempt_count: host.include_request_attempt_count,
         }),
         path,
         headers,

@@ -62,6 +62,8 @@ pub(crate) fn route_configuration(
                 name: vhost.name.clone(),
                 domains: vhost.domains.clone(),
                 routes,
+                retry_policy: None,
+                include_request_attempt_count: false,
             })
         })
         .collect()
@@ -408,6 +410,7 @@ fn route_action(action: &route::RouteAction) -> Result<RouteAction, String> {
         request_mirror_policies,
         hash_policy,
         max_stream_duration,
+        retry_policy: None,
     })
 }
 

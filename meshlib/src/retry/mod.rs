@@ -1,0 +1,434 @@
+//! Retries: each failed attempt the route's retry policy names is sent
+//! again, after a jittered backoff, as Envoy's router does for
+//! `RouteAction.retry_policy` / `VirtualHost.retry_policy`
+//! (`route_components.proto`; the router docs' `x-envoy-retry-on`).
+//!
+//! [`Retry`] reads the policy from the request's
+//! [`RouteDecision`]; a request without one passes straight through. It
+//! sits between the cluster lookup and the cluster send, so every attempt
+//! is balanced afresh on the same cluster (a retry usually lands on
+//! another endpoint), and below the route's timeout, which bounds every
+//! attempt and every wait together.
+//!
+//! What is retried (Envoy's conditions, by `retry_on`):
+//!
+//! - a response: `5xx`, `gateway-error` (502, 503, 504), `retriable-4xx`
+//!   (409 only), `retriable-status-codes`, `retriable-headers`,
+//!   `envoy-ratelimited`, and the gRPC status of a Trailers-Only response
+//!   (`grpc-status` in the headers): `cancelled`, `deadline-exceeded`,
+//!   `resource-exhausted`, `internal`, `unavailable`. The last response is
+//!   returned when the retries run out, as Envoy does;
+//! - no response: a connect failure (`connect-failure`,
+//!   `reset-before-request`, `reset`, `5xx`, `gateway-error`), a connection
+//!   failed or reset after the request went out, or a `per_try_timeout`
+//!   (`reset`, `5xx`, `gateway-error`). When the retries run out the last
+//!   error is returned, its [`Error::attempts`] and message saying how many
+//!   attempts were made;
+//! - never: a failure the mesh decided by itself (no endpoint, no route).
+//!
+//! At most `num_retries` retries follow the first attempt; with
+//! `retriable_request_headers`, only matching requests are retried. The
+//! wait before retry `n` (from 0) is drawn uniformly from
+//! `[0, min(base_interval × 2ⁿ, max_interval))`. With the virtual host's
+//! `include_request_attempt_count`, each attempt carries
+//! `x-envoy-attempt-count`. The response of a retried request carries its
+//! [`Attempts`] in its extensions.
+//!
+//! **Bodies.** A request body is kept for replay as it is sent, up to a
+//! bound (64 KiB by default, as linkerd2-proxy's;
+//! [`Retry::max_replay_bytes`], [`RetryLayer::with_max_replay_bytes`]). A body
+//! larger than the bound, whether it says so up front or streams past it,
+//! is sent once and not retried. An empty body (a `GET`) is always
+//! replayable. A retry decided while the previous attempt still streamed
+//! the body reads on from where it stopped.
+//!
+//! Not yet: retry budgets and `max_retries` circuit breakers, gRPC's A44
+//! rules, `Retry-After` backoff, host predicates, `per_try_idle_timeout`,
+//! `refused-stream` (no HTTP/2 reset reason reaches this layer yet, so it
+//! retries nothing on its own).
+
+mod backoff;
+mod body;
+mod future;
+mod layer;
+mod policy;
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::future::Either;
+use http::{HeaderValue, Request, Response};
+use http_body::Body;
+use tower::ServiceExt;
+use tower_service::Service;
+
+use crate::body::{BoxBody, boxed};
+use crate::error::{Error, ErrorKind};
+use crate::route::RouteDecision;
+
+pub use body::DEFAULT_MAX_REPLAY_BYTES;
+pub use future::ResponseFuture;
+pub use layer::RetryLayer;
+pub(crate) use policy::Policy;
+
+use backoff::{Backoff, random_below};
+use body::Replay;
+use policy::Failure;
+
+/// How many attempts a request under a retry policy took: in its
+/// response's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempts(pub u32);
+
+/// Retries failed attempts as the request's route's retry policy says; see
+/// the [module docs](self).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use meshlib::config::{RetryCondition, RetryOn, RetryPolicy};
+/// use meshlib::retry::{Attempts, Retry};
+/// use meshlib::route::RouteDecision;
+/// use tower::ServiceExt;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), meshlib::Error> {
+/// // Fails twice with 503, then answers 200.
+/// let calls = Arc::new(AtomicU32::new(0));
+/// let seen = calls.clone();
+/// let flaky = tower::service_fn(move |_: http::Request<meshlib::BoxBody>| {
+///     let n = seen.fetch_add(1, Ordering::SeqCst);
+///     async move {
+///         let status = if n < 2 { 503 } else { 200 };
+///         Ok::<_, meshlib::Error>(http::Response::builder().status(status).body(()).unwrap())
+///     }
+/// });
+///
+/// let mut policy = RetryPolicy::new(RetryOn::none().with(RetryCondition::FiveXx));
+/// policy.num_retries = 3;
+/// let decision = RouteDecision::new("api", "orders", "orders").with_retry_policy(&policy)?;
+/// let mut request = http::Request::new(meshlib::body::boxed(http_body_util::Empty::new()));
+/// request.extensions_mut().insert(decision);
+///
+/// let response = Retry::new(flaky).oneshot(request).await?;
+/// assert_eq!(response.status(), 200);
+/// assert_eq!(response.extensions().get::<Attempts>(), Some(&Attempts(3)));
+/// assert_eq!(calls.load(Ordering::SeqCst), 3);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Retry<S> {
+    inner: S,
+    max_replay_bytes: usize,
+}
+
+impl<S> Retry<S> {
+    /// Retries through `inner`, keeping up to 64 KiB of a body for replay.
+    pub fn new(inner: S) -> Self {
+        Retry {
+            inner,
+            max_replay_bytes: DEFAULT_MAX_REPLAY_BYTES,
+        }
+    }
+
+    /// The same, keeping up to `max_replay_bytes` of a body for replay: a
+    /// larger body is sent once.
+    pub fn max_replay_bytes(mut self, max_replay_bytes: usize) -> Self {
+        self.max_replay_bytes = max_replay_bytes;
+        self
+    }
+}
+
+/// Where each attempt's body comes from.
+enum Bodies {
+    /// Nothing to send: every attempt gets an empty body.
+    Empty,
+    Replay(Replay),
+    /// Too large to keep: the one attempt has it.
+    Once,
+}
+
+impl Bodies {
+    fn replayable(&self) -> bool {
+        match self {
+            Bodies::Empty => true,
+            Bodies::Replay(replay) => replay.replayable(),
+            Bodies::Once => false,
+        }
+    }
+
+    fn next(&self) -> BoxBody {
+        match self {
+            Bodies::Replay(replay) => boxed(replay.body()),
+            Bodies::Empty | Bodies::Once => boxed(http_body_util::Empty::new()),
+        }
+    }
+}
+
+const ATTEMPT_COUNT: http::HeaderName = http::HeaderName::from_static("x-envoy-attempt-count");
+
+impl<S, B> Service<Request<BoxBody>> for Retry<S>
+where
+    S: Service<Request<BoxBody>, Response = Response<B>, Error = Error> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: 'static,
+{
+    type Response = Response<B>;
+    type Error = Error;
+    type Future = ResponseFuture<S::Future, Response<B>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<BoxBody>) -> Self::Future {
+        let (policy, count) = match request.extensions().get::<RouteDecision>() {
+            Some(decision) => (
+                decision.retry().cloned(),
+                decision.include_request_attempt_count(),
+            ),
+            None => (None, false),
+        };
+        let Some(policy) = policy else {
+            if count {
+                request
+                    .headers_mut()
+                    .insert(ATTEMPT_COUNT, HeaderValue::from(1u32));
+            }
+            return Either::Left(self.inner.call(request));
+        };
+        // The service that was made ready takes the first attempt; tower's
+        // rule for a service moved into a future.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let retries = if policy.retries_request(&request) {
+            policy.config().num_retries
+        } else {
+            0
+        };
+        let (parts, body) = request.into_parts();
+        let (bodies, first) = if body.is_end_stream() {
+            (Bodies::Empty, body)
+        } else {
+            match Replay::new(body, self.max_replay_bytes) {
+                Ok((replay, first)) => (Bodies::Replay(replay), boxed(first)),
+                Err(body) => (Bodies::Once, body),
+            }
+        };
+        Either::Right(Box::pin(attempts(
+            inner, policy, retries, count, parts, bodies, first,
+        )))
+    }
+}
+
+/// The retry loop: attempt, decide, wait, attempt again.
+async fn attempts<S, B>(
+    mut inner: S,
+    policy: Arc<Policy>,
+    retries: u32,
+    count: bool,
+    parts: http::request::Parts,
+    bodies: Bodies,
+    first: BoxBody,
+) -> Result<Response<B>, Error>
+where
+    S: Service<Request<BoxBody>, Response = Response<B>, Error = Error>,
+    S::Future: Send + 'static,
+{
+    let config = policy.config();
+    let mut backoff = Backoff::new(&config.retry_back_off);
+    let mut body = Some(first);
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        let mut request = Request::new(body.take().unwrap_or_else(|| bodies.next()));
+        *request.method_mut() = parts.method.clone();
+        *request.uri_mut() = parts.uri.clone();
+        *request.version_mut() = parts.version;
+        *request.headers_mut() = parts.headers.clone();
+        *request.extensions_mut() = parts.extensions.clone();
+        if count {
+            request
+                .headers_mut()
+                .insert(ATTEMPT_COUNT, HeaderValue::from(attempt));
+        }
+        if attempt > 1 {
+            inner.ready().await?;
+        }
+        let call = call_boxed(&mut inner, request);
+        // In a block of its own, so the response is known dropped (its
+        // connection released or closed) before the wait.
+        {
+            let (result, failure) = match config.per_try_timeout {
+                Some(limit) => match tokio::time::timeout(limit, call).await {
+                    Ok(result) => {
+                        let failure = result.as_ref().err().map(|e| Failure::of(e.kind()));
+                        (result, failure)
+                    }
+                    Err(_) => (
+                        Err(Error::new(
+                            ErrorKind::Timeout,
+                            format!(
+                                "attempt {attempt} to cluster {:?} passed its per_try_timeout of {limit:?}",
+                                cluster_of(&parts)
+                            ),
+                        )),
+                        Some(Failure::PerTryTimeout),
+                    ),
+                },
+                None => {
+                    let result = call.await;
+                    let failure = result.as_ref().err().map(|e| Failure::of(e.kind()));
+                    (result, failure)
+                }
+            };
+            let retriable = match (&result, failure) {
+                (Ok(response), _) => policy.retries_response(response.status(), response.headers()),
+                (Err(_), Some(failure)) => policy.retries_failure(failure),
+                (Err(_), None) => false,
+            };
+            if !retriable || attempt > retries || !bodies.replayable() {
+                return match result {
+                    Ok(mut response) => {
+                        response.extensions_mut().insert(Attempts(attempt));
+                        Ok(response)
+                    }
+                    Err(error) if retriable || attempt > 1 => Err(error.after_attempts(attempt)),
+                    Err(error) => Err(error),
+                };
+            }
+        }
+        tokio::time::sleep(backoff.next_wait(random_below)).await;
+    }
+}
+
+/// The attempt's future, boxed where it is made: an `async fn` holding
+/// `S::Future` itself cannot yet be proven `Send` for the boxed error's
+/// erased lifetime in [`BoxBody`] (the same limit `Mirror` works around).
+fn call_boxed<S, B>(
+    inner: &mut S,
+    request: Request<BoxBody>,
+) -> futures_util::future::BoxFuture<'static, Result<Response<B>, Error>>
+where
+    S: Service<Request<BoxBody>, Response = Response<B>, Error = Error>,
+    S::Future: Send + 'static,
+{
+    Box::pin(inner.call(request))
+}
+
+fn cluster_of(parts: &http::request::Parts) -> &str {
+    parts
+        .extensions
+        .get::<RouteDecision>()
+        .map_or("", |d| d.cluster())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::config::{RetryCondition, RetryOn, RetryPolicy};
+
+    /// Answers 503 every time, noting when each attempt came.
+    fn always_503(
+        calls: Arc<Mutex<Vec<Instant>>>,
+    ) -> impl Service<
+        Request<BoxBody>,
+        Response = Response<()>,
+        Error = Error,
+        Future = impl std::future::Future<Output = Result<Response<()>, Error>> + Send,
+    > + Clone
+    + Send
+    + 'static {
+        tower::service_fn(move |_: Request<BoxBody>| {
+            calls.lock().unwrap().push(Instant::now());
+            std::future::ready(Ok(Response::builder().status(503).body(()).unwrap()))
+        })
+    }
+
+    fn request(policy: &RetryPolicy) -> Request<BoxBody> {
+        let mut request = Request::new(boxed(http_body_util::Empty::new()));
+        let decision = RouteDecision::new("v", "r", "c")
+            .with_retry_policy(policy)
+            .unwrap();
+        request.extensions_mut().insert(decision);
+        request
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_wait_is_below_its_doubling_bound() {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let mut policy = RetryPolicy::new(RetryOn::none().with(RetryCondition::FiveXx));
+        policy.num_retries = 6;
+        let response = Retry::new(always_503(calls.clone()))
+            .oneshot(request(&policy))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.extensions().get::<Attempts>(), Some(&Attempts(7)));
+        let calls = calls.lock().unwrap();
+        let bounds_ms = [25, 50, 100, 200, 250, 250];
+        for (pair, bound) in calls.windows(2).zip(bounds_ms) {
+            let wait = pair[1] - pair[0];
+            assert!(
+                wait < Duration::from_millis(bound),
+                "{wait:?} >= {bound} ms"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_not_matching_retriable_request_headers_is_sent_once() {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let mut policy = RetryPolicy::new(RetryOn::none().with(RetryCondition::FiveXx));
+        policy.retriable_request_headers = vec![crate::config::HeaderMatcher {
+            name: "x-idempotent".to_owned(),
+            rule: crate::config::HeaderRule::Present(true),
+            ignore_case: false,
+            invert_match: false,
+        }];
+        let retry = Retry::new(always_503(calls.clone()));
+        retry.clone().oneshot(request(&policy)).await.unwrap();
+        assert_eq!(calls.lock().unwrap().len(), 1);
+        let mut idempotent = request(&policy);
+        idempotent
+            .headers_mut()
+            .insert("x-idempotent", HeaderValue::from_static("1"));
+        retry.oneshot(idempotent).await.unwrap();
+        assert_eq!(calls.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_per_try_timeout_is_retried_then_says_how_many_attempts() {
+        let never = tower::service_fn(|_: Request<BoxBody>| {
+            std::future::pending::<Result<Response<()>, Error>>()
+        });
+        let mut policy = RetryPolicy::new(RetryOn::none().with(RetryCondition::Reset));
+        policy.num_retries = 2;
+        policy.per_try_timeout = Some(Duration::from_secs(1));
+        let started = Instant::now();
+        let error = Retry::new(never)
+            .oneshot(request(&policy))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Timeout);
+        assert_eq!(error.attempts(), Some(3));
+        assert!(
+            error
+                .message()
+                .contains("attempt 3 to cluster \"c\" passed its per_try_timeout of 1s"),
+            "{error}"
+        );
+        // Three attempts of 1 s, two waits under 25 and 50 ms.
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed >= Duration::from_secs(3) && elapsed < Duration::from_millis(3075),
+            "{elapsed:?}"
+        );
+    }
+}
