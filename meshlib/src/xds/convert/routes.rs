@@ -9,8 +9,8 @@ use super::duration;
 use crate::config::{
     self, AppendAction, Denominator, Destination, FractionalPercent, HashOn, HashPolicy,
     HeaderMatcher, HeaderRule, HeaderToAdd, MaxStreamDuration, MirrorPolicy, PathMatch,
-    QueryParameterMatcher, RegexRewrite, RouteAction, RouteMatch, StringMatcher, StringRule,
-    WeightedCluster,
+    QueryParameterMatcher, RegexRewrite, RetryBackOff, RetryOn, RetryPolicy, RouteAction,
+    RouteMatch, StringMatcher, StringRule, WeightedCluster,
 };
 
 /// A RouteConfiguration's virtual hosts. Headers to add or remove set on the
@@ -62,8 +62,13 @@ pub(crate) fn route_configuration(
                 name: vhost.name.clone(),
                 domains: vhost.domains.clone(),
                 routes,
-                retry_policy: None,
-                include_request_attempt_count: false,
+                retry_policy: vhost
+                    .retry_policy
+                    .as_ref()
+                    .map(retry_policy)
+                    .transpose()
+                    .map_err(|e| context(format!("retry_policy: {e}")))?,
+                include_request_attempt_count: vhost.include_request_attempt_count,
             })
         })
         .collect()
@@ -410,8 +415,91 @@ fn route_action(action: &route::RouteAction) -> Result<RouteAction, String> {
         request_mirror_policies,
         hash_policy,
         max_stream_duration,
-        retry_policy: None,
+        retry_policy: action
+            .retry_policy
+            .as_ref()
+            .map(retry_policy)
+            .transpose()
+            .map_err(|e| format!("retry_policy: {e}"))?,
     })
+}
+
+/// Envoy's `RetryPolicy`. Unknown `retry_on` names are ignored, as Envoy
+/// does; fields that would change which host a retry goes to or how long
+/// it waits, and that meshlib does not implement, are refused by name.
+fn retry_policy(p: &route::RetryPolicy) -> Result<RetryPolicy, String> {
+    let (retry_on, unknown) = RetryOn::parse(&p.retry_on);
+    if !unknown.is_empty() {
+        tracing::debug!(
+            ?unknown,
+            "retry_on: ignoring unknown conditions, as Envoy does"
+        );
+    }
+    if p.rate_limited_retry_back_off.is_some() {
+        return Err("rate_limited_retry_back_off: not supported".to_owned());
+    }
+    if !p.retry_host_predicate.is_empty() || p.retry_priority.is_some() {
+        return Err("retry_host_predicate / retry_priority: not supported".to_owned());
+    }
+    if p.per_try_idle_timeout.is_some() {
+        return Err("per_try_idle_timeout: not supported".to_owned());
+    }
+    let retry_back_off = match &p.retry_back_off {
+        None => RetryBackOff::default(),
+        Some(b) => {
+            let base = b
+                .base_interval
+                .as_ref()
+                .ok_or("retry_back_off: base_interval: missing")?;
+            let base = duration(base)
+                .filter(|d| !d.is_zero())
+                .ok_or("retry_back_off: base_interval: must be above 0")?;
+            let max = match &b.max_interval {
+                None => None,
+                Some(max) => Some(
+                    duration(max)
+                        .filter(|d| !d.is_zero())
+                        .ok_or("retry_back_off: max_interval: must be above 0")?,
+                ),
+            };
+            if let Some(max) = max
+                && max < base
+            {
+                return Err(format!(
+                    "retry_back_off: max_interval {max:?} is below base_interval {base:?}"
+                ));
+            }
+            RetryBackOff::new(base, max)
+        }
+    };
+    let retriable_status_codes = p
+        .retriable_status_codes
+        .iter()
+        .map(|c| {
+            u16::try_from(*c)
+                .ok()
+                .filter(|c| (100..=599).contains(c))
+                .ok_or_else(|| format!("retriable_status_codes: {c} is not an HTTP status"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let headers = |list: &[route::HeaderMatcher], field: &str| {
+        list.iter()
+            .map(|h| header_matcher(h).map_err(|e| format!("{field}: {e}")))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let mut policy = RetryPolicy::new(retry_on);
+    policy.num_retries = p.num_retries.as_ref().map_or(1, |n| n.value);
+    policy.per_try_timeout = p
+        .per_try_timeout
+        .as_ref()
+        .and_then(duration)
+        .filter(|t| !t.is_zero());
+    policy.retry_back_off = retry_back_off;
+    policy.retriable_status_codes = retriable_status_codes;
+    policy.retriable_headers = headers(&p.retriable_headers, "retriable_headers")?;
+    policy.retriable_request_headers =
+        headers(&p.retriable_request_headers, "retriable_request_headers")?;
+    Ok(policy)
 }
 
 fn weighted_clusters(weighted: &route::WeightedCluster) -> Result<Destination, String> {
@@ -482,4 +570,130 @@ fn hash_policy(p: &route::route_action::HashPolicy) -> Result<HashPolicy, String
         on,
         terminal: p.terminal,
     })
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use std::time::Duration as StdDuration;
+
+    use meshlib_xds::pb::google::protobuf::{Duration, UInt32Value};
+    use meshlib_xds::server::build;
+
+    use super::*;
+    use crate::config::RetryCondition;
+
+    fn converted(
+        route_policy: Option<route::RetryPolicy>,
+        host_policy: Option<route::RetryPolicy>,
+    ) -> Result<config::VirtualHost, String> {
+        let mut r = build::prefix_route("r", "/", &[("c", 1)]);
+        if let Some(route::route::Action::Route(action)) = &mut r.action {
+            action.retry_policy = route_policy;
+        }
+        let mut vhost = build::virtual_host("vh", &["*"], vec![r]);
+        vhost.retry_policy = host_policy;
+        vhost.include_request_attempt_count = true;
+        let config = build::route_configuration("rc", vec![vhost]);
+        route_configuration(&config).map(|mut v| v.remove(0))
+    }
+
+    fn ms(n: i32) -> Duration {
+        Duration {
+            seconds: 0,
+            nanos: n * 1_000_000,
+        }
+    }
+
+    #[test]
+    fn retry_policies_are_taken_from_the_route_and_the_virtual_host() {
+        let policy = route::RetryPolicy {
+            retry_on: "5xx,unavailable,bogus-condition".to_owned(),
+            num_retries: Some(UInt32Value { value: 3 }),
+            per_try_timeout: Some(ms(300)),
+            retry_back_off: Some(route::retry_policy::RetryBackOff {
+                base_interval: Some(ms(10)),
+                max_interval: None,
+            }),
+            retriable_status_codes: vec![429],
+            ..Default::default()
+        };
+        let host = route::RetryPolicy {
+            retry_on: "connect-failure".to_owned(),
+            ..Default::default()
+        };
+        let vhost = converted(Some(policy), Some(host)).unwrap();
+        assert!(vhost.include_request_attempt_count);
+        let on_host = vhost.retry_policy.unwrap();
+        assert_eq!(on_host.num_retries, 1, "Envoy's default");
+        assert!(on_host.retry_on.contains(RetryCondition::ConnectFailure));
+        let on_route = vhost.routes[0].action.retry_policy.clone().unwrap();
+        // The unknown name is ignored, as Envoy does.
+        assert_eq!(on_route.retry_on.to_string(), "5xx,unavailable");
+        assert_eq!(on_route.num_retries, 3);
+        assert_eq!(
+            on_route.per_try_timeout,
+            Some(StdDuration::from_millis(300))
+        );
+        assert_eq!(
+            on_route.retry_back_off.max_interval,
+            StdDuration::from_millis(100),
+            "ten times the base"
+        );
+        assert_eq!(on_route.retriable_status_codes, [429]);
+    }
+
+    #[test]
+    fn a_bad_backoff_or_unsupported_field_is_refused_by_name() {
+        let with_backoff = |base: Option<Duration>, max: Option<Duration>| route::RetryPolicy {
+            retry_on: "5xx".to_owned(),
+            retry_back_off: Some(route::retry_policy::RetryBackOff {
+                base_interval: base,
+                max_interval: max,
+            }),
+            ..Default::default()
+        };
+        let cases = [
+            (
+                with_backoff(Some(ms(0)), None),
+                "base_interval: must be above 0",
+            ),
+            (with_backoff(None, None), "base_interval: missing"),
+            (
+                with_backoff(Some(ms(-5)), None),
+                "base_interval: must be above 0",
+            ),
+            (
+                with_backoff(Some(ms(50)), Some(ms(10))),
+                "is below base_interval",
+            ),
+            (
+                route::RetryPolicy {
+                    per_try_idle_timeout: Some(ms(5)),
+                    ..Default::default()
+                },
+                "per_try_idle_timeout: not supported",
+            ),
+            (
+                route::RetryPolicy {
+                    retriable_status_codes: vec![1000],
+                    ..Default::default()
+                },
+                "1000 is not an HTTP status",
+            ),
+        ];
+        for (policy, expected) in cases {
+            let error = converted(Some(policy.clone()), None).unwrap_err();
+            assert!(
+                error.starts_with("virtual_host \"vh\": route \"r\": retry_policy: ")
+                    && error.contains(expected),
+                "{error}"
+            );
+            let error = converted(None, Some(policy)).unwrap_err();
+            assert!(
+                error.starts_with("virtual_host \"vh\": retry_policy: ")
+                    && error.contains(expected),
+                "{error}"
+            );
+        }
+    }
 }
