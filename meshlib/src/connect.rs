@@ -133,10 +133,12 @@ impl Connect for HttpConnect {
 
     fn cluster(&self, cluster: &Cluster) -> HttpCluster {
         HttpCluster {
-            name: Arc::from(cluster.name.as_str()),
-            connect_timeout: cluster.connect_timeout,
-            http2_only: cluster.protocol == Protocol::Http2,
-            idle_timeout: self.idle_timeout,
+            settings: Arc::new(ClusterSettings {
+                name: Arc::from(cluster.name.as_str()),
+                connect_timeout: cluster.connect_timeout,
+                http2_only: cluster.protocol == Protocol::Http2,
+                idle_timeout: self.idle_timeout,
+            }),
         }
     }
 }
@@ -144,6 +146,13 @@ impl Connect for HttpConnect {
 /// One cluster's [`HttpConnect`] connector.
 #[derive(Debug, Clone)]
 pub struct HttpCluster {
+    settings: Arc<ClusterSettings>,
+}
+
+/// What every endpoint of a cluster connects with: held once per cluster and
+/// shared, so an endpoint costs its address and its pools.
+#[derive(Debug)]
+struct ClusterSettings {
     name: Arc<str>,
     connect_timeout: Duration,
     http2_only: bool,
@@ -155,15 +164,10 @@ impl ClusterConnect for HttpCluster {
 
     fn endpoint(&self, address: SocketAddr) -> HttpEndpoint {
         HttpEndpoint {
-            dialer: Dialer {
-                address,
-                timeout: self.connect_timeout,
-            },
-            idle_timeout: self.idle_timeout,
-            http2_only: self.http2_only,
+            address,
+            cluster: self.settings.clone(),
             http1: OnceLock::new(),
             http2: OnceLock::new(),
-            cluster: self.name.clone(),
         }
     }
 
@@ -187,12 +191,10 @@ impl ClusterConnect for HttpCluster {
 /// 100,000 endpoints pays for the connections it uses, not for every address.
 #[derive(Debug)]
 pub struct HttpEndpoint {
-    dialer: Dialer,
-    idle_timeout: Duration,
-    http2_only: bool,
+    address: SocketAddr,
+    cluster: Arc<ClusterSettings>,
     http1: OnceLock<Box<legacy::Client<Dialer, BoxBody>>>,
     http2: OnceLock<Box<legacy::Client<Dialer, BoxBody>>>,
-    cluster: Arc<str>,
 }
 
 impl HttpEndpoint {
@@ -202,10 +204,13 @@ impl HttpEndpoint {
             let mut builder = legacy::Client::builder(TokioExecutor::new());
             builder
                 .pool_timer(TokioTimer::new())
-                .pool_idle_timeout(self.idle_timeout)
+                .pool_idle_timeout(self.cluster.idle_timeout)
                 .timer(TokioTimer::new())
                 .http2_only(http2);
-            Box::new(builder.build(self.dialer))
+            Box::new(builder.build(Dialer {
+                address: self.address,
+                timeout: self.cluster.connect_timeout,
+            }))
         })
     }
 }
@@ -220,12 +225,12 @@ impl EndpointClient for HttpEndpoint {
                 state: HttpState::Failed(Some(Error::new(ErrorKind::NoRoute, message))),
             };
         }
-        let http2 = self.http2_only || request.version() == http::Version::HTTP_2;
+        let http2 = self.cluster.http2_only || request.version() == http::Version::HTTP_2;
         HttpFuture {
             state: HttpState::Sending {
                 response: self.pool(http2).request(request),
-                cluster: self.cluster.clone(),
-                address: self.dialer.address,
+                cluster: self.cluster.name.clone(),
+                address: self.address,
             },
         }
     }

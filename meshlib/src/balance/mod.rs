@@ -195,7 +195,7 @@ impl<C> std::fmt::Debug for Balancer<C> {
                 "endpoints",
                 &set.endpoints
                     .iter()
-                    .map(|e| e.endpoint.address)
+                    .map(|e| e.address)
                     .collect::<Vec<_>>(),
             )
             .finish()
@@ -218,7 +218,8 @@ impl<C: Send + Sync + 'static> Balancer<C> {
         let policy = Policy::new(cluster, Clock::new());
         let shared = Arc::new_cyclic(|this: &Weak<Shared<C>>| {
             let this: Weak<dyn Probes> = this.clone();
-            let set = EndpointSet::build(&policy, &cluster.endpoints, None, &this, |address| {
+            let endpoints = Arc::from(cluster.endpoints.as_slice());
+            let set = EndpointSet::build(&policy, endpoints, None, &this, |address| {
                 connector.endpoint(address)
             });
             Shared {
@@ -244,7 +245,7 @@ impl<C: Send + Sync + 'static> Balancer<C> {
     /// the new ones'. Requests being picked meanwhile see the old set or the
     /// new one, whole.
     pub fn update(&self, endpoints: &[Endpoint]) {
-        self.shared.update(endpoints);
+        self.shared.update(&Arc::from(endpoints));
     }
 
     /// Until its discovery source first answers (with endpoints, or a
@@ -288,7 +289,7 @@ impl<C: Send + Sync + 'static> EndpointSink for Shared<C> {
         self.end_warming();
     }
 
-    fn update(&self, endpoints: &[Endpoint]) {
+    fn update(&self, endpoints: &Arc<[Endpoint]>) {
         self.replace(endpoints);
         // After the set is in place, so a request woken by it finds it.
         self.end_warming();
@@ -296,23 +297,18 @@ impl<C: Send + Sync + 'static> EndpointSink for Shared<C> {
 }
 
 impl<C: Send + Sync + 'static> Shared<C> {
-    fn replace(&self, endpoints: &[Endpoint]) {
+    fn replace(&self, endpoints: &Arc<[Endpoint]>) {
         self.discovery_failure.store(None);
         let mut seen = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let current = self.set.load_full();
-        if current
-            .endpoints
-            .iter()
-            .map(|e| &e.endpoint)
-            .eq(endpoints.iter())
-        {
+        if *current.endpoints == **endpoints {
             return;
         }
         // This build reads every endpoint's reachability too.
         *seen = self.refreshes.load(Ordering::Acquire);
         let set = EndpointSet::build(
             &self.policy,
-            endpoints,
+            endpoints.clone(),
             Some(&current),
             &self.this,
             |address| self.connector.endpoint(address),
@@ -328,9 +324,7 @@ impl<C> Balancer<C> {
             .set
             .load()
             .endpoints
-            .iter()
-            .map(|e| e.endpoint.clone())
-            .collect()
+            .to_vec()
     }
 
     /// Whether some endpoint may take traffic now: a request would be sent,
@@ -347,7 +341,7 @@ impl<C> Balancer<C> {
     pub fn pick(&self, hash: Option<u64>) -> Result<SocketAddr, Error> {
         let set = self.shared.set.load();
         let index = self.choose(&set, hash)?;
-        Ok(set.endpoints[index].endpoint.address)
+        Ok(set.endpoints[index].address)
     }
 
     fn choose(&self, set: &EndpointSet<C>, hash: Option<u64>) -> Result<usize, Error> {
@@ -364,7 +358,7 @@ impl<C> Balancer<C> {
                 );
             }
             let failing = set
-                .endpoints
+                .states
                 .iter()
                 .filter(|e| e.connectivity.failing())
                 .count();
@@ -396,7 +390,7 @@ impl<C: EndpointClient> Balancer<C> {
     ) -> Result<ResponseFuture<C::Future>, Error> {
         let hash = request.extensions().get::<RequestHash>().map(|h| h.0);
         let set = self.shared.set.load();
-        let endpoint = &set.endpoints[self.choose(&set, hash)?];
+        let endpoint = &set.states[self.choose(&set, hash)?];
         let in_flight = endpoint.load.start(self.shared.policy.ewma());
         Ok(ResponseFuture::new(
             endpoint.client.send(request),

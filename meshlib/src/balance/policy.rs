@@ -11,14 +11,19 @@ use crate::config::{Cluster, Endpoint, LbPolicy, Locality};
 const MAX_RING_SIZE: u64 = 8 * 1024 * 1024;
 const MAX_MAGLEV_TABLE_SIZE: u64 = 5_000_011;
 
+/// Up to this many localities, an endpoint's is found by scanning the list.
+const SCANNED_LOCALITIES: usize = 8;
+
 /// What a balancer needs of its cluster's configuration: the policy within a
 /// group of endpoints, the locality weights and the overprovisioning factor.
 #[derive(Debug)]
 pub(super) struct Policy {
     pub(super) kind: Kind,
     /// Listed localities in configuration order, with their weights.
-    pub(super) localities: Vec<(Locality, u32)>,
-    by_locality: HashMap<Locality, u32>,
+    pub(super) localities: Box<[(Locality, u32)]>,
+    /// The same by locality, when there are too many to scan; a cluster has
+    /// one or a few, and 10,000 clusters should not pay for 10,000 maps.
+    by_locality: Option<HashMap<Locality, u32>>,
     pub(super) overprovisioning_factor: u32,
 }
 
@@ -66,7 +71,7 @@ impl Policy {
                 Kind::PeakEwma(Ewma::new(decay, default_rtt, clock))
             }
         };
-        let localities: Vec<(Locality, u32)> = cluster
+        let localities: Box<[(Locality, u32)]> = cluster
             .locality_weights
             .iter()
             .filter(|lw| lw.weight > 0)
@@ -74,7 +79,8 @@ impl Policy {
             .collect();
         Policy {
             kind,
-            by_locality: localities.iter().cloned().collect(),
+            by_locality: (localities.len() > SCANNED_LOCALITIES)
+                .then(|| localities.iter().cloned().collect()),
             localities,
             overprovisioning_factor: cluster.overprovisioning_factor,
         }
@@ -95,7 +101,7 @@ impl Policy {
 
     /// Whether locality weights are configured.
     pub(super) fn weighs_localities(&self) -> bool {
-        !self.by_locality.is_empty()
+        !self.localities.is_empty()
     }
 
     /// The weight of `endpoint`'s locality: 1 without locality weights, `None`
@@ -103,9 +109,61 @@ impl Policy {
     /// endpoint is left out altogether, from the priority health too, as gRPC
     /// leaves out a locality of weight 0.
     pub(super) fn locality_weight(&self, endpoint: &Endpoint) -> Option<u32> {
-        if self.by_locality.is_empty() {
+        if self.localities.is_empty() {
             return Some(1);
         }
-        self.by_locality.get(&endpoint.locality).copied()
+        match &self.by_locality {
+            Some(by_locality) => by_locality.get(&endpoint.locality).copied(),
+            None => self
+                .localities
+                .iter()
+                .find(|(locality, _)| *locality == endpoint.locality)
+                .map(|(_, weight)| *weight),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LocalityWeight;
+
+    fn zone(name: &str) -> Locality {
+        Locality {
+            zone: name.to_owned(),
+            ..Locality::default()
+        }
+    }
+
+    /// A cluster weighting zones `z0..z{count}` by `index + 1`.
+    fn policy(count: u32) -> Policy {
+        let mut cluster = Cluster::new("c", Vec::new());
+        cluster.locality_weights = (0..count)
+            .map(|i| LocalityWeight {
+                locality: zone(&format!("z{i}")),
+                weight: i + 1,
+            })
+            .collect();
+        Policy::new(&cluster, Clock::new())
+    }
+
+    fn weight_of(policy: &Policy, locality: &str) -> Option<u32> {
+        let mut endpoint = Endpoint::new(([127, 0, 0, 1], 80).into());
+        endpoint.locality = zone(locality);
+        policy.locality_weight(&endpoint)
+    }
+
+    #[test]
+    fn a_locality_weight_is_found_by_scan_and_by_map_alike() {
+        let few = policy(SCANNED_LOCALITIES as u32);
+        let many = policy(SCANNED_LOCALITIES as u32 * 4);
+        assert!(few.by_locality.is_none() && many.by_locality.is_some());
+        for policy in [&few, &many] {
+            assert_eq!(weight_of(policy, "z0"), Some(1));
+            assert_eq!(weight_of(policy, "z7"), Some(8));
+            assert_eq!(weight_of(policy, "elsewhere"), None, "unlisted: left out");
+        }
+        assert_eq!(weight_of(&many, "z31"), Some(32));
+        assert_eq!(weight_of(&policy(0), "anywhere"), Some(1), "no weights: all 1");
     }
 }

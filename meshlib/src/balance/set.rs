@@ -19,29 +19,26 @@ use super::priority::{LevelHealth, loads};
 use super::sampler::WeightedIndex;
 use crate::config::{Endpoint, Locality};
 
-/// An endpoint with what is kept of it across updates: its client (and so its
-/// pooled connections), its load and its reachability.
+/// What is kept of an endpoint across updates: its client (and so its pooled
+/// connections), its load and its reachability.
 pub(super) struct EndpointState<C> {
-    pub(super) endpoint: Endpoint,
     pub(super) client: Arc<C>,
     pub(super) load: Arc<EndpointLoad>,
     pub(super) connectivity: Arc<Connectivity>,
 }
 
 impl<C> EndpointState<C> {
-    /// Whether the endpoint may take traffic now: healthy or of unknown
-    /// health by EDS, of some weight, and not failing to connect.
-    fn takes_traffic(&self) -> bool {
-        self.endpoint.health.takes_traffic()
-            && self.endpoint.weight > 0
-            && !self.connectivity.failing()
+    /// Whether `endpoint`, whose state this is, may take traffic now: healthy
+    /// or of unknown health by EDS, of some weight, and not failing to
+    /// connect.
+    fn takes_traffic(&self, endpoint: &Endpoint) -> bool {
+        endpoint.health.takes_traffic() && endpoint.weight > 0 && !self.connectivity.failing()
     }
 }
 
 impl<C> Clone for EndpointState<C> {
     fn clone(&self) -> Self {
         EndpointState {
-            endpoint: self.endpoint.clone(),
             client: self.client.clone(),
             load: self.load.clone(),
             connectivity: self.connectivity.clone(),
@@ -51,7 +48,11 @@ impl<C> Clone for EndpointState<C> {
 
 /// A cluster's endpoints and how a request picks one.
 pub(super) struct EndpointSet<C> {
-    pub(super) endpoints: Box<[EndpointState<C>]>,
+    /// The endpoints as published: one list shared with their source (the
+    /// xDS cache, a discovery feed), not a copy per balancer.
+    pub(super) endpoints: Arc<[Endpoint]>,
+    /// Each endpoint's state, by its index in `endpoints`.
+    pub(super) states: Box<[EndpointState<C>]>,
     /// The levels that take traffic, in priority order.
     levels: Box<[Level]>,
 }
@@ -85,30 +86,24 @@ impl<C> EndpointSet<C> {
     /// changes.
     pub(super) fn build(
         policy: &Policy,
-        endpoints: &[Endpoint],
+        endpoints: Arc<[Endpoint]>,
         previous: Option<&EndpointSet<C>>,
         balancer: &Weak<dyn Probes>,
         mut client: impl FnMut(SocketAddr) -> C,
     ) -> Self {
         let kept: HashMap<SocketAddr, &EndpointState<C>> = previous
             .map(|p| {
-                p.endpoints
-                    .iter()
-                    .map(|e| (e.endpoint.address, e))
-                    .collect()
+                let addresses = p.endpoints.iter().map(|e| e.address);
+                addresses.zip(p.states.iter()).collect()
             })
             .unwrap_or_default();
-        let endpoints: Box<[EndpointState<C>]> = endpoints
+        let states = endpoints
             .iter()
             .map(|endpoint| {
                 let address = endpoint.address;
                 match kept.get(&address) {
-                    Some(old) => EndpointState {
-                        endpoint: endpoint.clone(),
-                        ..(*old).clone()
-                    },
+                    Some(old) => (*old).clone(),
                     None => EndpointState {
-                        endpoint: endpoint.clone(),
                         client: Arc::new(client(address)),
                         load: Arc::default(),
                         connectivity: Arc::new(Connectivity::new(address, balancer.clone())),
@@ -116,29 +111,39 @@ impl<C> EndpointSet<C> {
                 }
             })
             .collect();
-        Self::levels(policy, endpoints, previous)
+        Self::levels(policy, endpoints, states, previous)
     }
 
     /// The same endpoints, their priority loads and groups computed again
     /// from their reachability now.
     pub(super) fn rebuilt(&self, policy: &Policy) -> Self {
-        Self::levels(policy, self.endpoints.iter().cloned().collect(), Some(self))
+        Self::levels(
+            policy,
+            self.endpoints.clone(),
+            self.states.clone(),
+            Some(self),
+        )
     }
 
     fn levels(
         policy: &Policy,
-        endpoints: Box<[EndpointState<C>]>,
+        endpoints: Arc<[Endpoint]>,
+        states: Box<[EndpointState<C>]>,
         previous: Option<&EndpointSet<C>>,
     ) -> Self {
         // Read once, so the priority health and the groups agree while a
         // probe flips an endpoint's reachability.
-        let live: Vec<bool> = endpoints.iter().map(EndpointState::takes_traffic).collect();
+        let live: Vec<bool> = states
+            .iter()
+            .zip(endpoints.iter())
+            .map(|(state, endpoint)| state.takes_traffic(endpoint))
+            .collect();
         // Endpoints of unlisted localities are left out (see `Policy::locality_weight`).
         let mut by_priority: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-        for (index, state) in (0u32..).zip(endpoints.iter()) {
-            if policy.locality_weight(&state.endpoint).is_some() {
+        for (index, endpoint) in (0u32..).zip(endpoints.iter()) {
+            if policy.locality_weight(endpoint).is_some() {
                 by_priority
-                    .entry(state.endpoint.priority)
+                    .entry(endpoint.priority)
                     .or_default()
                     .push(index);
             }
@@ -158,8 +163,12 @@ impl<C> EndpointSet<C> {
             .zip(loads)
             .filter(|(_, load)| *load > 0)
             .filter_map(|((priority, indices), load)| {
-                let groups =
-                    Groups::build(policy, *priority, indices, &endpoints, &live, previous)?;
+                let members = Members {
+                    endpoints: &endpoints,
+                    states: &states,
+                    live: &live,
+                };
+                let groups = Groups::build(policy, *priority, indices, members, previous)?;
                 below += load;
                 Some(Level {
                     priority: *priority,
@@ -168,7 +177,11 @@ impl<C> EndpointSet<C> {
                 })
             })
             .collect();
-        EndpointSet { endpoints, levels }
+        EndpointSet {
+            endpoints,
+            states,
+            levels,
+        }
     }
 
     /// Whether any endpoint takes traffic: some level has a healthy one.
@@ -241,6 +254,15 @@ impl<C> EndpointSet<C> {
     }
 }
 
+/// The endpoints a level's groups are made of, by index.
+#[derive(Clone, Copy)]
+struct Members<'a, C> {
+    endpoints: &'a [Endpoint],
+    states: &'a [EndpointState<C>],
+    /// Whether each takes traffic, read once for the whole build.
+    live: &'a [bool],
+}
+
 impl Groups {
     /// The groups of the level `priority` made of the endpoints at `indices`;
     /// `None` if none of them takes traffic.
@@ -248,18 +270,18 @@ impl Groups {
         policy: &Policy,
         priority: u32,
         indices: &[u32],
-        endpoints: &[EndpointState<C>],
-        live: &[bool],
+        Members {
+            endpoints,
+            states,
+            live,
+        }: Members<'_, C>,
         previous: Option<&EndpointSet<C>>,
     ) -> Option<Self> {
-        let member = |index: u32, weight: u64| {
-            let state = &endpoints[index as usize];
-            Member {
-                index,
-                address: state.endpoint.address,
-                weight,
-                load: state.load.clone(),
-            }
+        let member = |index: u32, weight: u64| Member {
+            index,
+            address: endpoints[index as usize].address,
+            weight,
+            load: states[index as usize].load.clone(),
         };
         let turn = |locality| previous.map_or(0, |p| p.turn(priority, locality));
 
@@ -271,7 +293,7 @@ impl Groups {
                 .copied()
                 .filter(|i| live[*i as usize])
                 .map(|i| {
-                    let endpoint = &endpoints[i as usize].endpoint;
+                    let endpoint = &endpoints[i as usize];
                     let locality = policy.locality_weight(endpoint).unwrap_or(0);
                     member(i, u64::from(endpoint.weight) * u64::from(locality))
                 })
@@ -281,7 +303,7 @@ impl Groups {
 
         let mut by_locality: HashMap<&Locality, (u64, Vec<Member>)> = HashMap::new();
         for &i in indices {
-            let endpoint = &endpoints[i as usize].endpoint;
+            let endpoint = &endpoints[i as usize];
             let (total, members) = by_locality.entry(&endpoint.locality).or_default();
             *total += 1;
             if live[i as usize] {

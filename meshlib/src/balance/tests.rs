@@ -391,7 +391,7 @@ fn an_update_keeps_clients_and_loads_of_addresses_that_stay() {
         stuck.push(balancer.send(request).unwrap());
     }
     let set = balancer.shared.set.load_full();
-    let loads: Vec<u32> = set.endpoints.iter().map(|e| e.load.active()).collect();
+    let loads: Vec<u32> = set.states.iter().map(|e| e.load.active()).collect();
     assert_eq!(loads.iter().sum::<u32>(), 5);
 
     let endpoints: Vec<Endpoint> = (1..=3).map(endpoint).collect();
@@ -402,12 +402,12 @@ fn an_update_keeps_clients_and_loads_of_addresses_that_stay() {
         "only the new endpoint gets a client"
     );
     let updated = balancer.shared.set.load_full();
-    for (old, new) in set.endpoints.iter().zip(updated.endpoints.iter()) {
+    for (old, new) in set.states.iter().zip(updated.states.iter()) {
         assert!(Arc::ptr_eq(&old.client, &new.client));
         assert!(Arc::ptr_eq(&old.load, &new.load));
     }
     drop(stuck);
-    assert!(updated.endpoints.iter().all(|e| e.load.active() == 0));
+    assert!(updated.states.iter().all(|e| e.load.active() == 0));
 
     // The same endpoints again: nothing is rebuilt, no client is made.
     balancer.update(&endpoints);
@@ -420,7 +420,7 @@ fn least_request_avoids_an_endpoint_with_requests_stuck_on_it() {
     let endpoints: Vec<Endpoint> = (1..=3).map(endpoint).collect();
     let balancer = balancer(&cluster(LbPolicy::least_request(), endpoints));
     let set = balancer.shared.set.load_full();
-    let _stuck: Vec<_> = (0..10).map(|_| set.endpoints[0].load.start(None)).collect();
+    let _stuck: Vec<_> = (0..10).map(|_| set.states[0].load.start(None)).collect();
     let s = shares(&balancer, PICKS, random_hash);
     // Endpoint 1 only when both candidates are it: 1/9.
     assert_shares(&s, &[(1, 100.0 / 9.0), (2, 400.0 / 9.0), (3, 400.0 / 9.0)]);

@@ -16,7 +16,7 @@ use crate::config::Endpoint;
 /// What follows a cluster's endpoints: its balancer.
 pub(crate) trait EndpointSink: Send + Sync {
     /// Replaces the endpoints.
-    fn update(&self, endpoints: &[Endpoint]);
+    fn update(&self, endpoints: &Arc<[Endpoint]>);
 
     /// The source could not refresh them: the endpoints stay, and a cluster
     /// left with none says why.
@@ -112,7 +112,7 @@ mod tests {
     struct Recorder(Mutex<Vec<Vec<u16>>>);
 
     impl EndpointSink for Recorder {
-        fn update(&self, endpoints: &[Endpoint]) {
+        fn update(&self, endpoints: &Arc<[Endpoint]>) {
             let ports = endpoints.iter().map(|e| e.address.port()).collect();
             self.0.lock().unwrap().push(ports);
         }

@@ -25,7 +25,7 @@ mod feed;
 
 pub(crate) use feed::{EndpointFeeds, EndpointSink};
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
 use crate::config::Endpoint;
 
@@ -62,7 +62,7 @@ impl Publish for ToBalancer {
     fn endpoints(&mut self, endpoints: Vec<Endpoint>) -> bool {
         self.0
             .upgrade()
-            .map(|sink| sink.update(&endpoints))
+            .map(|sink| sink.update(&Arc::from(endpoints)))
             .is_some()
     }
 

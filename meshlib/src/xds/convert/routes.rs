@@ -34,7 +34,7 @@ pub(crate) fn route_configuration(
                 &vhost.request_headers_to_remove,
             )
             .map_err(context)?;
-            let routes = vhost
+            let mut routes = vhost
                 .routes
                 .iter()
                 .enumerate()
@@ -58,6 +58,9 @@ pub(crate) fn route_configuration(
                     Ok(route)
                 })
                 .collect::<Result<Vec<_>, String>>()?;
+            // Collecting results grows the vector by doubling: give back the
+            // slack (a third of the memory at 10,000 routes).
+            routes.shrink_to_fit();
             Ok(config::VirtualHost {
                 name: vhost.name.clone(),
                 domains: vhost.domains.clone(),
