@@ -609,7 +609,11 @@ mod tests {
         let mut waiting = Box::pin(port(stack.clone()));
         let second = std::time::Duration::from_secs(1);
         assert!(tokio::time::timeout(second, &mut waiting).await.is_err());
-        fallback.sink().upgrade().unwrap().update(&endpoints(&[3]).into());
+        fallback
+            .sink()
+            .upgrade()
+            .unwrap()
+            .update(&endpoints(&[3]).into());
         assert_eq!(waiting.await.unwrap(), 3);
     }
 }

@@ -193,10 +193,7 @@ impl<C> std::fmt::Debug for Balancer<C> {
             .field("policy", &self.shared.policy.kind)
             .field(
                 "endpoints",
-                &set.endpoints
-                    .iter()
-                    .map(|e| e.address)
-                    .collect::<Vec<_>>(),
+                &set.endpoints.iter().map(|e| e.address).collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -320,11 +317,7 @@ impl<C: Send + Sync + 'static> Shared<C> {
 impl<C> Balancer<C> {
     /// The endpoints as configured now.
     pub fn endpoints(&self) -> Vec<Endpoint> {
-        self.shared
-            .set
-            .load()
-            .endpoints
-            .to_vec()
+        self.shared.set.load().endpoints.to_vec()
     }
 
     /// Whether some endpoint may take traffic now: a request would be sent,

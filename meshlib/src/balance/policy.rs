@@ -164,6 +164,10 @@ mod tests {
             assert_eq!(weight_of(policy, "elsewhere"), None, "unlisted: left out");
         }
         assert_eq!(weight_of(&many, "z31"), Some(32));
-        assert_eq!(weight_of(&policy(0), "anywhere"), Some(1), "no weights: all 1");
+        assert_eq!(
+            weight_of(&policy(0), "anywhere"),
+            Some(1),
+            "no weights: all 1"
+        );
     }
 }

@@ -447,6 +447,9 @@ fn dns(c: &cluster::Cluster, mode: config::DnsMode) -> Result<config::DnsDiscove
 /// locality weights, and the overprovisioning factor.
 pub(crate) fn assignment(a: &endpoint::ClusterLoadAssignment) -> Result<Assignment, String> {
     let mut endpoints = Vec::new();
+    // Each address's index, so a large assignment is checked for repeats in
+    // linear time.
+    let mut listed = std::collections::HashMap::new();
     let mut locality_weights: Vec<config::LocalityWeight> = Vec::new();
     let mut priorities = std::collections::BTreeSet::new();
     for (i, locality) in a.endpoints.iter().enumerate() {
@@ -488,10 +491,7 @@ pub(crate) fn assignment(a: &endpoint::ClusterLoadAssignment) -> Result<Assignme
             if weight == 0 {
                 return Err(format!("{field}: load_balancing_weight must be at least 1"));
             }
-            if let Some(other) = endpoints
-                .iter()
-                .position(|e: &config::Endpoint| e.address == address)
-            {
+            if let Some(other) = listed.insert(address, endpoints.len()) {
                 return Err(format!(
                     "{field}: address {address} is listed twice (endpoint #{other})"
                 ));
@@ -525,6 +525,8 @@ pub(crate) fn assignment(a: &endpoint::ClusterLoadAssignment) -> Result<Assignme
     if overprovisioning_factor == Some(0) {
         return Err("policy: overprovisioning_factor must be above 0".to_owned());
     }
+    // Kept for the resource's life: without the slack of its growth.
+    locality_weights.shrink_to_fit();
     Ok(Assignment {
         endpoints: endpoints.into(),
         locality_weights,

@@ -400,6 +400,24 @@ fn locality(
 }
 
 #[test]
+fn an_address_listed_twice_is_refused_in_linear_time() {
+    // 60,000 endpoints: a pairwise check (1.8 billion comparisons) would
+    // take minutes in a debug build.
+    let mut addresses: Vec<std::net::SocketAddr> = (0..60_000u32)
+        .map(|i| (std::net::Ipv4Addr::from(0x0a00_0000 + i), 80).into())
+        .collect();
+    let large = build::cluster_load_assignment("c", &addresses);
+    assert_eq!(assignment(&large).unwrap().endpoints.len(), 60_000);
+
+    addresses.push(addresses[7]);
+    let repeated = build::cluster_load_assignment("c", &addresses);
+    assert_eq!(
+        assignment(&repeated).unwrap_err(),
+        "endpoints[0].lb_endpoints[60000]: address 10.0.0.7:80 is listed twice (endpoint #7)"
+    );
+}
+
+#[test]
 fn assignments_carry_priorities_locality_weights_and_overprovisioning() {
     let a = endpoint::ClusterLoadAssignment {
         cluster_name: "c".to_owned(),
