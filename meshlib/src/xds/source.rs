@@ -71,12 +71,17 @@ impl<T: Resource> Tracked<T> {
         Ok(watches
             .into_iter()
             .map(|watch| {
-                let first = wrap(watch.name().to_owned(), watch.current());
-                let rest = stream::unfold(watch, move |mut watch| async move {
-                    let state = watch.changed().await.ok()?;
-                    Some((wrap(watch.name().to_owned(), state), watch))
+                // The state on the first poll, then each change: one small
+                // stream per watch (a mesh has tens of thousands of them).
+                let states = stream::unfold((watch, true), move |(mut watch, first)| async move {
+                    let state = if first {
+                        watch.current()
+                    } else {
+                        watch.changed().await.ok()?
+                    };
+                    Some((wrap(watch.name().to_owned(), state), (watch, false)))
                 });
-                let (watched, stop) = stream::abortable(stream::once(async { first }).chain(rest));
+                let (watched, stop) = stream::abortable(states);
                 changes.push(watched.boxed());
                 Tracked { stop, state: None }
             })

@@ -540,9 +540,11 @@ impl AdsState {
         state.nonce = response.nonce.clone();
         let mut errors = Vec::new();
         let mut seen = BTreeSet::new();
-        for any in &response.resources {
+        // Taken by value: each resource's bytes move into the cache rather
+        // than being copied while the whole response is still held.
+        for any in response.resources {
             // Twice in one response: decoded, so the error names it.
-            if let Some(name) = state.unchanged(any)
+            if let Some(name) = state.unchanged(&any)
                 && seen.insert(name.clone())
             {
                 if let Some(entry) = state.entries.get_mut(&name) {
@@ -554,7 +556,7 @@ impl AdsState {
                 }
                 continue;
             }
-            let outcome = decode_any(&state.kind, any);
+            let outcome = decode_any(&state.kind, &any);
             apply(
                 state,
                 outcome,
@@ -605,15 +607,15 @@ impl AdsState {
         };
         let mut errors = Vec::new();
         let mut seen = BTreeSet::new();
-        for resource in &response.resources {
-            let Some(any) = &resource.resource else {
+        for resource in response.resources {
+            let Some(any) = resource.resource else {
                 errors.push(ResourceError::named(
                     &resource.name,
                     "the Resource wrapper has no resource",
                 ));
                 continue;
             };
-            let outcome = decode_any(&state.kind, any).and_then(|(name, decoded)| {
+            let outcome = decode_any(&state.kind, &any).and_then(|(name, decoded)| {
                 if name == resource.name {
                     Ok((name, decoded))
                 } else {
@@ -695,7 +697,7 @@ fn decode_any(kind: &ResourceType, any: &Any) -> Result<(String, Erased), Resour
 fn apply(
     state: &mut TypeState,
     outcome: Result<(String, Erased), ResourceError>,
-    any: &Any,
+    any: Any,
     version: &str,
     seen: &mut BTreeSet<String>,
     errors: &mut Vec<ResourceError>,
@@ -716,7 +718,7 @@ fn apply(
             };
             entry.deadline = None;
             let unchanged =
-                entry.raw.as_ref() == Some(any) && entry.sender.borrow().error.is_none();
+                entry.raw.as_ref() == Some(&any) && entry.sender.borrow().error.is_none();
             if unchanged {
                 // SotW re-sends every resource of a type with any change: an
                 // identical one only moves its version, and wakes no watcher.
@@ -726,10 +728,11 @@ fn apply(
                 });
                 return;
             }
-            if let Some(old) = entry.raw.replace(any.clone()) {
+            let hash = bytes_hash(&any);
+            if let Some(old) = entry.raw.replace(any) {
                 state.names_by_bytes.remove(&bytes_hash(&old));
             }
-            state.names_by_bytes.insert(bytes_hash(any), name.clone());
+            state.names_by_bytes.insert(hash, name.clone());
             entry.sender.send_replace(Snapshot {
                 resource: Some(resource),
                 version: version.to_owned(),
