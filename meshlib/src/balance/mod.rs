@@ -157,8 +157,9 @@ struct Shared<C> {
     /// Whether the cluster's discovery source has not answered yet: requests
     /// wait for its first answer instead of failing (Envoy's cluster warming).
     warming: AtomicBool,
-    /// Told when warming ends.
-    warmed: tokio::sync::watch::Sender<bool>,
+    /// Told when warming ends. A `Notify`, not a watch channel: it lives in
+    /// the balancer rather than in an allocation of its own per cluster.
+    warmed: tokio::sync::Notify,
 }
 
 impl<C: Send + Sync + 'static> Probes for Shared<C> {
@@ -230,7 +231,7 @@ impl<C: Send + Sync + 'static> Balancer<C> {
                 executor,
                 discovery_failure: arc_swap::ArcSwapOption::empty(),
                 warming: AtomicBool::new(false),
-                warmed: tokio::sync::watch::channel(true).0,
+                warmed: tokio::sync::Notify::new(),
             }
         });
         Balancer { shared }
@@ -248,7 +249,6 @@ impl<C: Send + Sync + 'static> Balancer<C> {
     /// Until its discovery source first answers (with endpoints, or a
     /// failure), requests wait for it: see [`Balancer::warmed`].
     pub(crate) fn start_warming(&self) {
-        self.shared.warmed.send_replace(false);
         self.shared.warming.store(true, Ordering::Release);
     }
 
@@ -259,9 +259,14 @@ impl<C: Send + Sync + 'static> Balancer<C> {
 
     /// Resolves once the discovery source has first answered.
     pub(crate) async fn warmed(&self) {
-        let mut warmed = self.shared.warmed.subscribe();
-        // An error: the sender is the balancer's own, alive while `self` is.
-        let _ = warmed.wait_for(|done| *done).await;
+        let warmed = self.shared.warmed.notified();
+        let mut warmed = std::pin::pin!(warmed);
+        // Registered before the check, so an end of warming between the two
+        // still wakes it.
+        warmed.as_mut().enable();
+        if self.is_warming() {
+            warmed.await;
+        }
     }
 
     /// This balancer as a follower of published endpoints, for as long as it lives.
@@ -274,7 +279,7 @@ impl<C: Send + Sync + 'static> Balancer<C> {
 impl<C: Send + Sync + 'static> Shared<C> {
     fn end_warming(&self) {
         if self.warming.swap(false, Ordering::AcqRel) {
-            self.warmed.send_replace(true);
+            self.warmed.notify_waiters();
         }
     }
 }
