@@ -20,11 +20,14 @@ use super::schedule::RoundRobin;
 pub(super) struct Member {
     /// Its index in the cluster's endpoint set.
     pub(super) index: u32,
-    pub(super) address: SocketAddr,
     /// Its weight within the group, at least 1.
     pub(super) weight: u64,
     pub(super) load: Arc<EndpointLoad>,
 }
+
+/// A member's address by its endpoint index: what the hashing policies key it
+/// by. Looked up while a group is built rather than kept in each member.
+pub(super) type AddressOf<'a> = &'a dyn Fn(u32) -> SocketAddr;
 
 /// Healthy endpoints and the policy's picker over them.
 #[derive(Debug)]
@@ -45,8 +48,14 @@ enum Picker {
 
 impl Group {
     /// The group of `members` under policy `kind`; a round robin resumes at
-    /// `turn`. `None` if there is no member to pick.
-    pub(super) fn new(kind: &Kind, members: Vec<Member>, turn: usize) -> Option<Self> {
+    /// `turn`; the hashing policies key each member by its address, found by
+    /// its index with `address_of`. `None` if there is no member to pick.
+    pub(super) fn new(
+        kind: &Kind,
+        members: Vec<Member>,
+        turn: usize,
+        address_of: AddressOf<'_>,
+    ) -> Option<Self> {
         let picker = match *kind {
             Kind::RoundRobin => {
                 let weights: Vec<u32> = members
@@ -62,8 +71,10 @@ impl Group {
             Kind::RingHash {
                 minimum_size,
                 maximum_size,
-            } => Picker::RingHash(Ring::new(&members, minimum_size, maximum_size)?),
-            Kind::Maglev { table_size } => Picker::Maglev(Maglev::new(&members, table_size)?),
+            } => Picker::RingHash(Ring::new(&members, address_of, minimum_size, maximum_size)?),
+            Kind::Maglev { table_size } => {
+                Picker::Maglev(Maglev::new(&members, address_of, table_size)?)
+            }
             Kind::PeakEwma(ewma) => Picker::PeakEwma(PeakEwma::new(&members, ewma)?),
         };
         Some(Group {
@@ -105,11 +116,15 @@ pub(super) mod tests {
             .zip(weights)
             .map(|(index, weight)| Member {
                 index,
-                address: SocketAddr::from(([10, 0, 0, index as u8 + 1], 80)),
                 weight: *weight,
                 load: Arc::default(),
             })
             .collect()
+    }
+
+    /// The address of the member of endpoint index `index` made by `members`.
+    pub(in crate::balance) fn address(index: u32) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, index as u8 + 1], 80))
     }
 
     /// `members` without the one whose endpoint index is `removed`.
@@ -133,7 +148,7 @@ pub(super) mod tests {
         let mut members = members(&[1, 1]);
         members[0].index = 7;
         members[1].index = 9;
-        let group = Group::new(&Kind::RoundRobin, members, 0).unwrap();
+        let group = Group::new(&Kind::RoundRobin, members, 0, &address).unwrap();
         let mut rng = rand::rng();
         assert_eq!(group.pick(0, &mut rng), 7);
         assert_eq!(group.pick(0, &mut rng), 9);
@@ -152,7 +167,10 @@ pub(super) mod tests {
             },
             Kind::Maglev { table_size: 65_537 },
         ] {
-            assert!(Group::new(&kind, Vec::new(), 0).is_none(), "{kind:?}");
+            assert!(
+                Group::new(&kind, Vec::new(), 0, &address).is_none(),
+                "{kind:?}"
+            );
         }
     }
 }

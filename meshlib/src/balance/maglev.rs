@@ -19,7 +19,7 @@
 
 use xxhash_rust::xxh64::xxh64;
 
-use super::group::Member;
+use super::group::{AddressOf, Member};
 
 /// The lookup table over one group's members.
 #[derive(Debug)]
@@ -42,7 +42,11 @@ struct Permutation {
 impl Maglev {
     /// The table of `table_size` slots over `members` by their weights;
     /// `None` if none has weight.
-    pub(super) fn new(members: &[Member], table_size: u64) -> Option<Self> {
+    pub(super) fn new(
+        members: &[Member],
+        address_of: AddressOf<'_>,
+        table_size: u64,
+    ) -> Option<Self> {
         let size = next_prime(table_size.max(2));
         let total: f64 = members.iter().map(|m| m.weight as f64).sum();
         if total <= 0.0 {
@@ -51,7 +55,10 @@ impl Maglev {
         let mut sorted: Vec<(String, u32, f64)> = (0u32..)
             .zip(members)
             .filter(|(_, m)| m.weight > 0)
-            .map(|(position, m)| (m.address.to_string(), position, m.weight as f64 / total))
+            .map(|(position, m)| {
+                let key = address_of(m.index).to_string();
+                (key, position, m.weight as f64 / total)
+            })
             .collect();
         sorted.sort_by(|a, b| a.0.cmp(&b.0));
         let max_weight = sorted.iter().map(|e| e.2).fold(0.0, f64::max);
@@ -129,15 +136,15 @@ fn is_prime(n: u64) -> bool {
 mod tests {
 
     use super::*;
-    use crate::balance::group::tests::{all_but, keys, members};
+    use crate::balance::group::tests::{address, all_but, keys, members};
 
     #[test]
     fn the_same_hash_picks_the_same_endpoint_in_any_member_order() {
         let members = members(&[1; 5]);
-        let table = Maglev::new(&members, 65_537).unwrap();
+        let table = Maglev::new(&members, &address, 65_537).unwrap();
         let mut reversed = members.clone();
         reversed.reverse();
-        let again = Maglev::new(&reversed, 65_537).unwrap();
+        let again = Maglev::new(&reversed, &address, 65_537).unwrap();
         for key in keys(1000) {
             assert_eq!(
                 members[table.pick(key)].index,
@@ -149,12 +156,10 @@ mod tests {
 
     #[test]
     fn the_first_slots_follow_each_endpoints_permutation() {
-        let members = members(&[1]);
-        let table = Maglev::new(&members, 7).unwrap();
+        let table = Maglev::new(&members(&[1]), &address, 7).unwrap();
         assert_eq!(&*table.table, &[0; 7], "one endpoint takes every slot");
         // Two endpoints: each claims its offset first, if free.
-        let members = members_at(&["10.0.0.1:80", "10.0.0.2:80"]);
-        let table = Maglev::new(&members, 13).unwrap();
+        let table = Maglev::new(&members(&[1, 1]), &address, 13).unwrap();
         let offset = |a: &str| (xxh64(a.as_bytes(), 0) % 13) as usize;
         assert_eq!(table.table[offset("10.0.0.1:80")], 0);
         if offset("10.0.0.1:80") != offset("10.0.0.2:80") {
@@ -164,18 +169,10 @@ mod tests {
         assert_eq!(zeros, 7, "13 slots taken in turns: 7 and 6");
     }
 
-    fn members_at(addresses: &[&str]) -> Vec<Member> {
-        let mut members = members(&vec![1; addresses.len()]);
-        for (m, a) in members.iter_mut().zip(addresses) {
-            m.address = a.parse().unwrap();
-        }
-        members
-    }
-
     #[test]
     fn slots_and_keys_follow_weights() {
         let weights = [1, 2, 3, 4];
-        let table = Maglev::new(&members(&weights), 65_537).unwrap();
+        let table = Maglev::new(&members(&weights), &address, 65_537).unwrap();
         for (position, weight) in weights.iter().enumerate() {
             let slots = table
                 .table
@@ -205,8 +202,8 @@ mod tests {
             let before_members = members(&vec![1; n]);
             let removed = n / 2;
             let after_members = all_but(&before_members, removed);
-            let before = Maglev::new(&before_members, 65_537).unwrap();
-            let after = Maglev::new(&after_members, 65_537).unwrap();
+            let before = Maglev::new(&before_members, &address, 65_537).unwrap();
+            let after = Maglev::new(&after_members, &address, 65_537).unwrap();
             let keys = keys(10_000);
             let (mut moved, mut others_moved, mut others) = (0, 0, 0);
             for key in &keys {
@@ -233,13 +230,19 @@ mod tests {
     fn a_table_size_that_is_not_prime_is_rounded_up_to_one() {
         assert_eq!(next_prime(65_536), 65_537);
         assert_eq!(next_prime(2), 2);
-        assert_eq!(Maglev::new(&members(&[1, 1]), 10).unwrap().table.len(), 11);
+        assert_eq!(
+            Maglev::new(&members(&[1, 1]), &address, 10)
+                .unwrap()
+                .table
+                .len(),
+            11
+        );
         assert!(is_prime(5_000_011) && !is_prime(1) && !is_prime(9));
     }
 
     #[test]
     fn no_weight_no_table() {
-        assert!(Maglev::new(&[], 65_537).is_none());
-        assert!(Maglev::new(&members(&[0]), 65_537).is_none());
+        assert!(Maglev::new(&[], &address, 65_537).is_none());
+        assert!(Maglev::new(&members(&[0]), &address, 65_537).is_none());
     }
 }

@@ -21,7 +21,7 @@ use std::fmt::Write;
 
 use xxhash_rust::xxh64::xxh64;
 
-use super::group::Member;
+use super::group::{AddressOf, Member};
 
 /// The ring over one group's members.
 #[derive(Debug)]
@@ -33,8 +33,14 @@ pub(super) struct Ring {
 }
 
 impl Ring {
-    /// The ring over `members` by their weights; `None` if none has weight.
-    pub(super) fn new(members: &[Member], minimum_size: u64, maximum_size: u64) -> Option<Self> {
+    /// The ring over `members` by their weights, each keyed by its address;
+    /// `None` if none has weight.
+    pub(super) fn new(
+        members: &[Member],
+        address_of: AddressOf<'_>,
+        minimum_size: u64,
+        maximum_size: u64,
+    ) -> Option<Self> {
         let total: f64 = members.iter().map(|m| m.weight as f64).sum();
         if total <= 0.0 {
             return None;
@@ -58,7 +64,7 @@ impl Ring {
             target += scale * weight;
             key.clear();
             // Writing to a String cannot fail.
-            let _ = write!(key, "{}_", member.address);
+            let _ = write!(key, "{}_", address_of(member.index));
             let prefix = key.len();
             let mut i: u64 = 0;
             while current < target {
@@ -98,13 +104,13 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
-    use crate::balance::group::tests::{all_but, keys, members};
+    use crate::balance::group::tests::{address, all_but, keys, members};
 
     #[test]
     fn the_same_hash_picks_the_same_endpoint() {
         let members = members(&[1; 5]);
-        let ring = Ring::new(&members, 1024, 8 << 20).unwrap();
-        let again = Ring::new(&members, 1024, 8 << 20).unwrap();
+        let ring = Ring::new(&members, &address, 1024, 8 << 20).unwrap();
+        let again = Ring::new(&members, &address, 1024, 8 << 20).unwrap();
         for key in keys(1000) {
             assert_eq!(
                 ring.pick(key),
@@ -121,7 +127,7 @@ mod tests {
         // entries and 1051 in all; `(scale * w) / total` would give 14 and
         // 1050, and keys near the missing entry would land elsewhere.
         let weights: Vec<u64> = [1, 2].repeat(25);
-        let ring = Ring::new(&members(&weights), 1024, 8 << 20).unwrap();
+        let ring = Ring::new(&members(&weights), &address, 1024, 8 << 20).unwrap();
         assert_eq!(ring.len(), 1051);
         let per_member = |p: u32| ring.positions.iter().filter(|q| **q == p).count();
         assert_eq!((per_member(0), per_member(1), per_member(2)), (15, 28, 14));
@@ -130,13 +136,13 @@ mod tests {
     #[test]
     fn entries_are_envoys_and_a_hash_takes_the_next_one_wrapping() {
         let members = members(&[1, 1]);
-        let ring = Ring::new(&members, 4, 8 << 20).unwrap();
+        let ring = Ring::new(&members, &address, 4, 8 << 20).unwrap();
         // min weight 1/2: ceil(1/2 × 4) / (1/2) = 4 entries, two each.
         assert_eq!(ring.len(), 4);
         let mut expected: Vec<(u64, usize)> = Vec::new();
         for (p, member) in members.iter().enumerate() {
             for i in 0..2 {
-                let key = format!("{}_{i}", member.address);
+                let key = format!("{}_{i}", address(member.index));
                 expected.push((xxh64(key.as_bytes(), 0), p));
             }
         }
@@ -165,21 +171,21 @@ mod tests {
 
     #[test]
     fn ring_size_follows_the_lightest_weight_and_the_maximum() {
-        let ring = Ring::new(&members(&[1, 3]), 1024, 8 << 20).unwrap();
+        let ring = Ring::new(&members(&[1, 3]), &address, 1024, 8 << 20).unwrap();
         // min weight 1/4: ceil(256) × 4 = 1024 entries: 256 and 768.
         assert_eq!(ring.len(), 1024);
         assert_eq!(ring.positions.iter().filter(|p| **p == 0).count(), 256);
         // Capped at 2000, the targets add up to 2000.0000000000002 in
         // doubles, so the walk makes one entry more: Envoy's and gRPC's rings,
         // which add the same doubles, have 2001 entries too.
-        let capped = Ring::new(&members(&[1, 1000]), 1024, 2000).unwrap();
+        let capped = Ring::new(&members(&[1, 1000]), &address, 1024, 2000).unwrap();
         assert_eq!(capped.len(), 2001);
     }
 
     #[test]
     fn keys_spread_in_proportion_to_weight() {
         let weights = [1, 2, 3, 4];
-        let ring = Ring::new(&members(&weights), 100_000, 8 << 20).unwrap();
+        let ring = Ring::new(&members(&weights), &address, 100_000, 8 << 20).unwrap();
         let keys = keys(20_000);
         let mut counts = [0usize; 4];
         for key in &keys {
@@ -198,8 +204,8 @@ mod tests {
             let before_members = members(&vec![1; n]);
             let removed = n / 2;
             let after_members = all_but(&before_members, removed);
-            let before = Ring::new(&before_members, 1024, 8 << 20).unwrap();
-            let after = Ring::new(&after_members, 1024, 8 << 20).unwrap();
+            let before = Ring::new(&before_members, &address, 1024, 8 << 20).unwrap();
+            let after = Ring::new(&after_members, &address, 1024, 8 << 20).unwrap();
             let old_entries: HashSet<u64> = before.hashes.iter().copied().collect();
 
             let keys = keys(10_000);
@@ -233,7 +239,7 @@ mod tests {
 
     #[test]
     fn no_weight_no_ring() {
-        assert!(Ring::new(&[], 1024, 8 << 20).is_none());
-        assert!(Ring::new(&members(&[0, 0]), 1024, 8 << 20).is_none());
+        assert!(Ring::new(&[], &address, 1024, 8 << 20).is_none());
+        assert!(Ring::new(&members(&[0, 0]), &address, 1024, 8 << 20).is_none());
     }
 }

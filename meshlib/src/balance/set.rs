@@ -279,10 +279,10 @@ impl Groups {
     ) -> Option<Self> {
         let member = |index: u32, weight: u64| Member {
             index,
-            address: endpoints[index as usize].address,
             weight,
             load: states[index as usize].load.clone(),
         };
+        let address_of = |index: u32| endpoints[index as usize].address;
         let turn = |locality| previous.map_or(0, |p| p.turn(priority, locality));
 
         if policy.hashes() || !policy.weighs_localities() {
@@ -298,7 +298,12 @@ impl Groups {
                     member(i, u64::from(endpoint.weight) * u64::from(locality))
                 })
                 .collect();
-            return Some(Groups::All(Group::new(&policy.kind, members, turn(None))?));
+            return Some(Groups::All(Group::new(
+                &policy.kind,
+                members,
+                turn(None),
+                &address_of,
+            )?));
         }
 
         let mut by_locality: HashMap<&Locality, (u64, Vec<Member>)> = HashMap::new();
@@ -317,7 +322,8 @@ impl Groups {
                 continue;
             };
             let healthy = members.len() as u64;
-            let Some(group) = Group::new(&policy.kind, members, turn(Some(position))) else {
+            let Some(group) = Group::new(&policy.kind, members, turn(Some(position)), &address_of)
+            else {
                 continue;
             };
             weights.push(effective_weight(
