@@ -38,8 +38,9 @@ pub(super) trait Probes: Send + Sync {
 }
 
 /// One endpoint's reachability, kept across endpoint updates like its load.
+/// Its address is not kept here (the endpoint set has it, and a failure
+/// report carries it): a mesh has one of these per endpoint.
 pub(super) struct Connectivity {
-    address: SocketAddr,
     failing: AtomicBool,
     balancer: Weak<dyn Probes>,
 }
@@ -47,17 +48,15 @@ pub(super) struct Connectivity {
 impl std::fmt::Debug for Connectivity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connectivity")
-            .field("address", &self.address)
             .field("failing", &self.failing())
             .finish_non_exhaustive()
     }
 }
 
 impl Connectivity {
-    /// An endpoint at `address` not known to fail, of the balancer `balancer`.
-    pub(super) fn new(address: SocketAddr, balancer: Weak<dyn Probes>) -> Self {
+    /// An endpoint not known to fail, of the balancer `balancer`.
+    pub(super) fn new(balancer: Weak<dyn Probes>) -> Self {
         Connectivity {
-            address,
             failing: AtomicBool::new(false),
             balancer,
         }
@@ -65,7 +64,7 @@ impl Connectivity {
 
     /// An endpoint of no balancer, for tests of what holds one.
     #[cfg(test)]
-    pub(super) fn detached(address: SocketAddr) -> Self {
+    pub(super) fn detached() -> Self {
         struct Nothing;
         impl Probes for Nothing {
             fn refresh(&self) {}
@@ -74,7 +73,7 @@ impl Connectivity {
             }
             fn spawn(&self, _: BoxFuture<'static, ()>) {}
         }
-        Connectivity::new(address, Weak::<Nothing>::new())
+        Connectivity::new(Weak::<Nothing>::new())
     }
 
     /// Whether the last connection attempt failed and no probe has connected
@@ -83,14 +82,14 @@ impl Connectivity {
         self.failing.load(Ordering::Acquire)
     }
 
-    /// A connection to the endpoint could not be made. The first report
-    /// starts a probe (which takes the endpoint out of the balancer's set);
-    /// later ones, while it runs, change nothing.
-    pub(super) fn connect_failed(self: &Arc<Self>) {
+    /// A connection to the endpoint, at `address`, could not be made. The
+    /// first report starts a probe of `address` (which takes the endpoint out
+    /// of the balancer's set); later ones, while it runs, change nothing.
+    pub(super) fn connect_failed(self: &Arc<Self>, address: SocketAddr) {
         if !self.failing.swap(true, Ordering::AcqRel)
             && let Some(balancer) = self.balancer.upgrade()
         {
-            balancer.spawn(Box::pin(probe(Arc::downgrade(self))));
+            balancer.spawn(Box::pin(probe(Arc::downgrade(self), address)));
         }
     }
 }
@@ -98,7 +97,7 @@ impl Connectivity {
 /// Takes the endpoint out of its balancer's set, then tries to connect with
 /// backoff until it can, and puts it back. Ends early when the endpoint or
 /// its balancer is gone.
-async fn probe(endpoint: Weak<Connectivity>) {
+async fn probe(endpoint: Weak<Connectivity>, address: SocketAddr) {
     if !refresh(&endpoint) {
         return;
     }
@@ -109,7 +108,7 @@ async fn probe(endpoint: Weak<Connectivity>) {
         tokio::time::sleep(delay).await;
         let Some(attempt) = endpoint.upgrade().and_then(|e| {
             let balancer = e.balancer.upgrade()?;
-            Some(balancer.probe(e.address, attempt_timeout))
+            Some(balancer.probe(address, attempt_timeout))
         }) else {
             return;
         };
@@ -214,11 +213,11 @@ mod tests {
         let address = listener.local_addr().unwrap();
         let balancer = Arc::new(Counting(Default::default()));
         let weak: Weak<Counting> = Arc::downgrade(&balancer);
-        let endpoint = Arc::new(Connectivity::new(address, weak));
+        let endpoint = Arc::new(Connectivity::new(weak));
 
         tokio::time::pause();
-        endpoint.connect_failed();
-        endpoint.connect_failed();
+        endpoint.connect_failed(address);
+        endpoint.connect_failed(address);
         assert!(endpoint.failing());
         tokio::task::yield_now().await;
         assert_eq!(

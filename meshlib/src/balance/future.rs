@@ -1,4 +1,5 @@
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -21,15 +22,23 @@ pin_project! {
         response: F,
         in_flight: Option<InFlight>,
         connectivity: Arc<Connectivity>,
+        address: SocketAddr,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(response: F, in_flight: InFlight, connectivity: Arc<Connectivity>) -> Self {
+    /// The response of the endpoint at `address`, of that `connectivity`.
+    pub(super) fn new(
+        response: F,
+        in_flight: InFlight,
+        connectivity: Arc<Connectivity>,
+        address: SocketAddr,
+    ) -> Self {
         ResponseFuture {
             response,
             in_flight: Some(in_flight),
             connectivity,
+            address,
         }
     }
 }
@@ -56,7 +65,7 @@ where
             if let Err(error) = &result {
                 in_flight.failed();
                 if error.kind() == ErrorKind::Connect {
-                    this.connectivity.connect_failed();
+                    this.connectivity.connect_failed(*this.address);
                 }
             }
         }
@@ -74,8 +83,11 @@ mod tests {
     use crate::balance::load::{Clock, EndpointLoad};
     use crate::balance::peak_ewma::Ewma;
 
+    const ADDRESS: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9);
+
     fn endpoint() -> Arc<Connectivity> {
-        Arc::new(Connectivity::detached(([127, 0, 0, 1], 9).into()))
+        Arc::new(Connectivity::detached())
     }
 
     #[tokio::test(start_paused = true)]
@@ -93,6 +105,7 @@ mod tests {
             },
             load.start(Some(&ewma)),
             endpoint(),
+            ADDRESS,
         );
         let task = tokio::spawn(response);
         tokio::task::yield_now().await;
@@ -118,6 +131,7 @@ mod tests {
             },
             load.start(Some(&ewma)),
             connectivity.clone(),
+            ADDRESS,
         );
         assert_eq!(response.await.unwrap_err().kind(), ErrorKind::Upstream);
         assert_eq!(load.active(), 0);
@@ -136,6 +150,7 @@ mod tests {
             std::future::ready(Err::<(), _>(Error::new(ErrorKind::Connect, "refused"))),
             load.start(None),
             connectivity.clone(),
+            ADDRESS,
         );
         assert_eq!(response.await.unwrap_err().kind(), ErrorKind::Connect);
         assert!(connectivity.failing());
@@ -148,6 +163,7 @@ mod tests {
             std::future::pending::<Result<(), Error>>(),
             load.start(None),
             endpoint(),
+            ADDRESS,
         );
         assert_eq!(load.active(), 1);
         let timed_out = tokio::time::timeout(Duration::from_secs(1), response).await;

@@ -388,12 +388,14 @@ impl<C: EndpointClient> Balancer<C> {
     ) -> Result<ResponseFuture<C::Future>, Error> {
         let hash = request.extensions().get::<RequestHash>().map(|h| h.0);
         let set = self.shared.set.load();
-        let endpoint = &set.states[self.choose(&set, hash)?];
+        let index = self.choose(&set, hash)?;
+        let endpoint = &set.states[index];
         let in_flight = endpoint.load.start(self.shared.policy.ewma());
         Ok(ResponseFuture::new(
             endpoint.client.send(request),
             in_flight,
             endpoint.connectivity.clone(),
+            set.endpoints[index].address,
         ))
     }
 }

@@ -106,7 +106,7 @@ impl<C> EndpointSet<C> {
                     None => EndpointState {
                         client: Arc::new(client(address)),
                         load: Arc::default(),
-                        connectivity: Arc::new(Connectivity::new(address, balancer.clone())),
+                        connectivity: Arc::new(Connectivity::new(balancer.clone())),
                     },
                 }
             })
