@@ -14,7 +14,7 @@ use super::connectivity::{Connectivity, Probes};
 use super::group::{Group, Member};
 use super::load::EndpointLoad;
 use super::locality::effective_weight;
-use super::policy::Policy;
+use super::policy::{Kind, Policy};
 use super::priority::{LevelHealth, loads};
 use super::sampler::WeightedIndex;
 use crate::config::{Endpoint, Locality};
@@ -152,14 +152,20 @@ impl<C> EndpointSet<C> {
             .collect();
         let loads = loads(&health, policy.overprovisioning_factor).unwrap_or_default();
 
+        // Each level that takes traffic builds its own ring or table: their
+        // sizes share one bound.
+        let kind = policy
+            .kind
+            .within_hash_budget(loads.iter().filter(|load| **load > 0).count());
         let mut below = 0;
         let levels = by_priority
             .iter()
             .zip(loads)
             .filter(|(_, load)| *load > 0)
             .filter_map(|((priority, indices), load)| {
-                let groups =
-                    Groups::build(policy, *priority, indices, &endpoints, &live, previous)?;
+                let groups = Groups::build(
+                    policy, &kind, *priority, indices, &endpoints, &live, previous,
+                )?;
                 below += load;
                 Some(Level {
                     priority: *priority,
@@ -244,8 +250,10 @@ impl<C> EndpointSet<C> {
 impl Groups {
     /// The groups of the level `priority` made of the endpoints at `indices`;
     /// `None` if none of them takes traffic.
+    /// `kind` is the policy's, sized for the number of levels.
     fn build<C>(
         policy: &Policy,
+        kind: &Kind,
         priority: u32,
         indices: &[u32],
         endpoints: &[EndpointState<C>],
@@ -276,7 +284,7 @@ impl Groups {
                     member(i, u64::from(endpoint.weight) * u64::from(locality))
                 })
                 .collect();
-            return Some(Groups::All(Group::new(&policy.kind, members, turn(None))?));
+            return Some(Groups::All(Group::new(kind, members, turn(None))?));
         }
 
         let mut by_locality: HashMap<&Locality, (u64, Vec<Member>)> = HashMap::new();
@@ -295,7 +303,7 @@ impl Groups {
                 continue;
             };
             let healthy = members.len() as u64;
-            let Some(group) = Group::new(&policy.kind, members, turn(Some(position))) else {
+            let Some(group) = Group::new(kind, members, turn(Some(position))) else {
                 continue;
             };
             weights.push(effective_weight(

@@ -782,6 +782,25 @@ pub(super) fn default_ewma_rtt() -> Duration {
 /// draw billions of candidates.
 pub const MAX_CHOICE_COUNT: u32 = 10;
 
+/// The bytes one `ring_hash` ring entry takes: its 64-bit hash and the
+/// 32-bit position of its endpoint.
+pub const RING_ENTRY_BYTES: u64 = 12;
+
+/// The bytes one `maglev` table slot takes: the 32-bit position of its
+/// endpoint.
+pub const MAGLEV_SLOT_BYTES: u64 = 4;
+
+/// The most memory a cluster's hash rings or maglev tables may take
+/// together. A hashing cluster builds one ring or table per priority level,
+/// so this bounds their sum, not each one: it is one of Envoy's largest rings
+/// (8,388,608 entries of [`RING_ENTRY_BYTES`], 96 MiB), or 25,165,824 maglev
+/// slots of [`MAGLEV_SLOT_BYTES`] (five of Envoy's largest tables).
+///
+/// A file whose listed endpoints could need more is refused by validation,
+/// naming the cluster and field. Endpoints that arrive later (EDS, DNS) are
+/// balanced on rings or tables shrunk so that together they stay within it.
+pub const MAX_CLUSTER_HASH_BYTES: u64 = 8 * 1024 * 1024 * RING_ENTRY_BYTES;
+
 /// Whether `size` is a usable `maglev` table size: a prime up to 5,000,011
 /// (Envoy's limit). The bound is checked first, so a huge size costs nothing
 /// to refuse.
