@@ -44,6 +44,7 @@ mod error;
 mod file;
 mod raw;
 mod retry;
+mod safe_regex;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -59,6 +60,8 @@ pub use discovery::{
 pub use error::{ConfigError, Problem};
 pub use file::{FileSource, FileWatch};
 pub use retry::{RetryBackOff, RetryCondition, RetryOn, RetryPolicy};
+pub use safe_regex::REGEX_SIZE_LIMIT;
+pub(crate) use safe_regex::{full_match, search};
 
 /// A whole mesh configuration: what to route where, and the clusters routed to.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

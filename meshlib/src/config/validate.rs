@@ -357,13 +357,9 @@ fn check_domain(domain: &str) -> Result<(), String> {
 
 fn check_route(clusters: &HashSet<&str>, route: &Route, resource: &str, problems: &mut Problems) {
     if let PathMatch::Regex(pattern) = &route.matcher.path
-        && let Err(e) = regex::Regex::new(pattern)
+        && let Err(e) = super::full_match(pattern)
     {
-        problems.push(
-            resource,
-            "match: safe_regex",
-            format!("does not compile: {e}"),
-        );
+        problems.push(resource, "match: safe_regex", e);
     }
     if let PathMatch::PathSeparatedPrefix(prefix) = &route.matcher.path
         && (!prefix.starts_with('/')
@@ -386,13 +382,9 @@ fn check_route(clusters: &HashSet<&str>, route: &Route, resource: &str, problems
         }
         if let Some(matcher) = &query.value
             && let StringRule::Regex(pattern) = &matcher.rule
-            && let Err(e) = regex::Regex::new(pattern)
+            && let Err(e) = super::full_match(pattern)
         {
-            problems.push(
-                resource,
-                &field,
-                format!("safe_regex does not compile: {e}"),
-            );
+            problems.push(resource, &field, format!("safe_regex {e}"));
         }
     }
     check_route_action(clusters, route, resource, problems);
@@ -450,13 +442,9 @@ fn check_route_action(
         );
     }
     if let Some(rewrite) = &action.regex_rewrite
-        && let Err(e) = regex::Regex::new(&rewrite.pattern)
+        && let Err(e) = super::search(&rewrite.pattern)
     {
-        problems.push(
-            resource,
-            "regex_rewrite: pattern",
-            format!("does not compile: {e}"),
-        );
+        problems.push(resource, "regex_rewrite: pattern", e);
     }
     if let Some(host) = &action.host_rewrite_literal
         && host.parse::<http::uri::Authority>().is_err()
@@ -607,12 +595,8 @@ fn check_header_as(
     }
     match &header.rule {
         HeaderRule::Regex(pattern) => {
-            if let Err(e) = regex::Regex::new(pattern) {
-                problems.push(
-                    resource,
-                    &field,
-                    format!("safe_regex does not compile: {e}"),
-                );
+            if let Err(e) = super::full_match(pattern) {
+                problems.push(resource, &field, format!("safe_regex {e}"));
             }
         }
         HeaderRule::Range { start, end } if start >= end => {

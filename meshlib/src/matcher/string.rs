@@ -2,7 +2,7 @@
 //! `prefix`, `suffix`, `contains`, `safe_regex`, `ignore_case`), plus the
 //! `present` and `range` rules a header matcher adds.
 
-use crate::config::StringRule;
+use crate::config::{StringRule, full_match};
 
 /// A compiled string rule, checked against one value.
 #[derive(Debug)]
@@ -30,11 +30,6 @@ pub(crate) enum ValueRule {
         start: i64,
         end: i64,
     },
-}
-
-/// Envoy's `safe_regex` matches the whole value.
-pub(crate) fn full_match(pattern: &str) -> Result<regex::Regex, regex::Error> {
-    regex::Regex::new(&format!("^(?:{pattern})$"))
 }
 
 /// The compared text, lower-cased when the comparison ignores case.
@@ -66,7 +61,7 @@ pub(crate) fn compile_string(rule: &StringRule, ignore_case: bool) -> Result<Val
             ignore_case,
         },
         StringRule::Regex(pattern) => {
-            ValueRule::Regex(full_match(pattern).map_err(|e| format!("safe_regex: {e}"))?)
+            ValueRule::Regex(full_match(pattern).map_err(|e| format!("safe_regex {e}"))?)
         }
     })
 }

@@ -130,8 +130,8 @@ impl RequestActions {
                 })
             }
             (_, Some(rewrite)) => Some(PathRewrite::Regex {
-                regex: regex::Regex::new(&rewrite.pattern)
-                    .map_err(|e| ("regex_rewrite: pattern", format!("does not compile: {e}")))?,
+                regex: crate::config::search(&rewrite.pattern)
+                    .map_err(|e| ("regex_rewrite: pattern", e))?,
                 substitution: re2_substitution(&rewrite.substitution)
                     .map_err(|message| ("regex_rewrite: substitution", message))?
                     .into(),
