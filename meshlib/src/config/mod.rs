@@ -61,7 +61,7 @@ pub use error::{ConfigError, Problem};
 pub use file::{FileSource, FileWatch};
 pub use retry::{RetryBackOff, RetryCondition, RetryOn, RetryPolicy};
 pub use safe_regex::REGEX_SIZE_LIMIT;
-pub(crate) use safe_regex::{full_match, search};
+pub(crate) use safe_regex::{Regexes, full_match, search};
 
 /// A whole mesh configuration: what to route where, and the clusters routed to.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -74,6 +74,9 @@ pub struct MeshConfig {
     /// The clusters routes may send traffic to.
     #[serde(default)]
     pub clusters: Vec<Cluster>,
+    /// The regexes its last validation compiled, for its route table.
+    #[serde(skip)]
+    pub(crate) regexes: safe_regex::Regexes,
 }
 
 impl MeshConfig {
@@ -82,6 +85,7 @@ impl MeshConfig {
         MeshConfig {
             virtual_hosts,
             clusters,
+            regexes: Default::default(),
         }
     }
 }

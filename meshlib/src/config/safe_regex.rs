@@ -6,6 +6,9 @@
 //! the compiled program's heap size in bytes instead ([`REGEX_SIZE_LIMIT`]):
 //! see there for how the two compare.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
 /// The most heap, in bytes, one compiled regex may take (the `regex` crate's
 /// `size_limit`): 1 MiB, a tenth of the crate's default.
 ///
@@ -21,7 +24,7 @@ pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// A regex matching the whole value, as Envoy's `safe_regex` matches; the
 /// error says why, to follow a field's name.
 pub(crate) fn full_match(pattern: &str) -> Result<regex::Regex, String> {
-    build(&format!("^(?:{pattern})$"))
+    build(&anchored(pattern))
 }
 
 /// A regex that finds its matches anywhere in the value (`regex_rewrite`).
@@ -29,7 +32,113 @@ pub(crate) fn search(pattern: &str) -> Result<regex::Regex, String> {
     build(pattern)
 }
 
+fn anchored(pattern: &str) -> String {
+    format!("^(?:{pattern})$")
+}
+
+/// Compiled regexes, by the source they were compiled from: the regexes of
+/// a configuration's last validation, which its route table takes rather
+/// than compile each pattern again (a regex's clone shares its program).
+///
+/// Not part of the configuration's value: it compares equal whatever it
+/// holds, and is neither written nor read by serde.
+#[derive(Default)]
+pub(crate) struct Regexes(Mutex<Compiled>);
+
+type Compiled = HashMap<Box<str>, regex::Regex>;
+
+impl Regexes {
+    /// [`full_match`], from the last validation when it compiled `pattern`.
+    pub(crate) fn full_match(&self, pattern: &str) -> Result<regex::Regex, String> {
+        self.get(anchored(pattern))
+    }
+
+    /// [`search`], from the last validation when it compiled `pattern`.
+    pub(crate) fn search(&self, pattern: &str) -> Result<regex::Regex, String> {
+        self.get(pattern.to_owned())
+    }
+
+    fn get(&self, source: String) -> Result<regex::Regex, String> {
+        match self.lock().get(source.as_str()) {
+            Some(regex) => Ok(regex.clone()),
+            None => build(&source),
+        }
+    }
+
+    /// The start of a validation: it compiles what the last one did not.
+    pub(super) fn start(&self) -> Compiling {
+        Compiling {
+            previous: std::mem::take(&mut *self.lock()),
+            kept: HashMap::new(),
+        }
+    }
+
+    /// The end of a validation: its regexes replace the last one's, so
+    /// patterns no longer in the configuration are not kept.
+    pub(super) fn finish(&self, compiling: Compiling) {
+        *self.lock() = compiling.kept;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Compiled> {
+        // A panic while holding the lock leaves a map that is still whole.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Clone for Regexes {
+    fn clone(&self) -> Self {
+        Regexes(Mutex::new(self.lock().clone()))
+    }
+}
+
+impl PartialEq for Regexes {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Regexes {}
+
+impl std::fmt::Debug for Regexes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} compiled", self.lock().len())
+    }
+}
+
+/// One validation's regexes: those of the last validation it can reuse,
+/// and those it has checked.
+pub(super) struct Compiling {
+    previous: Compiled,
+    kept: Compiled,
+}
+
+impl Compiling {
+    /// Checks `pattern` as [`full_match`] compiles it; the error says why.
+    pub(super) fn full_match(&mut self, pattern: &str) -> Result<(), String> {
+        self.check(anchored(pattern))
+    }
+
+    /// Checks `pattern` as [`search`] compiles it; the error says why.
+    pub(super) fn search(&mut self, pattern: &str) -> Result<(), String> {
+        self.check(pattern.to_owned())
+    }
+
+    fn check(&mut self, source: String) -> Result<(), String> {
+        if self.kept.contains_key(source.as_str()) {
+            return Ok(());
+        }
+        let regex = match self.previous.remove(source.as_str()) {
+            Some(regex) => regex,
+            None => build(&source)?,
+        };
+        self.kept.insert(source.into(), regex);
+        Ok(())
+    }
+}
+
 fn build(pattern: &str) -> Result<regex::Regex, String> {
+    #[cfg(test)]
+    tests::COMPILES.with(|c| c.set(c.get() + 1));
     regex::RegexBuilder::new(pattern)
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
@@ -43,8 +152,13 @@ fn build(pattern: &str) -> Result<regex::Regex, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+
+    thread_local! {
+        /// How many regexes this thread compiled.
+        pub(in crate::config) static COMPILES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
 
     #[test]
     fn a_huge_program_is_refused_fast_and_a_usual_one_compiles() {

@@ -5,12 +5,14 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use super::safe_regex::Compiling;
 use super::{
     Cluster, Destination, HeaderMatcher, HeaderRule, LbPolicy, MeshConfig, PathMatch, Problem,
     RetryPolicy, Route, StringRule,
 };
 
-struct Problems(Vec<Problem>);
+/// The problems found, and the regexes compiled to find them.
+struct Problems(Vec<Problem>, Compiling);
 
 impl Problems {
     fn push(&mut self, resource: &str, field: &str, message: impl Into<String>) {
@@ -23,14 +25,17 @@ impl Problems {
 }
 
 /// Checks `config`; the problems found, or `Ok`.
+/// The regexes it compiles are kept in `config` for its route table.
 pub(super) fn check(config: &MeshConfig) -> Result<(), Vec<Problem>> {
-    let mut problems = Problems(Vec::new());
+    let mut problems = Problems(Vec::new(), config.regexes.start());
     check_clusters(config, &mut problems);
     check_virtual_hosts(config, &mut problems);
-    if problems.0.is_empty() {
+    let Problems(problems, regexes) = problems;
+    config.regexes.finish(regexes);
+    if problems.is_empty() {
         Ok(())
     } else {
-        Err(problems.0)
+        Err(problems)
     }
 }
 
@@ -357,7 +362,7 @@ fn check_domain(domain: &str) -> Result<(), String> {
 
 fn check_route(clusters: &HashSet<&str>, route: &Route, resource: &str, problems: &mut Problems) {
     if let PathMatch::Regex(pattern) = &route.matcher.path
-        && let Err(e) = super::full_match(pattern)
+        && let Err(e) = problems.1.full_match(pattern)
     {
         problems.push(resource, "match: safe_regex", e);
     }
@@ -382,7 +387,7 @@ fn check_route(clusters: &HashSet<&str>, route: &Route, resource: &str, problems
         }
         if let Some(matcher) = &query.value
             && let StringRule::Regex(pattern) = &matcher.rule
-            && let Err(e) = super::full_match(pattern)
+            && let Err(e) = problems.1.full_match(pattern)
         {
             problems.push(resource, &field, format!("safe_regex {e}"));
         }
@@ -442,7 +447,7 @@ fn check_route_action(
         );
     }
     if let Some(rewrite) = &action.regex_rewrite
-        && let Err(e) = super::search(&rewrite.pattern)
+        && let Err(e) = problems.1.search(&rewrite.pattern)
     {
         problems.push(resource, "regex_rewrite: pattern", e);
     }
@@ -595,7 +600,7 @@ fn check_header_as(
     }
     match &header.rule {
         HeaderRule::Regex(pattern) => {
-            if let Err(e) = super::full_match(pattern) {
+            if let Err(e) = problems.1.full_match(pattern) {
                 problems.push(resource, &field, format!("safe_regex {e}"));
             }
         }
@@ -901,6 +906,36 @@ virtual_hosts:
             problems(&hashing_cluster("maglev", 100)),
             Vec::<String>::new()
         );
+    }
+
+    #[test]
+    fn each_regex_is_compiled_once_for_the_checks_and_the_route_table() {
+        use crate::config::safe_regex::tests::COMPILES;
+        let yaml = "
+clusters: [{ name: c }]
+virtual_hosts:
+  - name: v
+    domains: [v]
+    routes:
+      - match: { safe_regex: { regex: \"/a/[0-9]+\" }, headers: [{ name: x, safe_regex: { regex: \"[a-z]+\" } }] }
+        route: { cluster: c, regex_rewrite: { pattern: { regex: \"^/a\" }, substitution: /b } }
+      - match: { prefix: /, query_parameters: [{ name: q, string_match: { safe_regex: { regex: \"[a-z]+\" } } }] }
+        route: { cluster: c, retry_policy: { retriable_headers: [{ name: y, safe_regex: { regex: \"z\" } }] } }
+";
+        let compiles = || COMPILES.with(std::cell::Cell::get);
+        let before = compiles();
+        let config = MeshConfig::from_yaml(yaml).unwrap();
+        // Four distinct patterns; `[a-z]+` twice. Each was compiled three
+        // times before: by from_yaml, by MeshClient's check, by the table.
+        assert_eq!(compiles() - before, 4);
+        config.validate().unwrap();
+        crate::route::RouteTable::new(&config).unwrap();
+        assert_eq!(compiles() - before, 4);
+        // A pattern the configuration no longer holds is not kept.
+        let mut changed = config.clone();
+        changed.virtual_hosts[0].routes.truncate(1);
+        changed.validate().unwrap();
+        assert_eq!(format!("{:?}", changed.regexes), "3 compiled");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Path rules: Envoy's `RouteMatch` path specifiers (`prefix`, `path`,
 //! `safe_regex`, `path_separated_prefix`) with `case_sensitive`.
 
-use crate::config::{PathMatch, full_match};
+use crate::config::{PathMatch, Regexes};
 
 /// A route's path rule, compiled.
 #[derive(Debug)]
@@ -24,8 +24,12 @@ pub(crate) enum PathRule {
 
 impl PathRule {
     /// The rule for `path`; the error says why a `safe_regex` does not
-    /// compile.
-    pub(crate) fn compile(path: &PathMatch, case_sensitive: bool) -> Result<Self, String> {
+    /// compile. A `safe_regex` is taken from `regexes` when they hold it.
+    pub(crate) fn compile(
+        path: &PathMatch,
+        case_sensitive: bool,
+        regexes: &Regexes,
+    ) -> Result<Self, String> {
         Ok(match path {
             PathMatch::Prefix(prefix) => PathRule::Prefix {
                 prefix: prefix.as_str().into(),
@@ -35,7 +39,7 @@ impl PathRule {
                 path: path.as_str().into(),
                 case_sensitive,
             },
-            PathMatch::Regex(pattern) => PathRule::Regex(full_match(pattern)?),
+            PathMatch::Regex(pattern) => PathRule::Regex(regexes.full_match(pattern)?),
             PathMatch::PathSeparatedPrefix(prefix) => PathRule::Separated {
                 prefix: prefix.as_str().into(),
                 case_sensitive,
