@@ -62,6 +62,7 @@ pub use file::{FileSource, FileWatch};
 pub use retry::{RetryBackOff, RetryCondition, RetryOn, RetryPolicy};
 pub use safe_regex::REGEX_SIZE_LIMIT;
 pub(crate) use safe_regex::{Regexes, full_match, search};
+pub use validate::MAX_PROBLEMS;
 
 /// A whole mesh configuration: what to route where, and the clusters routed to.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -107,6 +107,7 @@ impl std::fmt::Debug for Regexes {
 
 /// One validation's regexes: those of the last validation it can reuse,
 /// and those it has checked.
+#[derive(Default)]
 pub(super) struct Compiling {
     previous: Compiled,
     kept: Compiled,

@@ -1,7 +1,8 @@
 //! The rules a configuration must keep beyond its types.
 //!
-//! Every problem is collected, so a user fixes a file in one pass. Regexes are
-//! compiled here only to check them; `route::RouteTable` compiles them for use.
+//! Every problem is collected (up to [`MAX_PROBLEMS`]), so a user fixes a file
+//! in one pass. The regexes compiled to check them are kept in the
+//! configuration, and `route::RouteTable` takes them from there.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -11,31 +12,77 @@ use super::{
     RetryPolicy, Route, StringRule,
 };
 
+/// The most problems reported: a file that repeats a mistake (or a YAML
+/// alias that repeats one) a million times gets the first ones and a count,
+/// not an error message of hundreds of megabytes.
+pub const MAX_PROBLEMS: usize = 100;
+
 /// The problems found, and the regexes compiled to find them.
-struct Problems(Vec<Problem>, Compiling);
+struct Problems {
+    found: Vec<Problem>,
+    /// How many were found beyond [`MAX_PROBLEMS`].
+    more: usize,
+    regexes: Compiling,
+}
 
 impl Problems {
     fn push(&mut self, resource: &str, field: &str, message: impl Into<String>) {
-        self.0.push(Problem {
+        if self.found.len() == MAX_PROBLEMS {
+            self.more += 1;
+            return;
+        }
+        self.found.push(Problem {
             resource: resource.to_owned(),
             field: field.to_owned(),
             message: message.into(),
         });
+    }
+
+    /// Problems found elsewhere (a discovery source's own checks).
+    fn extend(&mut self, problems: Vec<Problem>) {
+        for problem in problems {
+            self.push(&problem.resource, &problem.field, problem.message);
+        }
+    }
+
+    /// How many were found.
+    fn len(&self) -> usize {
+        self.found.len() + self.more
+    }
+
+    /// The problems to report: the first [`MAX_PROBLEMS`], and a last one
+    /// saying how many more there were.
+    fn into_reported(mut self) -> Vec<Problem> {
+        if self.more > 0 {
+            self.found.push(Problem {
+                resource: "configuration".to_owned(),
+                field: "problems".to_owned(),
+                message: format!(
+                    "{} more not listed (the first {MAX_PROBLEMS} are)",
+                    self.more
+                ),
+            });
+        }
+        self.found
     }
 }
 
 /// Checks `config`; the problems found, or `Ok`.
 /// The regexes it compiles are kept in `config` for its route table.
 pub(super) fn check(config: &MeshConfig) -> Result<(), Vec<Problem>> {
-    let mut problems = Problems(Vec::new(), config.regexes.start());
+    let mut problems = Problems {
+        found: Vec::new(),
+        more: 0,
+        regexes: config.regexes.start(),
+    };
     check_clusters(config, &mut problems);
     check_virtual_hosts(config, &mut problems);
-    let Problems(problems, regexes) = problems;
+    let regexes = std::mem::take(&mut problems.regexes);
     config.regexes.finish(regexes);
-    if problems.is_empty() {
+    if problems.found.is_empty() {
         Ok(())
     } else {
-        Err(problems)
+        Err(problems.into_reported())
     }
 }
 
@@ -101,9 +148,9 @@ fn check_clusters(config: &MeshConfig, problems: &mut Problems) {
         if cluster.connect_timeout.is_zero() {
             problems.push(&resource, "connect_timeout", "must be above 0");
         }
-        let known = problems.0.len();
+        let known = problems.len();
         check_lb_policy(cluster, &resource, problems);
-        if problems.0.len() == known {
+        if problems.len() == known {
             check_hash_budget(cluster, &resource, problems);
         }
         if cluster.overprovisioning_factor == 0 {
@@ -128,9 +175,9 @@ fn check_clusters(config: &MeshConfig, problems: &mut Problems) {
             }
         }
         match &cluster.discovery {
-            super::Discovery::Dns(dns) => problems.0.extend(dns.validate(&cluster.name)),
+            super::Discovery::Dns(dns) => problems.extend(dns.validate(&cluster.name)),
             super::Discovery::CloudMap(cloud_map) => {
-                problems.0.extend(cloud_map.validate(&cluster.name));
+                problems.extend(cloud_map.validate(&cluster.name));
                 // Refused rather than ignored: the cluster would never get an
                 // endpoint.
                 #[cfg(not(feature = "cloudmap"))]
@@ -362,7 +409,7 @@ fn check_domain(domain: &str) -> Result<(), String> {
 
 fn check_route(clusters: &HashSet<&str>, route: &Route, resource: &str, problems: &mut Problems) {
     if let PathMatch::Regex(pattern) = &route.matcher.path
-        && let Err(e) = problems.1.full_match(pattern)
+        && let Err(e) = problems.regexes.full_match(pattern)
     {
         problems.push(resource, "match: safe_regex", e);
     }
@@ -387,7 +434,7 @@ fn check_route(clusters: &HashSet<&str>, route: &Route, resource: &str, problems
         }
         if let Some(matcher) = &query.value
             && let StringRule::Regex(pattern) = &matcher.rule
-            && let Err(e) = problems.1.full_match(pattern)
+            && let Err(e) = problems.regexes.full_match(pattern)
         {
             problems.push(resource, &field, format!("safe_regex {e}"));
         }
@@ -447,7 +494,7 @@ fn check_route_action(
         );
     }
     if let Some(rewrite) = &action.regex_rewrite
-        && let Err(e) = problems.1.search(&rewrite.pattern)
+        && let Err(e) = problems.regexes.search(&rewrite.pattern)
     {
         problems.push(resource, "regex_rewrite: pattern", e);
     }
@@ -600,7 +647,7 @@ fn check_header_as(
     }
     match &header.rule {
         HeaderRule::Regex(pattern) => {
-            if let Err(e) = problems.1.full_match(pattern) {
+            if let Err(e) = problems.regexes.full_match(pattern) {
                 problems.push(resource, &field, format!("safe_regex {e}"));
             }
         }
@@ -936,6 +983,24 @@ virtual_hosts:
         changed.virtual_hosts[0].routes.truncate(1);
         changed.validate().unwrap();
         assert_eq!(format!("{:?}", changed.regexes), "3 compiled");
+    }
+
+    #[test]
+    fn a_repeated_mistake_reports_the_first_problems_and_a_count() {
+        // One domain in 1,000 virtual hosts: 999 problems. A YAML alias
+        // repeating one this way once made an 857 MB error message.
+        let hosts: Vec<String> = (0..1000)
+            .map(|i| format!("{{ name: h{i}, domains: [same] }}"))
+            .collect();
+        let yaml = format!("virtual_hosts: [{}]", hosts.join(", "));
+        let found = problems(&yaml);
+        assert_eq!(found.len(), super::MAX_PROBLEMS + 1);
+        assert_eq!(
+            found.last().unwrap(),
+            "configuration: problems: 899 more not listed (the first 100 are)"
+        );
+        let message = MeshConfig::from_yaml(&yaml).unwrap_err().to_string();
+        assert!(message.len() < 20_000, "{} bytes", message.len());
     }
 
     #[test]
