@@ -41,6 +41,7 @@ mod cloud_map;
 mod discovery;
 mod duration;
 mod error;
+mod expansion;
 mod file;
 mod raw;
 mod retry;
@@ -957,6 +958,10 @@ impl Locality {
 
 impl MeshConfig {
     /// Parses and validates a YAML document (JSON is YAML too).
+    ///
+    /// YAML aliases are followed, up to a bound: a document may expand to
+    /// at most 4 values and string bytes per byte of it, and 1 Mi more, so a
+    /// small file reusing a large anchor many times is refused, not read.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
         Self::parse_yaml(text, None)
     }
@@ -979,8 +984,11 @@ impl MeshConfig {
     }
 
     pub(crate) fn parse_yaml(text: &str, origin: Option<&str>) -> Result<Self, ConfigError> {
-        let config: MeshConfig =
-            yaml_serde::from_str(text).map_err(|e| ConfigError::syntax(origin, e.to_string()))?;
+        let config: MeshConfig = expansion::deserialize(
+            yaml_serde::Deserializer::from_str(text),
+            expansion::limit_for(text.len()),
+        )
+        .map_err(|e| ConfigError::syntax(origin, e.to_string()))?;
         validate::check(&config).map_err(|problems| ConfigError::invalid(origin, problems))?;
         Ok(config)
     }
