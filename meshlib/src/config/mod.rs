@@ -38,6 +38,7 @@
 //! ```
 
 mod cloud_map;
+mod depth;
 mod discovery;
 mod duration;
 mod error;
@@ -962,6 +963,8 @@ impl MeshConfig {
     /// YAML aliases are followed, up to a bound: a document may expand to
     /// at most 4 values and string bytes per byte of it, and 1 Mi more, so a
     /// small file reusing a large anchor many times is refused, not read.
+    /// Flow collections (`{…}`, `[…]`) may nest 128 deep, and are checked
+    /// for it before parsing, which is quadratic in their depth.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
         Self::parse_yaml(text, None)
     }
@@ -984,6 +987,7 @@ impl MeshConfig {
     }
 
     pub(crate) fn parse_yaml(text: &str, origin: Option<&str>) -> Result<Self, ConfigError> {
+        depth::check(text).map_err(|e| ConfigError::syntax(origin, e))?;
         let config: MeshConfig = expansion::deserialize(
             yaml_serde::Deserializer::from_str(text),
             expansion::limit_for(text.len()),
