@@ -218,8 +218,19 @@ mod tests {
     }
 
     #[test]
-    fn the_reference_configuration_passes() {
-        check(include_str!("../../../examples/config/reference.yaml")).unwrap();
-        check(include_str!("../../../examples/config/aggregate.yaml")).unwrap();
+    fn the_example_configurations_close_every_collection() {
+        for text in [
+            include_str!("../../../examples/config/reference.yaml"),
+            include_str!("../../../examples/config/aggregate.yaml"),
+            include_str!("../../../examples/config/cloudmap.yaml"),
+            include_str!("../../../examples/config/dns.yaml"),
+            include_str!("../../../examples/config/reviews.yaml"),
+        ] {
+            let mut scanner = Scanner::new();
+            for line in text.lines() {
+                scanner.line(line).unwrap();
+            }
+            assert_eq!(scanner.depth, 0, "every collection is closed");
+        }
     }
 }
