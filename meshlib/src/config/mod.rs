@@ -730,8 +730,9 @@ pub enum LbPolicy {
     /// chosen at random (power of two choices; weighted by endpoint weight):
     /// Envoy's `LEAST_REQUEST`, gRPC's A48.
     LeastRequest {
-        /// How many endpoints are compared per pick (default 2; more than
-        /// [`MAX_CHOICE_COUNT`] count as that many, as in gRPC).
+        /// How many endpoints are compared per pick (default 2, at least 2;
+        /// more than [`MAX_CHOICE_COUNT`] count as that many, as in gRPC,
+        /// and read as that many from a file or xDS).
         choice_count: u32,
     },
     /// Consistent hashing on a ring of the endpoints (Envoy's `RING_HASH`,

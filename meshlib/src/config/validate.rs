@@ -1004,6 +1004,30 @@ virtual_hosts:
     }
 
     #[test]
+    fn choice_count_reads_as_grpc_reads_it() {
+        use crate::config::LbPolicy;
+        let policy = |count: &str| {
+            MeshConfig::from_yaml(&format!(
+                "clusters: [{{ name: a, lb_policy: {{ least_request: {{ choice_count: {count} }} }} }}]"
+            ))
+            .map(|c| c.clusters[0].lb_policy)
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            policy("4294967295"),
+            Ok(LbPolicy::LeastRequest { choice_count: 10 })
+        );
+        assert_eq!(policy("7"), Ok(LbPolicy::LeastRequest { choice_count: 7 }));
+        for count in ["0", "1"] {
+            let error = policy(count).unwrap_err();
+            assert!(
+                error.contains("lb_policy: least_request: choice_count: must be at least 2"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
     fn an_aggregate_cluster_names_plain_clusters_of_the_same_configuration() {
         let yaml = format!(
             "{CLUSTERS}
