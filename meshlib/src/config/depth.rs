@@ -7,13 +7,15 @@
 //! a document nested more than 128 deep, but only once it has parsed all of
 //! it; this check refuses it first, in one linear pass.
 //!
-//! The pass follows YAML's tokens as far as brackets need: quoted scalars,
-//! comments, plain scalars (which in block context may hold brackets, as a
-//! regex does: `regex: /v[0-9]+`) and block scalars (`|`, `>`) are skipped.
-//! It is exact for flow collections and for the block documents people
-//! write; it does not follow every rule of YAML (a plain scalar continued on
-//! a line that starts with a quote, say), which is why files are also parsed
-//! off the async runtime (see [`FileWatch`](super::FileWatch)).
+//! The pass follows libyaml's scanner as far as brackets need: quoted
+//! scalars, comments, plain scalars (which in block context may hold
+//! brackets, as a regex does: `regex: /v[0-9]+`, and go on over more
+//! indented lines), block scalars (`|`, `>`) and, to know where those two
+//! end, the indentation of block collections, kept as libyaml keeps it.
+//! Tabs, `|2`-style indentation indicators and the like are not followed
+//! exactly; files are also parsed off the async runtime (see
+//! [`FileWatch`](super::FileWatch)), so a file that got past this would cost
+//! a blocking thread, not a runtime worker.
 
 /// The deepest flow nesting read: `yaml_serde`'s own limit for any nesting,
 /// so no document it would read is refused.
@@ -26,21 +28,29 @@ enum State {
     TokenStart,
     /// In a plain scalar.
     Plain,
-    /// Just after a quoted scalar or an alias, where `:` is an indicator
-    /// whatever follows it (`{"a":"b"}`).
+    /// Just after a quoted scalar, an alias or a flow collection, where `:`
+    /// is an indicator whatever follows it (`{"a":"b"}`).
     AfterNode,
     /// In a double-quoted scalar.
     Double,
     /// In a single-quoted scalar.
     Single,
-    /// In a block scalar's content: lines indented more than this.
-    BlockScalar(usize),
+    /// In a block scalar: its lines are indented at least `min`, and as
+    /// much as its first non-blank line (`content`, once seen).
+    BlockScalar { min: usize, content: Option<usize> },
 }
 
 /// The pass over a document, line by line.
 struct Scanner {
     state: State,
     depth: usize,
+    /// The columns of the block collections the pass is in, innermost last
+    /// (libyaml's indentation stack).
+    indents: Vec<usize>,
+    /// Where the current block-context token began.
+    token_column: usize,
+    /// The column a block plain scalar's next line must reach to go on.
+    plain_min: usize,
 }
 
 /// `Ok` when `text`'s flow collections nest at most [`MAX_FLOW_DEPTH`]
@@ -63,36 +73,100 @@ impl Scanner {
         Scanner {
             state: State::TokenStart,
             depth: 0,
+            indents: Vec::new(),
+            token_column: 0,
+            plain_min: 0,
         }
+    }
+
+    /// The innermost block collection's column; -1 outside any.
+    fn indent(&self) -> isize {
+        self.indents.last().map_or(-1, |&i| i as isize)
+    }
+
+    /// A block collection's entry at `column`: one more level if deeper.
+    fn roll(&mut self, column: usize) {
+        if column as isize > self.indent() {
+            self.indents.push(column);
+        }
+    }
+
+    /// A token at `column` closes the block collections deeper than it.
+    fn unroll(&mut self, column: usize) {
+        while self.indent() > column as isize {
+            self.indents.pop();
+        }
+    }
+
+    /// The column just past the innermost block collection's.
+    fn inside(&self) -> usize {
+        (self.indent() + 1) as usize
     }
 
     /// Follows one line; `Err` when the depth goes past the bound.
     fn line(&mut self, line: &str) -> Result<(), ()> {
         let indent = line.bytes().take_while(|b| *b == b' ').count();
-        if let State::BlockScalar(parent) = self.state {
-            if line.trim().is_empty() || indent > parent {
-                return Ok(());
-            }
-            self.state = State::TokenStart;
-        }
-        if self.depth == 0 && matches!(self.state, State::Plain | State::AfterNode) {
-            // A block plain scalar ends with its line here (its rare
-            // continuation lines are read as new tokens).
-            self.state = State::TokenStart;
+        let rest = line.trim_start_matches(' ');
+        let blank = rest.trim().is_empty();
+        if self.continues(indent, rest, blank) {
+            return Ok(());
         }
         let line = line.as_bytes();
-        let mut i = 0;
-        if self.depth == 0 && (line.starts_with(b"---") || line.starts_with(b"...")) {
-            i = 3;
+        let mut i = indent;
+        if self.depth == 0 && self.state == State::TokenStart && !blank {
+            if !rest.starts_with('#') {
+                self.unroll(indent);
+            }
+            if indent == 0 && (rest.starts_with("---") || rest.starts_with("...")) {
+                i = 3;
+            }
         }
         while i < line.len() {
-            i = self.byte(line, i, indent)?;
+            i = self.byte(line, i)?;
         }
         Ok(())
     }
 
+    /// Whether the line at `indent` (its text from there `rest`) belongs
+    /// to the block scalar the pass is in, and so is skipped; also ends a
+    /// block plain scalar the line does not continue.
+    fn continues(&mut self, indent: usize, rest: &str, blank: bool) -> bool {
+        if self.depth > 0 {
+            return false;
+        }
+        match self.state {
+            State::BlockScalar { min, content } => {
+                if blank {
+                    return true;
+                }
+                let needed = content.unwrap_or(min);
+                if indent >= needed {
+                    self.state = State::BlockScalar {
+                        min,
+                        content: Some(content.unwrap_or(indent)),
+                    };
+                    return true;
+                }
+                self.state = State::TokenStart;
+                false
+            }
+            State::Plain => {
+                let marker = indent == 0 && (rest.starts_with("---") || rest.starts_with("..."));
+                if !blank && (indent < self.plain_min || rest.starts_with('#') || marker) {
+                    self.state = State::TokenStart;
+                }
+                blank
+            }
+            State::AfterNode => {
+                self.state = State::TokenStart;
+                false
+            }
+            _ => false,
+        }
+    }
+
     /// Follows the byte at `i`; the index of the next one to read.
-    fn byte(&mut self, line: &[u8], i: usize, indent: usize) -> Result<usize, ()> {
+    fn byte(&mut self, line: &[u8], i: usize) -> Result<usize, ()> {
         let byte = line[i];
         let next = line.get(i + 1).copied();
         let after_blank = i == 0 || matches!(line[i - 1], b' ' | b'\t');
@@ -109,42 +183,18 @@ impl Scanner {
                 b'\'' => self.state = State::AfterNode,
                 _ => {}
             },
-            State::BlockScalar(_) => return Ok(line.len()),
-            State::TokenStart => match byte {
-                b' ' | b'\t' => {}
-                b'#' if after_blank => return Ok(line.len()),
-                b'"' => self.state = State::Double,
-                b'\'' => self.state = State::Single,
-                b'[' | b'{' => {
-                    self.depth += 1;
-                    if self.depth > MAX_FLOW_DEPTH {
-                        return Err(());
-                    }
-                }
-                b']' | b'}' if in_flow => {
-                    self.depth -= 1;
-                    self.state = State::AfterNode;
-                }
-                b',' if in_flow => {}
-                b'-' | b'?' | b':' if ends_token || (in_flow && byte == b':') => {}
-                b'|' | b'>' if !in_flow => {
-                    self.state = State::BlockScalar(indent);
-                    return Ok(line.len());
-                }
-                // An anchor or tag: the node follows it.
-                b'&' | b'!' => return Ok(self.skip_name(line, i)),
-                b'*' => {
-                    self.state = State::AfterNode;
-                    return Ok(self.skip_name(line, i));
-                }
-                _ => self.state = State::Plain,
-            },
+            State::BlockScalar { .. } => return Ok(line.len()),
+            State::TokenStart => return self.token(line, i, in_flow, after_blank, ends_token),
             State::Plain | State::AfterNode => match byte {
                 b'#' if after_blank => return Ok(line.len()),
                 b':' if self.state == State::AfterNode
                     || ends_token
                     || (in_flow && next.is_some_and(is_flow_indicator)) =>
                 {
+                    if !in_flow {
+                        // The scalar before it was a block mapping's key.
+                        self.roll(self.token_column);
+                    }
                     self.state = State::TokenStart;
                 }
                 // Ends the scalar: read the indicator again.
@@ -154,6 +204,62 @@ impl Scanner {
                 }
                 _ => {}
             },
+        }
+        Ok(i + 1)
+    }
+
+    /// Follows the byte at `i`, where a token may start.
+    fn token(
+        &mut self,
+        line: &[u8],
+        i: usize,
+        in_flow: bool,
+        after_blank: bool,
+        ends_token: bool,
+    ) -> Result<usize, ()> {
+        let byte = line[i];
+        if !in_flow {
+            self.token_column = i;
+        }
+        match byte {
+            b' ' | b'\t' => {}
+            b'#' if after_blank => return Ok(line.len()),
+            b'"' => self.state = State::Double,
+            b'\'' => self.state = State::Single,
+            b'[' | b'{' => {
+                self.depth += 1;
+                if self.depth > MAX_FLOW_DEPTH {
+                    return Err(());
+                }
+            }
+            b']' | b'}' if in_flow => {
+                self.depth -= 1;
+                self.state = State::AfterNode;
+            }
+            b',' if in_flow => {}
+            b':' if in_flow || ends_token => {}
+            b'-' | b'?' if ends_token => {
+                if !in_flow {
+                    self.roll(i);
+                }
+            }
+            b'|' | b'>' if !in_flow => {
+                self.state = State::BlockScalar {
+                    min: self.inside(),
+                    content: None,
+                };
+                return Ok(line.len());
+            }
+            // An anchor or tag: the node follows it.
+            b'&' | b'!' => return Ok(self.skip_name(line, i)),
+            b'*' => {
+                self.state = State::AfterNode;
+                return Ok(self.skip_name(line, i));
+            }
+            _ => {
+                self.state = State::Plain;
+                self.plain_min = self.inside();
+            }
         }
         Ok(i + 1)
     }
@@ -215,6 +321,24 @@ mod tests {
         assert_eq!(depth("{\"a\":\"]\", \"b\":[\"}\"]"), 1, "JSON");
         assert_eq!(depth("a: &x [\nb: !!seq {\nc: *x ["), 3, "after properties");
         assert_eq!(depth("--- [\n"), 1, "after a document marker");
+        // A plain scalar goes on over more indented lines, quotes and all.
+        assert_eq!(
+            depth("a: b\n  \"c\nx: {{{\n"),
+            3,
+            "a quote continuing a plain scalar"
+        );
+        assert_eq!(depth("- a: b\n   'c\n  x: [[\n"), 2);
+        // A block scalar ends where its mapping's next key is.
+        assert_eq!(
+            depth("- a: |\n    text\n  b: {{{\n"),
+            3,
+            "a key after a block scalar"
+        );
+        assert_eq!(
+            depth("a: >\n    t [\n\n    u {\nb: [\n"),
+            1,
+            "blank lines inside"
+        );
     }
 
     #[test]
