@@ -464,10 +464,7 @@ mod tests {
 
     #[tokio::test]
     async fn lookup_puts_the_clusters_stack_in_the_request_and_send_uses_it() {
-        let config = MeshConfig {
-            virtual_hosts: Vec::new(),
-            clusters: vec![Cluster::new("a", endpoints(&[1]))],
-        };
+        let config = MeshConfig::new(Vec::new(), vec![Cluster::new("a", endpoints(&[1]))]);
         let clusters = Arc::new(ClusterSet::new(&config, &EchoConnect, Handle::current()));
         let stack = ClusterLookup::new(ClusterSend::<Echo>::new(), clusters.clone());
         let response = stack.clone().oneshot(request("a")).await.unwrap();
@@ -495,10 +492,10 @@ mod tests {
         let sources = Sources::default();
         let feeds = &sources.feeds;
         feeds.publish("a", endpoints(&[1]).into());
-        let config = MeshConfig {
-            virtual_hosts: Vec::new(),
-            clusters: vec![eds("a"), Cluster::new("fixed", endpoints(&[5]))],
-        };
+        let config = MeshConfig::new(
+            Vec::new(),
+            vec![eds("a"), Cluster::new("fixed", endpoints(&[5]))],
+        );
         let executor = Handle::current();
         let first = ClusterSet::build(&config, None, &EchoConnect, &executor, &sources);
         let ports = |set: &ClusterSet<Echo>, name: &str| -> Vec<u16> {
@@ -533,10 +530,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_request_to_a_cluster_that_never_warms_fails_after_the_warming_limit() {
-        let config = MeshConfig {
-            virtual_hosts: Vec::new(),
-            clusters: vec![Cluster::new("a", Vec::new())],
-        };
+        let config = MeshConfig::new(Vec::new(), vec![Cluster::new("a", Vec::new())]);
         let clusters = ClusterSet::new(&config, &EchoConnect, Handle::current());
         let stack = clusters.get("a").unwrap().clone();
         stack.balancer().start_warming();
@@ -565,14 +559,14 @@ mod tests {
         aggregate.discovery = Discovery::Aggregate {
             clusters: vec!["primary".to_owned(), "fallback".to_owned()],
         };
-        let config = MeshConfig {
-            virtual_hosts: Vec::new(),
-            clusters: vec![
+        let config = MeshConfig::new(
+            Vec::new(),
+            vec![
                 aggregate,
                 Cluster::new("primary", endpoints(&[1])),
                 Cluster::new("fallback", endpoints(&[2])),
             ],
-        };
+        );
         let clusters = Arc::new(ClusterSet::new(&config, &EchoConnect, Handle::current()));
         let stack = ClusterLookup::new(ClusterSend::<Echo>::new(), clusters.clone());
         let port = |stack: ClusterLookup<ClusterSend<Echo>, Echo>| async move {

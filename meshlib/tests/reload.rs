@@ -209,3 +209,41 @@ async fn a_watched_file_applies_good_versions_and_refuses_bad_ones() {
     assert_eq!(send(&mesh, "http://reviews/", &[]).await.unwrap(), "v2");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_zero_watch_interval_is_refused_at_build_and_an_emptied_file_is_not_applied() {
+    let v1 = Backend::start("v1").await;
+    let dir = std::env::temp_dir().join(format!("meshlib-watch-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("mesh.yaml");
+    std::fs::write(&path, split(&v1, &v1, 100, 0)).unwrap();
+
+    // A zero period once passed build() and panicked in the watch task.
+    let error = MeshClient::builder()
+        .file(&path)
+        .watch(Duration::ZERO)
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("watch: the interval must be more than zero"),
+        "{error}"
+    );
+
+    let mesh = MeshClient::builder()
+        .file(&path)
+        .watch(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    // Emptied in place, as an editor or a copy leaves it for a moment.
+    std::fs::write(&path, "  \n").unwrap();
+    until("the emptied file is refused", || {
+        mesh.last_refused().is_some()
+    })
+    .await;
+    let refused = mesh.last_refused().unwrap().to_string();
+    assert!(refused.contains("the file is empty"), "{refused}");
+    assert_eq!(mesh.version(), 1);
+    assert_eq!(send(&mesh, "http://reviews/", &[]).await.unwrap(), "v1");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

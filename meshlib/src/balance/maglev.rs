@@ -108,6 +108,15 @@ impl Maglev {
     }
 }
 
+/// The largest prime at most `n`, or 2 below it: a table size that keeps
+/// within a bound.
+pub(super) fn prime_at_most(mut n: u64) -> u64 {
+    while n > 2 && !is_prime(n) {
+        n -= 1;
+    }
+    n.max(2)
+}
+
 fn next_prime(mut n: u64) -> u64 {
     while !is_prime(n) {
         n += 1;

@@ -4,7 +4,10 @@ use std::collections::HashMap;
 
 use super::load::Clock;
 use super::peak_ewma::Ewma;
-use crate::config::{Cluster, Endpoint, LbPolicy, Locality};
+use crate::config::{
+    Cluster, Endpoint, LbPolicy, Locality, MAGLEV_SLOT_BYTES, MAX_CLUSTER_HASH_BYTES,
+    RING_ENTRY_BYTES,
+};
 
 /// Envoy's bounds: `maximum_ring_size` is at most 8M, and 5,000,011 is the
 /// largest maglev table it accepts.
@@ -44,6 +47,40 @@ pub(super) enum Kind {
         table_size: u64,
     },
     PeakEwma(Ewma),
+}
+
+impl Kind {
+    /// This policy for one of `levels` priority levels that each build a
+    /// ring or table, shrunk so that together they stay within
+    /// [`MAX_CLUSTER_HASH_BYTES`] (to within an entry per level). Endpoints
+    /// from EDS or DNS skip validation's check of that bound; sizes within
+    /// it are left alone.
+    pub(super) fn within_hash_budget(self, levels: usize) -> Kind {
+        let levels = u64::try_from(levels.max(1)).unwrap_or(u64::MAX);
+        match self {
+            Kind::RingHash {
+                minimum_size,
+                maximum_size,
+            } => {
+                let share = (MAX_CLUSTER_HASH_BYTES / RING_ENTRY_BYTES / levels).max(1);
+                let maximum_size = maximum_size.min(share);
+                Kind::RingHash {
+                    minimum_size: minimum_size.min(maximum_size),
+                    maximum_size,
+                }
+            }
+            Kind::Maglev { table_size } => {
+                let share = MAX_CLUSTER_HASH_BYTES / MAGLEV_SLOT_BYTES / levels;
+                if table_size <= share {
+                    return self;
+                }
+                Kind::Maglev {
+                    table_size: super::maglev::prime_at_most(share),
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 impl Policy {

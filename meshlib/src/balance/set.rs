@@ -14,7 +14,7 @@ use super::connectivity::{Connectivity, Probes};
 use super::group::{Group, Member};
 use super::load::EndpointLoad;
 use super::locality::effective_weight;
-use super::policy::Policy;
+use super::policy::{Kind, Policy};
 use super::priority::{LevelHealth, loads};
 use super::sampler::WeightedIndex;
 use crate::config::{Endpoint, Locality};
@@ -157,6 +157,11 @@ impl<C> EndpointSet<C> {
             .collect();
         let loads = loads(&health, policy.overprovisioning_factor).unwrap_or_default();
 
+        // Each level that takes traffic builds its own ring or table: their
+        // sizes share one bound.
+        let kind = policy
+            .kind
+            .within_hash_budget(loads.iter().filter(|load| **load > 0).count());
         let mut below = 0;
         let levels = by_priority
             .iter()
@@ -168,7 +173,7 @@ impl<C> EndpointSet<C> {
                     states: &states,
                     live: &live,
                 };
-                let groups = Groups::build(policy, *priority, indices, members, previous)?;
+                let groups = Groups::build(policy, &kind, *priority, indices, members, previous)?;
                 below += load;
                 Some(Level {
                     priority: *priority,
@@ -266,8 +271,10 @@ struct Members<'a, C> {
 impl Groups {
     /// The groups of the level `priority` made of the endpoints at `indices`;
     /// `None` if none of them takes traffic.
+    /// `kind` is the policy's, sized for the number of levels.
     fn build<C>(
         policy: &Policy,
+        kind: &Kind,
         priority: u32,
         indices: &[u32],
         Members {
@@ -299,7 +306,7 @@ impl Groups {
                 })
                 .collect();
             return Some(Groups::All(Group::new(
-                &policy.kind,
+                kind,
                 members,
                 turn(None),
                 &address_of,
@@ -322,8 +329,7 @@ impl Groups {
                 continue;
             };
             let healthy = members.len() as u64;
-            let Some(group) = Group::new(&policy.kind, members, turn(Some(position)), &address_of)
-            else {
+            let Some(group) = Group::new(kind, members, turn(Some(position)), &address_of) else {
                 continue;
             };
             weights.push(effective_weight(

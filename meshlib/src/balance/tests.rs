@@ -553,3 +553,57 @@ fn a_huge_choice_count_is_clamped_as_grpc_does_so_a_pick_stays_cheap() {
         }
     ));
 }
+
+#[test]
+fn rings_and_tables_of_many_levels_share_one_bound() {
+    use crate::config::{MAGLEV_SLOT_BYTES, MAX_CLUSTER_HASH_BYTES, RING_ENTRY_BYTES};
+    use policy::Kind;
+    // 20 levels of 8M-entry rings from EDS once took 2.05 GB to build.
+    let ring = Kind::RingHash {
+        minimum_size: 8 << 20,
+        maximum_size: 8 << 20,
+    };
+    let Kind::RingHash {
+        minimum_size,
+        maximum_size,
+    } = ring.within_hash_budget(20)
+    else {
+        unreachable!()
+    };
+    assert!(minimum_size <= maximum_size);
+    assert!(20 * maximum_size * RING_ENTRY_BYTES <= MAX_CLUSTER_HASH_BYTES);
+    assert!(maximum_size >= (8 << 20) / 21);
+    // 100 levels of Envoy's largest maglev table, 1.9 GB.
+    let Kind::Maglev { table_size } = (Kind::Maglev {
+        table_size: 5_000_011,
+    })
+    .within_hash_budget(100) else {
+        unreachable!()
+    };
+    assert!(100 * table_size * MAGLEV_SLOT_BYTES <= MAX_CLUSTER_HASH_BYTES);
+    assert!(
+        (2..table_size).all(|d| table_size % d != 0),
+        "{table_size} is a prime"
+    );
+    // Sizes within the bound are Envoy's, untouched.
+    assert!(matches!(
+        ring.within_hash_budget(1),
+        Kind::RingHash {
+            minimum_size: 8_388_608,
+            maximum_size: 8_388_608
+        }
+    ));
+    assert!(matches!(
+        Kind::Maglev { table_size: 65_537 }.within_hash_budget(100),
+        Kind::Maglev { table_size: 65_537 }
+    ));
+    assert!(matches!(
+        Kind::Maglev {
+            table_size: 5_000_011
+        }
+        .within_hash_budget(5),
+        Kind::Maglev {
+            table_size: 5_000_011
+        }
+    ));
+}

@@ -4,7 +4,8 @@
 //! updates a mounted ConfigMap by swapping a symlink, which inotify-based
 //! watchers often miss, and a poll every second costs nothing worth counting.
 //! A change applies once two polls in a row read the same text, so an editor
-//! or a script caught mid-write never has half a file applied.
+//! or a script caught mid-write never has half a file applied. It is parsed
+//! and validated on Tokio's blocking pool, off the runtime's workers.
 
 use std::path::{Path, PathBuf};
 
@@ -111,12 +112,26 @@ impl FileWatch {
             return None;
         }
         let result = match &read {
-            Ok(text) => self.source.parse(text),
+            Ok(text) => self.parse_off_runtime(text.clone()).await,
             Err(message) => Err(self.source.io_error(message)),
         };
         self.candidate = None;
         self.last = Some(read);
         Some(result)
+    }
+
+    /// Parses `text` on Tokio's blocking pool: a large or hostile file takes
+    /// time to parse and validate, and must not hold up a runtime worker.
+    async fn parse_off_runtime(&self, text: String) -> Result<MeshConfig, ConfigError> {
+        let source = self.source.clone();
+        tokio::task::spawn_blocking(move || source.parse(&text))
+            .await
+            .unwrap_or_else(|e| {
+                Err(ConfigError::source(
+                    Some(&self.source.path.display().to_string()),
+                    format!("parsing the file failed: {e}"),
+                ))
+            })
     }
 }
 
@@ -135,5 +150,37 @@ mod tests {
             );
         }
         assert!(source.parse("clusters: []").is_ok());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_watched_file_is_parsed_off_the_runtime() {
+        // A file that takes a while to parse and validate; the only runtime
+        // thread must stay free meanwhile (it was blocked for as long).
+        let clusters: Vec<String> = (0..5000)
+            .map(|i| format!("  - {{ name: c{i}, endpoints: [{{ address: \"127.0.0.1:1\" }}] }}\n"))
+            .collect();
+        let path = std::env::temp_dir().join(format!("meshlib-parse-{}.yaml", std::process::id()));
+        std::fs::write(&path, format!("clusters:\n{}", clusters.concat())).unwrap();
+        let mut watch = FileSource::new(&path).watcher(None);
+        assert!(watch.changed().await.is_none(), "one read is a candidate");
+        let parse = tokio::spawn(async move {
+            let start = std::time::Instant::now();
+            let result = watch.changed().await;
+            (result, start.elapsed())
+        });
+        let mut last = std::time::Instant::now();
+        let mut longest_gap = std::time::Duration::ZERO;
+        while !parse.is_finished() {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            longest_gap = longest_gap.max(last.elapsed());
+            last = std::time::Instant::now();
+        }
+        let (result, took) = parse.await.unwrap();
+        assert!(result.unwrap().is_ok());
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            longest_gap < took / 2,
+            "the runtime stalled {longest_gap:?} of a {took:?} parse"
+        );
     }
 }

@@ -38,12 +38,15 @@
 //! ```
 
 mod cloud_map;
+mod depth;
 mod discovery;
 mod duration;
 mod error;
+mod expansion;
 mod file;
 mod raw;
 mod retry;
+mod safe_regex;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -59,6 +62,9 @@ pub use discovery::{
 pub use error::{ConfigError, Problem};
 pub use file::{FileSource, FileWatch};
 pub use retry::{RetryBackOff, RetryCondition, RetryOn, RetryPolicy};
+pub use safe_regex::REGEX_SIZE_LIMIT;
+pub(crate) use safe_regex::{Regexes, full_match, search};
+pub use validate::MAX_PROBLEMS;
 
 /// A whole mesh configuration: what to route where, and the clusters routed to.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -71,6 +77,9 @@ pub struct MeshConfig {
     /// The clusters routes may send traffic to.
     #[serde(default)]
     pub clusters: Vec<Cluster>,
+    /// The regexes its last validation compiled, for its route table.
+    #[serde(skip)]
+    pub(crate) regexes: safe_regex::Regexes,
 }
 
 impl MeshConfig {
@@ -79,6 +88,7 @@ impl MeshConfig {
         MeshConfig {
             virtual_hosts,
             clusters,
+            regexes: Default::default(),
         }
     }
 }
@@ -720,8 +730,9 @@ pub enum LbPolicy {
     /// chosen at random (power of two choices; weighted by endpoint weight):
     /// Envoy's `LEAST_REQUEST`, gRPC's A48.
     LeastRequest {
-        /// How many endpoints are compared per pick (default 2; more than
-        /// [`MAX_CHOICE_COUNT`] count as that many, as in gRPC).
+        /// How many endpoints are compared per pick (default 2, at least 2;
+        /// more than [`MAX_CHOICE_COUNT`] count as that many, as in gRPC,
+        /// and read as that many from a file or xDS).
         choice_count: u32,
     },
     /// Consistent hashing on a ring of the endpoints (Envoy's `RING_HASH`,
@@ -781,6 +792,25 @@ pub(super) fn default_ewma_rtt() -> Duration {
 /// clamped to it, as gRPC does (A48), so a huge count cannot make each pick
 /// draw billions of candidates.
 pub const MAX_CHOICE_COUNT: u32 = 10;
+
+/// The bytes one `ring_hash` ring entry takes: its 64-bit hash and the
+/// 32-bit position of its endpoint.
+pub const RING_ENTRY_BYTES: u64 = 12;
+
+/// The bytes one `maglev` table slot takes: the 32-bit position of its
+/// endpoint.
+pub const MAGLEV_SLOT_BYTES: u64 = 4;
+
+/// The most memory a cluster's hash rings or maglev tables may take
+/// together. A hashing cluster builds one ring or table per priority level,
+/// so this bounds their sum, not each one: it is one of Envoy's largest rings
+/// (8,388,608 entries of [`RING_ENTRY_BYTES`], 96 MiB), or 25,165,824 maglev
+/// slots of [`MAGLEV_SLOT_BYTES`] (five of Envoy's largest tables).
+///
+/// A file whose listed endpoints could need more is refused by validation,
+/// naming the cluster and field. Endpoints that arrive later (EDS, DNS) are
+/// balanced on rings or tables shrunk so that together they stay within it.
+pub const MAX_CLUSTER_HASH_BYTES: u64 = 8 * 1024 * 1024 * RING_ENTRY_BYTES;
 
 /// Whether `size` is a usable `maglev` table size: a prime up to 5,000,011
 /// (Envoy's limit). The bound is checked first, so a huge size costs nothing
@@ -930,6 +960,12 @@ impl Locality {
 
 impl MeshConfig {
     /// Parses and validates a YAML document (JSON is YAML too).
+    ///
+    /// YAML aliases are followed, up to a bound: a document may expand to
+    /// at most 4 values and string bytes per byte of it, and 1 Mi more, so a
+    /// small file reusing a large anchor many times is refused, not read.
+    /// Flow collections (`{…}`, `[…]`) may nest 128 deep, and are checked
+    /// for it before parsing, which is quadratic in their depth.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
         Self::parse_yaml(text, None)
     }
@@ -952,8 +988,12 @@ impl MeshConfig {
     }
 
     pub(crate) fn parse_yaml(text: &str, origin: Option<&str>) -> Result<Self, ConfigError> {
-        let config: MeshConfig =
-            yaml_serde::from_str(text).map_err(|e| ConfigError::syntax(origin, e.to_string()))?;
+        depth::check(text).map_err(|e| ConfigError::syntax(origin, e))?;
+        let config: MeshConfig = expansion::deserialize(
+            yaml_serde::Deserializer::from_str(text),
+            expansion::limit_for(text.len()),
+        )
+        .map_err(|e| ConfigError::syntax(origin, e.to_string()))?;
         validate::check(&config).map_err(|problems| ConfigError::invalid(origin, problems))?;
         Ok(config)
     }

@@ -629,8 +629,10 @@ impl<'de> serde::de::Visitor<'de> for LbPolicyVisitor {
             }
             "least_request" => {
                 let p: LeastRequestParameters = map.next_value()?;
+                // As gRPC reads it (A48): more than 10 is 10; below 2 is
+                // left for validation to refuse by name.
                 super::LbPolicy::LeastRequest {
-                    choice_count: p.choice_count,
+                    choice_count: p.choice_count.min(super::MAX_CHOICE_COUNT),
                 }
             }
             "ring_hash" => {

@@ -1,36 +1,88 @@
 //! The rules a configuration must keep beyond its types.
 //!
-//! Every problem is collected, so a user fixes a file in one pass. Regexes are
-//! compiled here only to check them; `route::RouteTable` compiles them for use.
+//! Every problem is collected (up to [`MAX_PROBLEMS`]), so a user fixes a file
+//! in one pass. The regexes compiled to check them are kept in the
+//! configuration, and `route::RouteTable` takes them from there.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
+use super::safe_regex::Compiling;
 use super::{
     Cluster, Destination, HeaderMatcher, HeaderRule, LbPolicy, MeshConfig, PathMatch, Problem,
     RetryPolicy, Route, StringRule,
 };
 
-struct Problems(Vec<Problem>);
+/// The most problems reported: a file that repeats a mistake (or a YAML
+/// alias that repeats one) a million times gets the first ones and a count,
+/// not an error message of hundreds of megabytes.
+pub const MAX_PROBLEMS: usize = 100;
+
+/// The problems found, and the regexes compiled to find them.
+struct Problems {
+    found: Vec<Problem>,
+    /// How many were found beyond [`MAX_PROBLEMS`].
+    more: usize,
+    regexes: Compiling,
+}
 
 impl Problems {
     fn push(&mut self, resource: &str, field: &str, message: impl Into<String>) {
-        self.0.push(Problem {
+        if self.found.len() == MAX_PROBLEMS {
+            self.more += 1;
+            return;
+        }
+        self.found.push(Problem {
             resource: resource.to_owned(),
             field: field.to_owned(),
             message: message.into(),
         });
     }
+
+    /// Problems found elsewhere (a discovery source's own checks).
+    fn extend(&mut self, problems: Vec<Problem>) {
+        for problem in problems {
+            self.push(&problem.resource, &problem.field, problem.message);
+        }
+    }
+
+    /// How many were found.
+    fn len(&self) -> usize {
+        self.found.len() + self.more
+    }
+
+    /// The problems to report: the first [`MAX_PROBLEMS`], and a last one
+    /// saying how many more there were.
+    fn into_reported(mut self) -> Vec<Problem> {
+        if self.more > 0 {
+            self.found.push(Problem {
+                resource: "configuration".to_owned(),
+                field: "problems".to_owned(),
+                message: format!(
+                    "{} more not listed (the first {MAX_PROBLEMS} are)",
+                    self.more
+                ),
+            });
+        }
+        self.found
+    }
 }
 
 /// Checks `config`; the problems found, or `Ok`.
+/// The regexes it compiles are kept in `config` for its route table.
 pub(super) fn check(config: &MeshConfig) -> Result<(), Vec<Problem>> {
-    let mut problems = Problems(Vec::new());
+    let mut problems = Problems {
+        found: Vec::new(),
+        more: 0,
+        regexes: config.regexes.start(),
+    };
     check_clusters(config, &mut problems);
     check_virtual_hosts(config, &mut problems);
-    if problems.0.is_empty() {
+    let regexes = std::mem::take(&mut problems.regexes);
+    config.regexes.finish(regexes);
+    if problems.found.is_empty() {
         Ok(())
     } else {
-        Err(problems.0)
+        Err(problems.into_reported())
     }
 }
 
@@ -96,7 +148,11 @@ fn check_clusters(config: &MeshConfig, problems: &mut Problems) {
         if cluster.connect_timeout.is_zero() {
             problems.push(&resource, "connect_timeout", "must be above 0");
         }
+        let known = problems.len();
         check_lb_policy(cluster, &resource, problems);
+        if problems.len() == known {
+            check_hash_budget(cluster, &resource, problems);
+        }
         if cluster.overprovisioning_factor == 0 {
             problems.push(&resource, "overprovisioning_factor", "must be above 0");
         }
@@ -119,9 +175,9 @@ fn check_clusters(config: &MeshConfig, problems: &mut Problems) {
             }
         }
         match &cluster.discovery {
-            super::Discovery::Dns(dns) => problems.0.extend(dns.validate(&cluster.name)),
+            super::Discovery::Dns(dns) => problems.extend(dns.validate(&cluster.name)),
             super::Discovery::CloudMap(cloud_map) => {
-                problems.0.extend(cloud_map.validate(&cluster.name));
+                problems.extend(cloud_map.validate(&cluster.name));
                 // Refused rather than ignored: the cluster would never get an
                 // endpoint.
                 #[cfg(not(feature = "cloudmap"))]
@@ -209,6 +265,81 @@ fn check_lb_policy(cluster: &Cluster, resource: &str, problems: &mut Problems) {
     }
 }
 
+/// A hashing cluster builds a ring or table per priority level: for its
+/// listed endpoints, they must fit [`super::MAX_CLUSTER_HASH_BYTES`] together.
+fn check_hash_budget(cluster: &Cluster, resource: &str, problems: &mut Problems) {
+    let field = match cluster.lb_policy {
+        LbPolicy::RingHash { .. } => "lb_policy: ring_hash: maximum_ring_size",
+        LbPolicy::Maglev { .. } => "lb_policy: maglev: table_size",
+        _ => return,
+    };
+    let levels = level_weights(cluster);
+    let bytes = levels
+        .values()
+        .map(|weights| hash_bytes(cluster.lb_policy, weights))
+        .fold(0, u64::saturating_add);
+    let limit = super::MAX_CLUSTER_HASH_BYTES;
+    if bytes > limit {
+        problems.push(
+            resource,
+            field,
+            format!(
+                "the rings or tables of its {} priority levels would take up to {bytes} bytes, \
+                 above the {limit} a cluster may use in all: use a smaller size or fewer levels",
+                levels.len()
+            ),
+        );
+    }
+}
+
+/// The weights of each priority level's endpoints as its ring or table
+/// weighs them: times their locality's weight, unlisted localities left out.
+fn level_weights(cluster: &Cluster) -> BTreeMap<u32, Vec<u64>> {
+    let mut levels: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for endpoint in &cluster.endpoints {
+        let locality = if cluster.locality_weights.is_empty() {
+            Some(1)
+        } else {
+            cluster
+                .locality_weights
+                .iter()
+                .find(|lw| lw.locality == endpoint.locality)
+                .map(|lw| lw.weight)
+        };
+        if let Some(locality) = locality.filter(|w| *w > 0)
+            && endpoint.weight > 0
+        {
+            levels
+                .entry(endpoint.priority)
+                .or_default()
+                .push(u64::from(endpoint.weight) * u64::from(locality));
+        }
+    }
+    levels
+}
+
+/// The most bytes the ring or table over endpoints of `weights` takes under
+/// `policy` (to within an entry: the ring's float arithmetic may add one).
+fn hash_bytes(policy: LbPolicy, weights: &[u64]) -> u64 {
+    match policy {
+        LbPolicy::RingHash {
+            minimum_ring_size,
+            maximum_ring_size,
+        } => {
+            let total = weights.iter().copied().fold(0, u64::saturating_add);
+            let lightest = weights.iter().copied().min().unwrap_or(1).max(1);
+            // The ring is scaled so its lightest endpoint gets
+            // ceil(its share × minimum) entries: at most minimum + total / lightest.
+            let entries = minimum_ring_size
+                .saturating_add(total.div_ceil(lightest))
+                .min(maximum_ring_size);
+            entries.saturating_mul(super::RING_ENTRY_BYTES)
+        }
+        LbPolicy::Maglev { table_size } => table_size.saturating_mul(super::MAGLEV_SLOT_BYTES),
+        _ => 0,
+    }
+}
+
 fn check_virtual_hosts(config: &MeshConfig, problems: &mut Problems) {
     let clusters: HashSet<&str> = config.clusters.iter().map(|c| c.name.as_str()).collect();
     let mut names: HashMap<&str, usize> = HashMap::new();
@@ -278,13 +409,9 @@ fn check_domain(domain: &str) -> Result<(), String> {
 
 fn check_route(clusters: &HashSet<&str>, route: &Route, resource: &str, problems: &mut Problems) {
     if let PathMatch::Regex(pattern) = &route.matcher.path
-        && let Err(e) = regex::Regex::new(pattern)
+        && let Err(e) = problems.regexes.full_match(pattern)
     {
-        problems.push(
-            resource,
-            "match: safe_regex",
-            format!("does not compile: {e}"),
-        );
+        problems.push(resource, "match: safe_regex", e);
     }
     if let PathMatch::PathSeparatedPrefix(prefix) = &route.matcher.path
         && (!prefix.starts_with('/')
@@ -307,13 +434,9 @@ fn check_route(clusters: &HashSet<&str>, route: &Route, resource: &str, problems
         }
         if let Some(matcher) = &query.value
             && let StringRule::Regex(pattern) = &matcher.rule
-            && let Err(e) = regex::Regex::new(pattern)
+            && let Err(e) = problems.regexes.full_match(pattern)
         {
-            problems.push(
-                resource,
-                &field,
-                format!("safe_regex does not compile: {e}"),
-            );
+            problems.push(resource, &field, format!("safe_regex {e}"));
         }
     }
     check_route_action(clusters, route, resource, problems);
@@ -371,13 +494,9 @@ fn check_route_action(
         );
     }
     if let Some(rewrite) = &action.regex_rewrite
-        && let Err(e) = regex::Regex::new(&rewrite.pattern)
+        && let Err(e) = problems.regexes.search(&rewrite.pattern)
     {
-        problems.push(
-            resource,
-            "regex_rewrite: pattern",
-            format!("does not compile: {e}"),
-        );
+        problems.push(resource, "regex_rewrite: pattern", e);
     }
     if let Some(host) = &action.host_rewrite_literal
         && host.parse::<http::uri::Authority>().is_err()
@@ -528,12 +647,8 @@ fn check_header_as(
     }
     match &header.rule {
         HeaderRule::Regex(pattern) => {
-            if let Err(e) = regex::Regex::new(pattern) {
-                problems.push(
-                    resource,
-                    &field,
-                    format!("safe_regex does not compile: {e}"),
-                );
+            if let Err(e) = problems.regexes.full_match(pattern) {
+                problems.push(resource, &field, format!("safe_regex {e}"));
             }
         }
         HeaderRule::Range { start, end } if start >= end => {
@@ -791,6 +906,125 @@ virtual_hosts:
         assert!(error.contains("must be a prime up to 5000011"), "{error}");
         assert!(super::super::maglev_table_size_ok(65_537));
         assert!(!super::super::maglev_table_size_ok(65_536));
+    }
+
+    /// A hashing cluster with `levels` endpoints, one per priority level.
+    fn hashing_cluster(policy: &str, levels: u32) -> String {
+        let endpoints: Vec<String> = (0..levels)
+            .map(|p| format!("{{ address: \"127.0.0.1:{}\", priority: {p} }}", p + 1))
+            .collect();
+        format!(
+            "clusters: [{{ name: a, overprovisioning_factor: 1, lb_policy: {policy}, endpoints: [{}] }}]",
+            endpoints.join(", ")
+        )
+    }
+
+    #[test]
+    fn rings_and_tables_are_bounded_per_cluster_not_only_per_level() {
+        // 20 levels of 8M-entry rings once took 2.05 GB and 13.4 s to build.
+        let ring = "{ ring_hash: { minimum_ring_size: 8388608, maximum_ring_size: 8388608 } }";
+        let found = problems(&hashing_cluster(ring, 20));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(
+            found[0].starts_with(
+                "cluster \"a\": lb_policy: ring_hash: maximum_ring_size: the rings or tables of its 20 priority levels"
+            ),
+            "{found:?}"
+        );
+        // 100 levels of Envoy's largest maglev table once took 1.9 GB.
+        let found = problems(&hashing_cluster("{ maglev: { table_size: 5000011 } }", 100));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(
+            found[0].starts_with("cluster \"a\": lb_policy: maglev: table_size: the rings"),
+            "{found:?}"
+        );
+        // What Envoy allows of one ring, and many levels of the default
+        // sizes, stay within the bound.
+        assert_eq!(problems(&hashing_cluster(ring, 1)), Vec::<String>::new());
+        assert_eq!(
+            problems(&hashing_cluster("{ maglev: { table_size: 5000011 } }", 5)),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            problems(&hashing_cluster("ring_hash", 100)),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            problems(&hashing_cluster("maglev", 100)),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn each_regex_is_compiled_once_for_the_checks_and_the_route_table() {
+        use crate::config::safe_regex::tests::COMPILES;
+        let yaml = "
+clusters: [{ name: c }]
+virtual_hosts:
+  - name: v
+    domains: [v]
+    routes:
+      - match: { safe_regex: { regex: \"/a/[0-9]+\" }, headers: [{ name: x, safe_regex: { regex: \"[a-z]+\" } }] }
+        route: { cluster: c, regex_rewrite: { pattern: { regex: \"^/a\" }, substitution: /b } }
+      - match: { prefix: /, query_parameters: [{ name: q, string_match: { safe_regex: { regex: \"[a-z]+\" } } }] }
+        route: { cluster: c, retry_policy: { retriable_headers: [{ name: y, safe_regex: { regex: \"z\" } }] } }
+";
+        let compiles = || COMPILES.with(std::cell::Cell::get);
+        let before = compiles();
+        let config = MeshConfig::from_yaml(yaml).unwrap();
+        // Four distinct patterns; `[a-z]+` twice. Each was compiled three
+        // times before: by from_yaml, by MeshClient's check, by the table.
+        assert_eq!(compiles() - before, 4);
+        config.validate().unwrap();
+        crate::route::RouteTable::new(&config).unwrap();
+        assert_eq!(compiles() - before, 4);
+        // A pattern the configuration no longer holds is not kept.
+        let mut changed = config.clone();
+        changed.virtual_hosts[0].routes.truncate(1);
+        changed.validate().unwrap();
+        assert_eq!(format!("{:?}", changed.regexes), "3 compiled");
+    }
+
+    #[test]
+    fn a_repeated_mistake_reports_the_first_problems_and_a_count() {
+        // One domain in 1,000 virtual hosts: 999 problems. A YAML alias
+        // repeating one this way once made an 857 MB error message.
+        let hosts: Vec<String> = (0..1000)
+            .map(|i| format!("{{ name: h{i}, domains: [same] }}"))
+            .collect();
+        let yaml = format!("virtual_hosts: [{}]", hosts.join(", "));
+        let found = problems(&yaml);
+        assert_eq!(found.len(), super::MAX_PROBLEMS + 1);
+        assert_eq!(
+            found.last().unwrap(),
+            "configuration: problems: 899 more not listed (the first 100 are)"
+        );
+        let message = MeshConfig::from_yaml(&yaml).unwrap_err().to_string();
+        assert!(message.len() < 20_000, "{} bytes", message.len());
+    }
+
+    #[test]
+    fn choice_count_reads_as_grpc_reads_it() {
+        use crate::config::LbPolicy;
+        let policy = |count: &str| {
+            MeshConfig::from_yaml(&format!(
+                "clusters: [{{ name: a, lb_policy: {{ least_request: {{ choice_count: {count} }} }} }}]"
+            ))
+            .map(|c| c.clusters[0].lb_policy)
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            policy("4294967295"),
+            Ok(LbPolicy::LeastRequest { choice_count: 10 })
+        );
+        assert_eq!(policy("7"), Ok(LbPolicy::LeastRequest { choice_count: 7 }));
+        for count in ["0", "1"] {
+            let error = policy(count).unwrap_err();
+            assert!(
+                error.contains("lb_policy: least_request: choice_count: must be at least 2"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

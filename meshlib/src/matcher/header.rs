@@ -39,9 +39,12 @@ pub(crate) fn authority<B>(request: &Request<B>) -> Option<&str> {
     }
 }
 
-pub(crate) fn compile_header(matcher: &config::HeaderMatcher) -> Result<HeaderCheck, String> {
+pub(crate) fn compile_header(
+    matcher: &config::HeaderMatcher,
+    regexes: &config::Regexes,
+) -> Result<HeaderCheck, String> {
     let ignore_case = matcher.ignore_case;
-    let string = |rule: StringRule| compile_string(&rule, ignore_case);
+    let string = |rule: StringRule| compile_string(&rule, ignore_case, regexes);
     let rule = match &matcher.rule {
         HeaderRule::Exact(v) => string(StringRule::Exact(v.clone()))?,
         HeaderRule::Prefix(v) => string(StringRule::Prefix(v.clone()))?,
@@ -116,13 +119,14 @@ pub(crate) struct ResponseHeaderCheck {
 
 pub(crate) fn compile_response_header(
     matcher: &config::HeaderMatcher,
+    regexes: &config::Regexes,
 ) -> Result<ResponseHeaderCheck, String> {
     let request = config::HeaderMatcher {
         // Any header name compiles the rule; the name is read below.
         name: "x".to_owned(),
         ..matcher.clone()
     };
-    let HeaderCheck { rule, invert, .. } = compile_header(&request)?;
+    let HeaderCheck { rule, invert, .. } = compile_header(&request, regexes)?;
     let name = match matcher.name.as_str() {
         ":status" => None,
         other => Some(http::HeaderName::from_bytes(other.as_bytes()).map_err(|e| e.to_string())?),

@@ -1,8 +1,7 @@
 //! Path rules: Envoy's `RouteMatch` path specifiers (`prefix`, `path`,
 //! `safe_regex`, `path_separated_prefix`) with `case_sensitive`.
 
-use super::string::full_match;
-use crate::config::PathMatch;
+use crate::config::{PathMatch, Regexes};
 
 /// A route's path rule, compiled.
 #[derive(Debug)]
@@ -24,8 +23,13 @@ pub(crate) enum PathRule {
 }
 
 impl PathRule {
-    /// The rule for `path`; the error is the regex's, for a `safe_regex`.
-    pub(crate) fn compile(path: &PathMatch, case_sensitive: bool) -> Result<Self, regex::Error> {
+    /// The rule for `path`; the error says why a `safe_regex` does not
+    /// compile. A `safe_regex` is taken from `regexes` when they hold it.
+    pub(crate) fn compile(
+        path: &PathMatch,
+        case_sensitive: bool,
+        regexes: &Regexes,
+    ) -> Result<Self, String> {
         Ok(match path {
             PathMatch::Prefix(prefix) => PathRule::Prefix {
                 prefix: prefix.as_str().into(),
@@ -35,7 +39,7 @@ impl PathRule {
                 path: path.as_str().into(),
                 case_sensitive,
             },
-            PathMatch::Regex(pattern) => PathRule::Regex(full_match(pattern)?),
+            PathMatch::Regex(pattern) => PathRule::Regex(regexes.full_match(pattern)?),
             PathMatch::PathSeparatedPrefix(prefix) => PathRule::Separated {
                 prefix: prefix.as_str().into(),
                 case_sensitive,

@@ -92,11 +92,14 @@ pub(crate) struct QueryCheck {
 
 impl QueryCheck {
     /// The check for `matcher`; the error says what is wrong with its value rule.
-    pub(crate) fn compile(matcher: &QueryParameterMatcher) -> Result<Self, String> {
+    pub(crate) fn compile(
+        matcher: &QueryParameterMatcher,
+        regexes: &crate::config::Regexes,
+    ) -> Result<Self, String> {
         let value = matcher
             .value
             .as_ref()
-            .map(|m| compile_string(&m.rule, m.ignore_case))
+            .map(|m| compile_string(&m.rule, m.ignore_case, regexes))
             .transpose()?;
         Ok(QueryCheck {
             name: matcher.name.as_str().into(),

@@ -2,7 +2,7 @@
 //! `prefix`, `suffix`, `contains`, `safe_regex`, `ignore_case`), plus the
 //! `present` and `range` rules a header matcher adds.
 
-use crate::config::StringRule;
+use crate::config::{Regexes, StringRule};
 
 /// A compiled string rule, checked against one value.
 #[derive(Debug)]
@@ -32,11 +32,6 @@ pub(crate) enum ValueRule {
     },
 }
 
-/// Envoy's `safe_regex` matches the whole value.
-pub(crate) fn full_match(pattern: &str) -> Result<regex::Regex, regex::Error> {
-    regex::Regex::new(&format!("^(?:{pattern})$"))
-}
-
 /// The compared text, lower-cased when the comparison ignores case.
 fn text(value: &str, ignore_case: bool) -> Box<str> {
     if ignore_case {
@@ -47,7 +42,12 @@ fn text(value: &str, ignore_case: bool) -> Box<str> {
 }
 
 /// Envoy's `StringMatcher`; `ignore_case` is not applied to `safe_regex`.
-pub(crate) fn compile_string(rule: &StringRule, ignore_case: bool) -> Result<ValueRule, String> {
+/// A `safe_regex` is taken from `regexes` when they hold it.
+pub(crate) fn compile_string(
+    rule: &StringRule,
+    ignore_case: bool,
+    regexes: &Regexes,
+) -> Result<ValueRule, String> {
     Ok(match rule {
         StringRule::Exact(v) => ValueRule::Exact {
             value: text(v, ignore_case),
@@ -65,9 +65,11 @@ pub(crate) fn compile_string(rule: &StringRule, ignore_case: bool) -> Result<Val
             value: text(v, ignore_case),
             ignore_case,
         },
-        StringRule::Regex(pattern) => {
-            ValueRule::Regex(full_match(pattern).map_err(|e| format!("safe_regex: {e}"))?)
-        }
+        StringRule::Regex(pattern) => ValueRule::Regex(
+            regexes
+                .full_match(pattern)
+                .map_err(|e| format!("safe_regex {e}"))?,
+        ),
     })
 }
 

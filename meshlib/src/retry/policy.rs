@@ -42,12 +42,15 @@ impl Failure {
 
 impl Policy {
     /// Compiles `config`; the error names the field.
-    pub(crate) fn compile(config: &RetryPolicy) -> Result<Self, (String, String)> {
+    pub(crate) fn compile(
+        config: &RetryPolicy,
+        regexes: &crate::config::Regexes,
+    ) -> Result<Self, (String, String)> {
         let retriable_headers = config
             .retriable_headers
             .iter()
             .map(|h| {
-                compile_response_header(h)
+                compile_response_header(h, regexes)
                     .map_err(|e| (format!("retry_policy: retriable_headers: {:?}", h.name), e))
             })
             .collect::<Result<_, _>>()?;
@@ -55,7 +58,7 @@ impl Policy {
             .retriable_request_headers
             .iter()
             .map(|h| {
-                compile_header(h).map_err(|e| {
+                compile_header(h, regexes).map_err(|e| {
                     (
                         format!("retry_policy: retriable_request_headers: {:?}", h.name),
                         e,
@@ -156,7 +159,7 @@ mod tests {
         ))
         .unwrap();
         let route = &config.virtual_hosts[0].routes[0];
-        Policy::compile(route.action.retry_policy.as_ref().unwrap()).unwrap()
+        Policy::compile(route.action.retry_policy.as_ref().unwrap(), &config.regexes).unwrap()
     }
 
     fn status(n: u16) -> StatusCode {

@@ -58,7 +58,10 @@ enum PathRewrite {
 pub(super) type Invalid = (&'static str, String);
 
 impl RequestActions {
-    pub(super) fn compile(route: &config::Route) -> Result<Self, Invalid> {
+    pub(super) fn compile(
+        route: &config::Route,
+        regexes: &config::Regexes,
+    ) -> Result<Self, Invalid> {
         let remove = route
             .request_headers_to_remove
             .iter()
@@ -130,8 +133,9 @@ impl RequestActions {
                 })
             }
             (_, Some(rewrite)) => Some(PathRewrite::Regex {
-                regex: regex::Regex::new(&rewrite.pattern)
-                    .map_err(|e| ("regex_rewrite: pattern", format!("does not compile: {e}")))?,
+                regex: regexes
+                    .search(&rewrite.pattern)
+                    .map_err(|e| ("regex_rewrite: pattern", e))?,
                 substitution: re2_substitution(&rewrite.substitution)
                     .map_err(|message| ("regex_rewrite: substitution", message))?
                     .into(),
@@ -299,7 +303,7 @@ mod tests {
             "clusters: [{{ name: c }}]\nvirtual_hosts: [{{ name: v, domains: ['*'], routes: [{route}] }}]"
         ))
         .unwrap();
-        RequestActions::compile(&config.virtual_hosts[0].routes[0]).unwrap()
+        RequestActions::compile(&config.virtual_hosts[0].routes[0], &config.regexes).unwrap()
     }
 
     fn applied(actions: &RequestActions, uri: &str, headers: &[(&str, &str)]) -> Request<()> {

@@ -137,12 +137,14 @@ impl RouteDecision {
     /// the [`Retry`](crate::retry::Retry) layer, or a layer of one's own);
     /// an error when one of its header rules does not compile.
     pub fn with_retry_policy(mut self, policy: &RetryPolicy) -> Result<Self, Error> {
-        let compiled = crate::retry::Policy::compile(policy).map_err(|(field, message)| {
-            Error::new(
-                ErrorKind::NoRoute,
-                format!("retry policy: {field}: {message}"),
-            )
-        })?;
+        let regexes = crate::config::Regexes::default();
+        let compiled =
+            crate::retry::Policy::compile(policy, &regexes).map_err(|(field, message)| {
+                Error::new(
+                    ErrorKind::NoRoute,
+                    format!("retry policy: {field}: {message}"),
+                )
+            })?;
         self.retry = Some(Arc::new(compiled));
         Ok(self)
     }

@@ -535,10 +535,7 @@ impl Tree {
             }
             clusters.push(cluster);
         }
-        Ok(MeshConfig {
-            virtual_hosts,
-            clusters,
-        })
+        Ok(MeshConfig::new(virtual_hosts, clusters))
     }
 }
 

@@ -271,10 +271,14 @@ fn typed_lb_policy(typed: &cluster::LoadBalancingPolicy, field: &str) -> Result<
     ))
 }
 
+/// `choice_count` as gRPC's A48 reads it: below 2 refused, above
+/// [`config::MAX_CHOICE_COUNT`] (10) clamped to it.
 fn least_request(choice_count: Option<u32>) -> Result<LbPolicy, String> {
     match choice_count {
         None => Ok(LbPolicy::least_request()),
-        Some(n) if n >= 2 => Ok(LbPolicy::LeastRequest { choice_count: n }),
+        Some(n) if n >= 2 => Ok(LbPolicy::LeastRequest {
+            choice_count: n.min(config::MAX_CHOICE_COUNT),
+        }),
         Some(n) => Err(format!("least_request: choice_count {n} is below 2")),
     }
 }

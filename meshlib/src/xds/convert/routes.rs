@@ -304,8 +304,17 @@ fn header_matcher(h: &route::HeaderMatcher) -> Result<HeaderMatcher, String> {
     })
 }
 
+/// A `safe_regex`, checked as the route table compiles it: whole-value and
+/// bounded in size.
 fn checked_regex(pattern: &str, field: &str) -> Result<String, String> {
-    regex::Regex::new(pattern).map_err(|e| format!("{field}: safe_regex: {e}"))?;
+    crate::config::full_match(pattern).map_err(|e| format!("{field}: safe_regex {e}"))?;
+    Ok(pattern.to_owned())
+}
+
+/// A `regex_rewrite` pattern, checked as the route compiles it: it finds
+/// matches anywhere, and is bounded in size.
+fn checked_search(pattern: &str, field: &str) -> Result<String, String> {
+    crate::config::search(pattern).map_err(|e| format!("{field}: pattern {e}"))?;
     Ok(pattern.to_owned())
 }
 
@@ -337,7 +346,7 @@ fn route_action(action: &route::RouteAction) -> Result<RouteAction, String> {
                 .as_ref()
                 .ok_or("regex_rewrite: pattern is missing")?;
             Ok::<_, String>(RegexRewrite {
-                pattern: checked_regex(&pattern.regex, "regex_rewrite")?,
+                pattern: checked_search(&pattern.regex, "regex_rewrite")?,
                 // Envoy writes capture groups as `\1`; meshlib's model keeps
                 // Envoy's syntax.
                 substitution: r.substitution.clone(),

@@ -334,6 +334,78 @@ fn lb_policies_come_from_the_enum_and_its_config() {
 }
 
 #[test]
+fn a_huge_maglev_table_size_is_nacked_at_once() {
+    // Its primality test ran before the bound: minutes in release, an
+    // overflow panic in debug.
+    let mut c = build::eds_cluster("c");
+    c.lb_policy = cluster::cluster::LbPolicy::Maglev as i32;
+    c.lb_config = Some(cluster::cluster::LbConfig::MaglevLbConfig(
+        cluster::cluster::MaglevLbConfig {
+            table_size: Some(UInt64Value {
+                value: 18_446_744_073_709_551_557,
+            }),
+        },
+    ));
+    let start = std::time::Instant::now();
+    let error = cluster(&c).unwrap_err();
+    assert!(
+        error.contains("maglev: table_size 18446744073709551557 must be a prime up to 5000011"),
+        "{error}"
+    );
+    c.lb_config = None;
+    c.load_balancing_policy = Some(cluster::LoadBalancingPolicy {
+        policies: vec![policy_entry(&lb::maglev::v3::Maglev {
+            table_size: Some(UInt64Value { value: u64::MAX }),
+            ..Default::default()
+        })],
+    });
+    assert!(cluster(&c).unwrap_err().contains("must be a prime"));
+    assert!(start.elapsed() < std::time::Duration::from_millis(100));
+}
+
+#[test]
+fn choice_count_is_clamped_to_10_and_refused_below_2_as_grpc_does() {
+    // 4294967295 was taken whole: 17.7 s of CPU per request.
+    let mut c = build::eds_cluster("c");
+    let mut with_count = |count: u32| {
+        c.lb_policy = cluster::cluster::LbPolicy::LeastRequest as i32;
+        c.lb_config = Some(cluster::cluster::LbConfig::LeastRequestLbConfig(
+            cluster::cluster::LeastRequestLbConfig {
+                choice_count: Some(UInt32Value { value: count }),
+                ..Default::default()
+            },
+        ));
+        cluster(&c).map(|(c, _)| c.lb_policy)
+    };
+    assert_eq!(
+        with_count(u32::MAX),
+        Ok(LbPolicy::LeastRequest { choice_count: 10 })
+    );
+    assert_eq!(
+        with_count(7),
+        Ok(LbPolicy::LeastRequest { choice_count: 7 })
+    );
+    for count in [0, 1] {
+        let error = with_count(count).unwrap_err();
+        assert!(
+            error.contains(&format!("least_request: choice_count {count} is below 2")),
+            "{error}"
+        );
+    }
+    let mut c = build::eds_cluster("c");
+    c.load_balancing_policy = Some(cluster::LoadBalancingPolicy {
+        policies: vec![policy_entry(&lb::least_request::v3::LeastRequest {
+            choice_count: Some(UInt32Value { value: u32::MAX }),
+            ..Default::default()
+        })],
+    });
+    assert_eq!(
+        cluster(&c).unwrap().0.lb_policy,
+        LbPolicy::LeastRequest { choice_count: 10 }
+    );
+}
+
+#[test]
 fn the_first_supported_typed_policy_wins() {
     let mut c = build::eds_cluster("c");
     let unsupported =
