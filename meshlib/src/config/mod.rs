@@ -61,7 +61,7 @@ pub use discovery::{
 };
 pub use error::{ConfigError, Problem};
 pub use file::{FileSource, FileWatch};
-pub use retry::{RetryBackOff, RetryCondition, RetryOn, RetryPolicy};
+pub use retry::{GrpcRetryRules, RetryBackOff, RetryCondition, RetryOn, RetryPolicy};
 pub use safe_regex::REGEX_SIZE_LIMIT;
 pub(crate) use safe_regex::{Regexes, full_match, search};
 pub use validate::MAX_PROBLEMS;

@@ -74,6 +74,38 @@ pub struct RetryPolicy {
     pub retriable_headers: Vec<HeaderMatcher>,
     /// When not empty, only requests matching one of these rules are retried.
     pub retriable_request_headers: Vec<HeaderMatcher>,
+    /// Whose rules a gRPC request follows: Envoy's (the file's default) or
+    /// gRPC's proxyless clients' (what a policy from xDS gets).
+    pub grpc_rules: GrpcRetryRules,
+}
+
+/// Whose rules a gRPC request (`content-type: application/grpc…`) follows
+/// under a [`RetryPolicy`]; other requests always follow Envoy's.
+///
+/// Envoy and gRPC read the same `RetryPolicy` differently. Under
+/// [`Proxyless`](GrpcRetryRules::Proxyless), a meshlib client retries a gRPC
+/// call as gRPC's own xDS clients do (gRFC A44 on A6), so the two agree when
+/// one control plane configures both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum GrpcRetryRules {
+    /// Envoy's router: every `retry_on` condition counts, `num_retries` is
+    /// not capped, and a `grpc-retry-pushback-ms` response header is not
+    /// read.
+    #[default]
+    Envoy,
+    /// gRPC's xDS clients (gRFC A44): only the five gRPC conditions count
+    /// (`cancelled`, `deadline-exceeded`, `internal`, `resource-exhausted`,
+    /// `unavailable`); a failure without a response counts as gRPC reports
+    /// it (`UNAVAILABLE` for a connect failure or a reset,
+    /// `DEADLINE_EXCEEDED` for a `per_try_timeout`); at most 5 attempts in
+    /// all, as A6 caps `maxAttempts`; and the server's
+    /// `grpc-retry-pushback-ms` sets the next wait (a negative or malformed
+    /// value stops the retries), the backoff starting over after it.
+    /// `per_try_timeout` is honoured, though gRPC ignores it: a sidecar user
+    /// who set it expects it.
+    Proxyless,
 }
 
 impl RetryPolicy {
@@ -88,6 +120,7 @@ impl RetryPolicy {
             retriable_status_codes: Vec::new(),
             retriable_headers: Vec::new(),
             retriable_request_headers: Vec::new(),
+            grpc_rules: GrpcRetryRules::Envoy,
         }
     }
 }
@@ -321,6 +354,8 @@ pub(super) struct RawRetryPolicy {
     retriable_headers: Vec<HeaderMatcher>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     retriable_request_headers: Vec<HeaderMatcher>,
+    #[serde(default)]
+    grpc_rules: GrpcRetryRules,
 }
 
 impl TryFrom<RawRetryPolicy> for RetryPolicy {
@@ -353,6 +388,7 @@ impl TryFrom<RawRetryPolicy> for RetryPolicy {
             retriable_status_codes: raw.retriable_status_codes,
             retriable_headers: raw.retriable_headers,
             retriable_request_headers: raw.retriable_request_headers,
+            grpc_rules: raw.grpc_rules,
         })
     }
 }
@@ -370,6 +406,7 @@ impl From<RetryPolicy> for RawRetryPolicy {
             retriable_status_codes: p.retriable_status_codes,
             retriable_headers: p.retriable_headers,
             retriable_request_headers: p.retriable_request_headers,
+            grpc_rules: p.grpc_rules,
         }
     }
 }

@@ -42,10 +42,37 @@
 //! replayable. A retry decided while the previous attempt still streamed
 //! the body reads on from where it stopped.
 //!
-//! Not yet: retry budgets and `max_retries` circuit breakers, gRPC's A44
-//! rules, `Retry-After` backoff, host predicates, `per_try_idle_timeout`,
-//! `refused-stream` (no HTTP/2 reset reason reaches this layer yet, so it
-//! retries nothing on its own).
+//! **gRPC calls.** Each retry of a gRPC call (`content-type:
+//! application/grpc…`) carries `grpc-previous-rpc-attempts`, the number of
+//! attempts before it (gRFC A6). Under a policy whose
+//! [`grpc_rules`](crate::config::RetryPolicy::grpc_rules) are
+//! [`Proxyless`](crate::config::GrpcRetryRules::Proxyless), which every
+//! policy from xDS has, a gRPC call is retried as gRPC's own xDS clients
+//! retry it (gRFC A44), so both kinds of client behave alike under one
+//! control plane:
+//!
+//! | | Envoy's rules | gRPC's rules (A44) |
+//! |---|---|---|
+//! | conditions | every `retry_on` name | only `cancelled`, `deadline-exceeded`, `internal`, `resource-exhausted`, `unavailable` |
+//! | a response without `grpc-status` | by its HTTP status | by gRPC's HTTP-to-status mapping (503 is `UNAVAILABLE`) |
+//! | connect failure, reset | `connect-failure`, `reset`, … | as `UNAVAILABLE` |
+//! | `per_try_timeout` passed | `reset`, `5xx`, `gateway-error` | as `DEADLINE_EXCEEDED` |
+//! | attempts | `num_retries` + 1 | at most 5 |
+//! | `grpc-retry-pushback-ms` | ignored | the next wait; negative or malformed: no retry |
+//! | `num_retries: 0` over xDS | no retries | NACKed (meshlib NACKs it) |
+//!
+//! Both rules decide on the response headers: once a call's headers have
+//! arrived without a status (the call is committed), it is not retried,
+//! whatever its trailers say. The backoff is the same formula in both (A6's
+//! `random(0, min(initialBackoff × 2ⁿ, maxBackoff))` with multiplier 2 is
+//! the bound above), restarting after a pushback under gRPC's rules.
+//! `per_try_timeout` is honoured for gRPC calls too, though gRPC's clients
+//! ignore it: a team moving off a sidecar that set it expects it.
+//!
+//! Not yet: retry budgets and `max_retries` circuit breakers, `Retry-After`
+//! backoff, host predicates, `per_try_idle_timeout`, gRPC's transparent
+//! retries, `refused-stream` (no HTTP/2 reset reason reaches this layer yet,
+//! so it retries nothing on its own).
 
 mod backoff;
 mod body;
@@ -73,7 +100,7 @@ pub(crate) use policy::Policy;
 
 use backoff::{Backoff, random_below};
 use body::Replay;
-use policy::Failure;
+use policy::{Failure, Pushback, Rules, is_grpc_call, pushback};
 
 /// How many attempts a request under a retry policy took: in its
 /// response's extensions.
@@ -167,6 +194,9 @@ impl Bodies {
 }
 
 const ATTEMPT_COUNT: http::HeaderName = http::HeaderName::from_static("x-envoy-attempt-count");
+/// gRFC A6: on each retry of a gRPC call, how many attempts came before.
+const PREVIOUS_ATTEMPTS: http::HeaderName =
+    http::HeaderName::from_static("grpc-previous-rpc-attempts");
 
 impl<S, B> Service<Request<BoxBody>> for Retry<S>
 where
@@ -202,8 +232,9 @@ where
         // rule for a service moved into a future.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
+        let rules = policy.rules_for(&request);
         let retries = if policy.retries_request(&request) {
-            policy.config().num_retries
+            policy.max_retries(rules)
         } else {
             0
         };
@@ -216,18 +247,31 @@ where
                 Err(body) => (Bodies::Once, body),
             }
         };
-        Either::Right(Box::pin(attempts(
-            inner, policy, retries, count, parts, bodies, first,
-        )))
+        let plan = Plan {
+            policy,
+            rules,
+            retries,
+            count,
+        };
+        Either::Right(Box::pin(attempts(inner, plan, parts, bodies, first)))
     }
+}
+
+/// How one request is retried.
+struct Plan {
+    policy: Arc<Policy>,
+    /// The rules it is judged by.
+    rules: Rules,
+    /// The most retries after the first attempt.
+    retries: u32,
+    /// Whether each attempt carries `x-envoy-attempt-count`.
+    count: bool,
 }
 
 /// The retry loop: attempt, decide, wait, attempt again.
 async fn attempts<S, B>(
     mut inner: S,
-    policy: Arc<Policy>,
-    retries: u32,
-    count: bool,
+    plan: Plan,
     parts: http::request::Parts,
     bodies: Bodies,
     first: BoxBody,
@@ -236,7 +280,14 @@ where
     S: Service<Request<BoxBody>, Response = Response<B>, Error = Error>,
     S::Future: Send + 'static,
 {
+    let Plan {
+        policy,
+        rules,
+        retries,
+        count,
+    } = plan;
     let config = policy.config();
+    let grpc_call = is_grpc_call(&parts.headers);
     let mut backoff = Backoff::new(&config.retry_back_off);
     let mut body = Some(first);
     let mut attempt: u32 = 0;
@@ -253,13 +304,19 @@ where
                 .headers_mut()
                 .insert(ATTEMPT_COUNT, HeaderValue::from(attempt));
         }
+        if grpc_call && attempt > 1 {
+            request
+                .headers_mut()
+                .insert(PREVIOUS_ATTEMPTS, HeaderValue::from(attempt - 1));
+        }
         if attempt > 1 {
             inner.ready().await?;
         }
         let call = call_boxed(&mut inner, request);
         // In a block of its own, so the response is known dropped (its
-        // connection released or closed) before the wait.
-        {
+        // connection released or closed) before the wait. It yields the wait
+        // a gRPC server's pushback asked for, if any.
+        let pushed = {
             let (result, failure) = match config.per_try_timeout {
                 Some(limit) => match tokio::time::timeout(limit, call).await {
                     Ok(result) => {
@@ -283,11 +340,22 @@ where
                     (result, failure)
                 }
             };
-            let retriable = match (&result, failure) {
-                (Ok(response), _) => policy.retries_response(response.status(), response.headers()),
-                (Err(_), Some(failure)) => policy.retries_failure(failure),
+            let mut retriable = match (&result, failure) {
+                (Ok(response), _) => {
+                    policy.retries_response(rules, response.status(), response.headers())
+                }
+                (Err(_), Some(failure)) => policy.retries_failure(rules, failure),
                 (Err(_), None) => false,
             };
+            // gRPC's server pushback sets the next wait, or forbids it.
+            let mut pushed = None;
+            if let (true, Rules::Grpc, Ok(response)) = (retriable, rules, &result) {
+                match pushback(response.headers()) {
+                    Pushback::None => {}
+                    Pushback::After(delay) => pushed = Some(delay),
+                    Pushback::Stop => retriable = false,
+                }
+            }
             if !retriable || attempt > retries || !bodies.replayable() {
                 return match result {
                     Ok(mut response) => {
@@ -298,8 +366,17 @@ where
                     Err(error) => Err(error),
                 };
             }
-        }
-        tokio::time::sleep(backoff.next_wait(random_below)).await;
+            pushed
+        };
+        let wait = match pushed {
+            // The backoff starts over after a pushback, as in gRPC.
+            Some(delay) => {
+                backoff = Backoff::new(&config.retry_back_off);
+                delay
+            }
+            None => backoff.next_wait(random_below),
+        };
+        tokio::time::sleep(wait).await;
     }
 }
 
@@ -430,5 +507,114 @@ mod tests {
             elapsed >= Duration::from_secs(3) && elapsed < Duration::from_millis(3075),
             "{elapsed:?}"
         );
+    }
+
+    /// A gRPC call under `policy`.
+    fn grpc_call(policy: &RetryPolicy) -> Request<BoxBody> {
+        let mut call = request(policy);
+        call.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        call
+    }
+
+    /// Answers every call UNAVAILABLE (Trailers-Only), with `pushback` as
+    /// its `grpc-retry-pushback-ms` when given, noting each call's time and
+    /// `grpc-previous-rpc-attempts`.
+    #[allow(clippy::type_complexity)]
+    fn unavailable(
+        pushback: Option<&'static str>,
+        calls: Arc<Mutex<Vec<(Instant, Option<String>)>>>,
+    ) -> impl Service<
+        Request<BoxBody>,
+        Response = Response<()>,
+        Error = Error,
+        Future = impl std::future::Future<Output = Result<Response<()>, Error>> + Send,
+    > + Clone
+    + Send
+    + 'static {
+        tower::service_fn(move |request: Request<BoxBody>| {
+            let previous = request
+                .headers()
+                .get(PREVIOUS_ATTEMPTS)
+                .map(|v| v.to_str().unwrap().to_owned());
+            calls.lock().unwrap().push((Instant::now(), previous));
+            let mut response = Response::builder().header("grpc-status", "14");
+            if let Some(ms) = pushback {
+                response = response.header("grpc-retry-pushback-ms", ms);
+            }
+            std::future::ready(Ok(response.body(()).unwrap()))
+        })
+    }
+
+    fn proxyless(retries: u32) -> RetryPolicy {
+        let mut policy = RetryPolicy::new(RetryOn::none().with(RetryCondition::Unavailable));
+        policy.num_retries = retries;
+        policy.grpc_rules = crate::config::GrpcRetryRules::Proxyless;
+        policy
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_grpc_call_takes_five_attempts_at_most_and_says_which_attempt_each_is() {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let response = Retry::new(unavailable(None, calls.clone()))
+            .oneshot(grpc_call(&proxyless(9)))
+            .await
+            .unwrap();
+        assert_eq!(response.extensions().get::<Attempts>(), Some(&Attempts(5)));
+        let previous: Vec<Option<String>> =
+            calls.lock().unwrap().iter().map(|c| c.1.clone()).collect();
+        let expected = [None, Some("1"), Some("2"), Some("3"), Some("4")];
+        assert_eq!(previous, expected.map(|p| p.map(str::to_owned)));
+
+        // Under Envoy's rules the same call is not capped, and still says
+        // which attempt each retry is.
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let mut envoy = proxyless(6);
+        envoy.grpc_rules = crate::config::GrpcRetryRules::Envoy;
+        Retry::new(unavailable(None, calls.clone()))
+            .oneshot(grpc_call(&envoy))
+            .await
+            .unwrap();
+        let calls = calls.lock().unwrap();
+        assert_eq!(calls.len(), 7);
+        assert_eq!(calls[6].1.as_deref(), Some("6"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pushback_sets_the_wait_exactly_and_a_bad_one_stops_the_retries() {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        Retry::new(unavailable(Some("700"), calls.clone()))
+            .oneshot(grpc_call(&proxyless(2)))
+            .await
+            .unwrap();
+        let times: Vec<Instant> = calls.lock().unwrap().iter().map(|c| c.0).collect();
+        assert_eq!(times.len(), 3);
+        for pair in times.windows(2) {
+            assert_eq!(pair[1] - pair[0], Duration::from_millis(700));
+        }
+
+        for bad in ["-1", "later"] {
+            let calls = Arc::new(Mutex::new(Vec::new()));
+            let response = Retry::new(unavailable(Some(bad), calls.clone()))
+                .oneshot(grpc_call(&proxyless(2)))
+                .await
+                .unwrap();
+            assert_eq!(calls.lock().unwrap().len(), 1, "pushback {bad:?}");
+            assert_eq!(response.extensions().get::<Attempts>(), Some(&Attempts(1)));
+        }
+
+        // Envoy's rules do not read it: the backoff decides (under 25 ms).
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let mut envoy = proxyless(1);
+        envoy.grpc_rules = crate::config::GrpcRetryRules::Envoy;
+        Retry::new(unavailable(Some("-1"), calls.clone()))
+            .oneshot(grpc_call(&envoy))
+            .await
+            .unwrap();
+        let calls = calls.lock().unwrap();
+        assert_eq!(calls.len(), 2);
+        assert!(calls[1].0 - calls[0].0 < Duration::from_millis(25));
     }
 }

@@ -1,10 +1,13 @@
 //! Which attempts are retried: a route's [`RetryPolicy`] compiled, and its
 //! decisions, with the semantics of Envoy's router (`x-envoy-retry-on` and
-//! `x-envoy-retry-grpc-on` in the router docs).
+//! `x-envoy-retry-grpc-on` in the router docs), or, for a gRPC call under
+//! [`GrpcRetryRules::Proxyless`], of gRPC's xDS clients (gRFC A44 on A6).
+
+use std::time::Duration;
 
 use http::{HeaderMap, Request, StatusCode};
 
-use crate::config::{RetryCondition as C, RetryPolicy};
+use crate::config::{GrpcRetryRules, RetryCondition as C, RetryPolicy};
 use crate::error::ErrorKind;
 use crate::matcher::{HeaderCheck, ResponseHeaderCheck, compile_header, compile_response_header};
 
@@ -38,6 +41,29 @@ impl Failure {
             _ => Failure::Local,
         }
     }
+}
+
+/// The rules one request is judged by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rules {
+    /// Envoy's router.
+    Envoy,
+    /// gRPC's proxyless clients: a gRPC call under a proxyless policy.
+    Grpc,
+}
+
+/// gRFC A6: `maxAttempts` above 5 is treated as 5.
+const GRPC_MAX_ATTEMPTS: u32 = 5;
+
+/// What a server's `grpc-retry-pushback-ms` says of the next retry (A6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushback {
+    /// No pushback: the backoff decides.
+    None,
+    /// Retry after exactly this long.
+    After(Duration),
+    /// Do not retry (a negative or malformed value).
+    Stop,
 }
 
 impl Policy {
@@ -78,6 +104,24 @@ impl Policy {
         &self.config
     }
 
+    /// The rules `request` is judged by: gRPC's when it is a gRPC call and
+    /// the policy says so, else Envoy's.
+    pub(crate) fn rules_for<B>(&self, request: &Request<B>) -> Rules {
+        if is_grpc_call(request.headers()) && self.config.grpc_rules == GrpcRetryRules::Proxyless {
+            Rules::Grpc
+        } else {
+            Rules::Envoy
+        }
+    }
+
+    /// The most retries after the first attempt under `rules`.
+    pub(crate) fn max_retries(&self, rules: Rules) -> u32 {
+        match rules {
+            Rules::Envoy => self.config.num_retries,
+            Rules::Grpc => self.config.num_retries.min(GRPC_MAX_ATTEMPTS - 1),
+        }
+    }
+
     /// Whether `request` may be retried at all: it matches one of the
     /// `retriable_request_headers`, when there are any.
     pub(crate) fn retries_request<B>(&self, request: &Request<B>) -> bool {
@@ -89,7 +133,15 @@ impl Policy {
     }
 
     /// Whether an attempt answered with `status` and `headers` is retried.
-    pub(crate) fn retries_response(&self, status: StatusCode, headers: &HeaderMap) -> bool {
+    pub(crate) fn retries_response(
+        &self,
+        rules: Rules,
+        status: StatusCode,
+        headers: &HeaderMap,
+    ) -> bool {
+        if rules == Rules::Grpc {
+            return grpc_status(status, headers).is_some_and(|code| self.retries_grpc(code));
+        }
         let on = self.config.retry_on;
         let code = status.as_u16();
         if on.contains(C::FiveXx) && status.is_server_error() {
@@ -119,22 +171,32 @@ impl Policy {
         }
         // gRPC: the status of a Trailers-Only response, in its headers, as
         // Envoy reads it; a status in trailers comes too late to retry.
-        let grpc = headers
-            .get("grpc-status")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u32>().ok());
-        match grpc {
-            Some(1) => on.contains(C::Cancelled),
-            Some(4) => on.contains(C::DeadlineExceeded),
-            Some(8) => on.contains(C::ResourceExhausted),
-            Some(13) => on.contains(C::Internal),
-            Some(14) => on.contains(C::Unavailable),
+        header_grpc_status(headers).is_some_and(|code| self.retries_grpc(code))
+    }
+
+    /// Whether gRPC status `code` is one `retry_on` names.
+    fn retries_grpc(&self, code: u32) -> bool {
+        let on = self.config.retry_on;
+        match code {
+            1 => on.contains(C::Cancelled),
+            4 => on.contains(C::DeadlineExceeded),
+            8 => on.contains(C::ResourceExhausted),
+            13 => on.contains(C::Internal),
+            14 => on.contains(C::Unavailable),
             _ => false,
         }
     }
 
     /// Whether an attempt that failed with `failure` is retried.
-    pub(crate) fn retries_failure(&self, failure: Failure) -> bool {
+    pub(crate) fn retries_failure(&self, rules: Rules, failure: Failure) -> bool {
+        if rules == Rules::Grpc {
+            // As a gRPC client reports each to its caller.
+            return match failure {
+                Failure::Connect | Failure::Reset => self.retries_grpc(UNAVAILABLE),
+                Failure::PerTryTimeout => self.retries_grpc(DEADLINE_EXCEEDED),
+                Failure::Local => false,
+            };
+        }
         let on = self.config.retry_on;
         let no_response =
             on.contains(C::FiveXx) || on.contains(C::GatewayError) || on.contains(C::Reset);
@@ -145,6 +207,64 @@ impl Policy {
             Failure::Reset | Failure::PerTryTimeout => no_response,
             Failure::Local => false,
         }
+    }
+}
+
+/// Whether a request with `headers` is a gRPC call.
+pub(crate) fn is_grpc_call(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// What a retriable response's `grpc-retry-pushback-ms` says (A6). Read
+/// under gRPC's rules only: Envoy does not.
+pub(crate) fn pushback(headers: &HeaderMap) -> Pushback {
+    let Some(value) = headers.get("grpc-retry-pushback-ms") else {
+        return Pushback::None;
+    };
+    match value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        Some(ms) => Pushback::After(Duration::from_millis(ms)),
+        None => Pushback::Stop,
+    }
+}
+
+const DEADLINE_EXCEEDED: u32 = 4;
+const UNAVAILABLE: u32 = 14;
+
+/// The `grpc-status` of a Trailers-Only response, in its headers.
+fn header_grpc_status(headers: &HeaderMap) -> Option<u32> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u32>().ok())
+}
+
+/// The status a gRPC client gives a call answered with `status` and
+/// `headers`, when the headers already end it: their `grpc-status`, or for a
+/// non-200 answer without one, gRPC's mapping of HTTP statuses
+/// (`doc/http-grpc-status-mapping.md`). `None` for a call still going.
+fn grpc_status(status: StatusCode, headers: &HeaderMap) -> Option<u32> {
+    if let Some(code) = header_grpc_status(headers) {
+        return Some(code);
+    }
+    const INTERNAL: u32 = 13;
+    const UNAUTHENTICATED: u32 = 16;
+    const PERMISSION_DENIED: u32 = 7;
+    const UNIMPLEMENTED: u32 = 12;
+    const UNKNOWN: u32 = 2;
+    match status.as_u16() {
+        200 => None,
+        400 => Some(INTERNAL),
+        401 => Some(UNAUTHENTICATED),
+        403 => Some(PERMISSION_DENIED),
+        404 => Some(UNIMPLEMENTED),
+        429 | 502..=504 => Some(UNAVAILABLE),
+        _ => Some(UNKNOWN),
     }
 }
 
@@ -167,7 +287,7 @@ mod tests {
     }
 
     fn retried(p: &Policy, code: u16) -> bool {
-        p.retries_response(status(code), &HeaderMap::new())
+        p.retries_response(Rules::Envoy, status(code), &HeaderMap::new())
     }
 
     #[test]
@@ -199,13 +319,13 @@ mod tests {
             "{ retry_on: 'retriable-headers,envoy-ratelimited', retriable_headers: [{ name: x-retry, exact: yes }, { name: ':status', range: { start: 420, end: 430 } }] }",
         );
         let mut headers = HeaderMap::new();
-        assert!(!p.retries_response(status(200), &headers));
-        assert!(p.retries_response(status(425), &headers));
+        assert!(!p.retries_response(Rules::Envoy, status(200), &headers));
+        assert!(p.retries_response(Rules::Envoy, status(425), &headers));
         headers.insert("x-retry", "yes".parse().unwrap());
-        assert!(p.retries_response(status(200), &headers));
+        assert!(p.retries_response(Rules::Envoy, status(200), &headers));
         let mut limited = HeaderMap::new();
         limited.insert("x-envoy-ratelimited", "true".parse().unwrap());
-        assert!(p.retries_response(status(429), &limited));
+        assert!(p.retries_response(Rules::Envoy, status(429), &limited));
     }
 
     #[test]
@@ -214,7 +334,7 @@ mod tests {
         let with = |code: &str| {
             let mut headers = HeaderMap::new();
             headers.insert("grpc-status", code.parse().unwrap());
-            p.retries_response(StatusCode::OK, &headers)
+            p.retries_response(Rules::Envoy, StatusCode::OK, &headers)
         };
         assert!(with("14") && with("1") && with("4") && with("13"));
         assert!(!with("8"), "resource-exhausted not asked for");
@@ -222,8 +342,12 @@ mod tests {
         let exhausted = policy("{ retry_on: resource-exhausted }");
         let mut headers = HeaderMap::new();
         headers.insert("grpc-status", "8".parse().unwrap());
-        assert!(exhausted.retries_response(StatusCode::OK, &headers));
-        assert!(!policy("{ retry_on: 5xx }").retries_response(StatusCode::OK, &headers));
+        assert!(exhausted.retries_response(Rules::Envoy, StatusCode::OK, &headers));
+        assert!(!policy("{ retry_on: 5xx }").retries_response(
+            Rules::Envoy,
+            StatusCode::OK,
+            &headers
+        ));
     }
 
     #[test]
@@ -240,7 +364,8 @@ mod tests {
         ];
         for (on, expected) in cases {
             let p = policy(&format!("{{ retry_on: {on} }}"));
-            let got = [Connect, Reset, PerTryTimeout, Local].map(|f| p.retries_failure(f));
+            let got =
+                [Connect, Reset, PerTryTimeout, Local].map(|f| p.retries_failure(Rules::Envoy, f));
             assert_eq!(got, expected, "retry_on: {on}");
         }
     }
@@ -255,5 +380,73 @@ mod tests {
         let post = Request::post("http://a/").body(()).unwrap();
         assert!(any.retries_request(&post));
         assert!(only.retries_request(&get) && !only.retries_request(&post));
+    }
+
+    fn grpc_request() -> Request<()> {
+        Request::post("http://a/pkg.Service/Method")
+            .header("content-type", "application/grpc+proto")
+            .body(())
+            .unwrap()
+    }
+
+    fn trailers_only(code: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("grpc-status", code.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn a_grpc_call_under_a_proxyless_policy_follows_grpc() {
+        let p =
+            policy("{ retry_on: '5xx,reset,unavailable', num_retries: 9, grpc_rules: proxyless }");
+        let http = Request::get("http://a/").body(()).unwrap();
+        assert_eq!(p.rules_for(&http), Rules::Envoy, "not a gRPC call");
+        assert_eq!(p.max_retries(Rules::Envoy), 9);
+        let rules = p.rules_for(&grpc_request());
+        assert_eq!(rules, Rules::Grpc);
+        assert_eq!(p.max_retries(rules), 4, "five attempts at most (A6)");
+
+        // Only the gRPC conditions count: UNAVAILABLE, but not a 500.
+        assert!(p.retries_response(rules, StatusCode::OK, &trailers_only("14")));
+        assert!(!p.retries_response(rules, StatusCode::OK, &trailers_only("13")));
+        assert!(!p.retries_response(rules, status(500), &HeaderMap::new()));
+        // Without grpc-status, an HTTP status maps as gRPC maps it: 503 is
+        // UNAVAILABLE; plain response headers commit the call.
+        assert!(p.retries_response(rules, status(503), &HeaderMap::new()));
+        assert!(!p.retries_response(rules, StatusCode::OK, &HeaderMap::new()));
+        // A failure without a response counts as UNAVAILABLE; a per-try
+        // timeout as DEADLINE_EXCEEDED, not asked for here.
+        assert!(p.retries_failure(rules, Failure::Connect));
+        assert!(p.retries_failure(rules, Failure::Reset));
+        assert!(!p.retries_failure(rules, Failure::PerTryTimeout));
+        assert!(!p.retries_failure(rules, Failure::Local));
+
+        let http_only = policy("{ retry_on: '5xx,connect-failure', grpc_rules: proxyless }");
+        let rules = http_only.rules_for(&grpc_request());
+        assert!(!http_only.retries_failure(rules, Failure::Connect));
+        assert!(!http_only.retries_response(rules, status(503), &HeaderMap::new()));
+    }
+
+    #[test]
+    fn a_grpc_call_under_an_envoy_policy_follows_envoy() {
+        let p = policy("{ retry_on: '5xx', num_retries: 9 }");
+        let rules = p.rules_for(&grpc_request());
+        assert_eq!(rules, Rules::Envoy);
+        assert_eq!(p.max_retries(rules), 9);
+        assert!(p.retries_response(rules, status(500), &HeaderMap::new()));
+    }
+
+    #[test]
+    fn pushback_sets_the_wait_or_stops_the_retries() {
+        assert_eq!(pushback(&HeaderMap::new()), Pushback::None);
+        let with = |v: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("grpc-retry-pushback-ms", v.parse().unwrap());
+            pushback(&headers)
+        };
+        assert_eq!(with("250"), Pushback::After(Duration::from_millis(250)));
+        assert_eq!(with("0"), Pushback::After(Duration::ZERO));
+        assert_eq!(with("-1"), Pushback::Stop);
+        assert_eq!(with("soon"), Pushback::Stop);
     }
 }

@@ -7,8 +7,8 @@ use meshlib_xds::pb::envoy::r#type::v3 as types;
 
 use super::duration;
 use crate::config::{
-    self, AppendAction, Denominator, Destination, FractionalPercent, HashOn, HashPolicy,
-    HeaderMatcher, HeaderRule, HeaderToAdd, MaxStreamDuration, MirrorPolicy, PathMatch,
+    self, AppendAction, Denominator, Destination, FractionalPercent, GrpcRetryRules, HashOn,
+    HashPolicy, HeaderMatcher, HeaderRule, HeaderToAdd, MaxStreamDuration, MirrorPolicy, PathMatch,
     QueryParameterMatcher, RegexRewrite, RetryBackOff, RetryOn, RetryPolicy, RouteAction,
     RouteMatch, StringMatcher, StringRule, WeightedCluster,
 };
@@ -438,7 +438,10 @@ fn route_action(action: &route::RouteAction) -> Result<RouteAction, String> {
 
 /// Envoy's `RetryPolicy`. Unknown `retry_on` names are ignored, as Envoy
 /// does; fields that would change which host a retry goes to or how long
-/// it waits, and that meshlib does not implement, are refused by name.
+/// it waits, and that meshlib does not implement, are refused by name. gRPC
+/// calls follow gRPC's xDS clients ([`GrpcRetryRules::Proxyless`]), and what
+/// those refuse is refused here too (`num_retries: 0`, a bad backoff), so a
+/// control plane's NACKs do not depend on which kind of client it serves.
 fn retry_policy(p: &route::RetryPolicy) -> Result<RetryPolicy, String> {
     let (retry_on, unknown) = RetryOn::parse(&p.retry_on);
     if !unknown.is_empty() {
@@ -499,8 +502,14 @@ fn retry_policy(p: &route::RetryPolicy) -> Result<RetryPolicy, String> {
             .map(|h| header_matcher(h).map_err(|e| format!("{field}: {e}")))
             .collect::<Result<Vec<_>, _>>()
     };
+    let num_retries = p.num_retries.as_ref().map_or(1, |n| n.value);
+    if num_retries == 0 {
+        // gRPC's clients NACK it (gRFC A44); Envoy would read "no retries".
+        return Err("num_retries: must be at least 1".to_owned());
+    }
     let mut policy = RetryPolicy::new(retry_on);
-    policy.num_retries = p.num_retries.as_ref().map_or(1, |n| n.value);
+    policy.grpc_rules = GrpcRetryRules::Proxyless;
+    policy.num_retries = num_retries;
     policy.per_try_timeout = p
         .per_try_timeout
         .as_ref()
@@ -652,6 +661,11 @@ mod retry_tests {
             "ten times the base"
         );
         assert_eq!(on_route.retriable_status_codes, [429]);
+        assert_eq!(
+            on_route.grpc_rules,
+            GrpcRetryRules::Proxyless,
+            "gRPC calls retry as gRPC's xDS clients do"
+        );
     }
 
     #[test]
@@ -684,6 +698,14 @@ mod retry_tests {
                     ..Default::default()
                 },
                 "per_try_idle_timeout: not supported",
+            ),
+            (
+                route::RetryPolicy {
+                    retry_on: "unavailable".to_owned(),
+                    num_retries: Some(UInt32Value { value: 0 }),
+                    ..Default::default()
+                },
+                "num_retries: must be at least 1",
             ),
             (
                 route::RetryPolicy {
