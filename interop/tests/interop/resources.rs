@@ -7,11 +7,12 @@ use meshlib_xds::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use meshlib_xds::pb::envoy::config::core::v3::Locality;
 use meshlib_xds::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LocalityLbEndpoints};
 use meshlib_xds::pb::envoy::config::route::v3::{
-    HeaderMatcher, Route, RouteMatch, header_matcher, route, route_action, route_match,
+    HeaderMatcher, RetryPolicy, Route, RouteMatch, header_matcher, retry_policy, route,
+    route_action, route_match,
 };
 use meshlib_xds::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher};
 use meshlib_xds::pb::envoy::r#type::v3::Int64Range;
-use meshlib_xds::pb::google::protobuf::{BoolValue, UInt32Value};
+use meshlib_xds::pb::google::protobuf::{BoolValue, Duration, UInt32Value};
 use meshlib_xds::server::Snapshot;
 use meshlib_xds::server::build::{
     api_listener, eds_cluster, lb_endpoint, prefix_route, route_configuration, virtual_host,
@@ -143,6 +144,27 @@ fn regex(r: &str) -> RegexMatcher {
         regex: r.to_owned(),
         ..Default::default()
     }
+}
+
+/// Everything to `cluster`, retried on `UNAVAILABLE` up to `num_retries`
+/// times (gRFC A44), with a short backoff so a window of RPCs stays quick.
+pub(crate) fn retried(cluster: &str, num_retries: u32) -> Vec<Route> {
+    let mut routes = to(cluster);
+    if let Some(route::Action::Route(action)) = &mut routes[0].action {
+        action.retry_policy = Some(RetryPolicy {
+            retry_on: "unavailable".to_owned(),
+            num_retries: Some(UInt32Value { value: num_retries }),
+            retry_back_off: Some(retry_policy::RetryBackOff {
+                base_interval: Some(Duration {
+                    seconds: 0,
+                    nanos: 5_000_000,
+                }),
+                max_interval: None,
+            }),
+            ..Default::default()
+        });
+    }
+    routes
 }
 
 /// Routes hashing on header `name` (ring hash affinity) to `cluster`.

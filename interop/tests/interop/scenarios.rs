@@ -9,8 +9,8 @@ use meshlib_xds::server::Snapshot;
 
 use crate::harness::{Expect, Flags};
 use crate::resources::{
-    Header, Path, hash_by_header, header_route, path_route, prioritized, ring_hash_cluster,
-    snapshot, split, to,
+    Header, Path, hash_by_header, header_route, path_route, prioritized, retried,
+    ring_hash_cluster, snapshot, split, to,
 };
 
 /// Makes the snapshot of a step from its version and the backends' addresses.
@@ -483,6 +483,62 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
                 }
                 steps
             },
+        },
+        Scenario {
+            name: "retry",
+            about: "a route's retry_policy (gRFC A44), as psm's retry test: with every backend failing UNAVAILABLE until the 4th retry (`grpc-previous-rpc-attempts` 4), `num_retries` 3 fails every RPC and 4 lets every RPC succeed; and with success only on the 5th retry, `num_retries` 9 still fails every RPC (at most 5 attempts)",
+            // One backend: which endpoint the last attempt lands on is chance,
+            // and not what is compared.
+            backends: 1,
+            flags: Flags::default(),
+            start: Start::PlaneFirst,
+            steps: vec![
+                Step::new(
+                    "no retry policy",
+                    routed(|| to("cluster-a"), &[0], &[]),
+                    Expect::Shares(vec![(0, 100.0)]),
+                ),
+                Step::new(
+                    "backends fail until retry 4",
+                    Action::Configure(
+                        vec![RpcType::UnaryCall],
+                        vec![(
+                            RpcType::UnaryCall,
+                            "rpc-behavior",
+                            "succeed-on-retry-attempt-4,error-code-14",
+                        )],
+                    ),
+                    Expect::AllFail,
+                ),
+                Step::new(
+                    "num_retries 3",
+                    routed(|| retried("cluster-a", 3), &[0], &[]),
+                    Expect::AllFail,
+                ),
+                Step::new(
+                    "num_retries 4",
+                    routed(|| retried("cluster-a", 4), &[0], &[]),
+                    Expect::Shares(vec![(0, 100.0)]),
+                ),
+                Step::new(
+                    "num_retries 9",
+                    routed(|| retried("cluster-a", 9), &[0], &[]),
+                    Expect::Shares(vec![(0, 100.0)]),
+                ),
+                // gRFC A6 caps a call at 5 attempts, whatever num_retries says.
+                Step::new(
+                    "backends fail until retry 5",
+                    Action::Configure(
+                        vec![RpcType::UnaryCall],
+                        vec![(
+                            RpcType::UnaryCall,
+                            "rpc-behavior",
+                            "succeed-on-retry-attempt-5,error-code-14",
+                        )],
+                    ),
+                    Expect::AllFail,
+                ),
+            ],
         },
         Scenario {
             name: "aggregate_failover",
