@@ -29,6 +29,17 @@ does; gRPC keeps such a priority whole while any of its endpoints connects. When
 none of a priority's endpoints can take traffic (the `failover` scenario) the
 two agree. No scenario yet covers the partial case.
 
+Retries: Envoy and gRPC read one `RetryPolicy` differently, and meshlib reads
+it as the client it stands in for would. A gRPC call under a policy from xDS
+follows gRPC's clients (gRFC A44 on A6): only the five gRPC `retry_on`
+conditions count, a call takes at most 5 attempts whatever `num_retries` says,
+`grpc-retry-pushback-ms` sets the next wait, and `num_retries: 0` is NACKed;
+the `retry` scenario shows meshlib, C-core and grpc-js alike. Other requests
+follow Envoy (every condition, no cap). One choice of meshlib's own:
+`per_try_timeout` is honoured for gRPC calls too, which gRPC's clients ignore,
+because a sidecar user who set it relies on it. The `retry` module docs have
+the table.
+
 Known differences, from this suite's development and PEERS.md's measurements on
 this machine kind:
 
