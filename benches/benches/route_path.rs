@@ -1,6 +1,7 @@
 //! The in-process cost of meshlib's request path: route match, weighted
 //! cluster pick, balancer pick and dispatch, over an in-memory endpoint, next
-//! to the same endpoint called directly.
+//! to the same endpoint called directly; and the same with a retry policy
+//! that never triggers.
 
 use std::hint::black_box;
 
@@ -9,7 +10,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
 use http_body_util::Empty;
 use meshlib::MeshClient;
-use meshlib::config::MeshConfig;
+use meshlib::config::{MeshConfig, RetryCondition, RetryOn, RetryPolicy};
 use meshlib::connect::EndpointClient;
 use meshlib_benches::{InMemory, InMemoryEndpoint};
 use tower::ServiceExt;
@@ -36,6 +37,19 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
 
+    // The same mesh with a retry policy on the virtual host, never
+    // triggered (the endpoint answers 200): what a policy costs by itself.
+    let mut retrying = MeshConfig::from_yaml(DEMO).unwrap();
+    let mut policy = RetryPolicy::new(RetryOn::none().with(RetryCondition::FiveXx));
+    policy.num_retries = 2;
+    retrying.virtual_hosts[0].retry_policy = Some(policy);
+    let retrying = MeshClient::builder()
+        .connect(InMemory)
+        .config(retrying)
+        .executor(runtime.handle().clone())
+        .build()
+        .unwrap();
+
     let mut group = c.benchmark_group("request_path");
     group.bench_function("bare_endpoint", |b| {
         b.to_async(&runtime).iter(|| async {
@@ -50,6 +64,10 @@ fn bench(c: &mut Criterion) {
     group.bench_function("mesh_header_route", |b| {
         b.to_async(&runtime)
             .iter(|| async { black_box(mesh.clone().oneshot(request(true)).await.unwrap()) })
+    });
+    group.bench_function("mesh_weighted_split_retry_policy", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { black_box(retrying.clone().oneshot(request(false)).await.unwrap()) })
     });
     group.finish();
 }
