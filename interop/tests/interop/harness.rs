@@ -89,8 +89,11 @@ pub(crate) enum Expect {
     ByMethod(Vec<(&'static str, Vec<usize>)>),
     /// Every RPC succeeds, all on the same one of these backends.
     Sticky(Vec<usize>),
-    /// No RPC succeeds.
+    /// No RPC succeeds: each ends UNAVAILABLE, as gRPC's clients fail RPCs
+    /// with no backend to reach.
     AllFail,
+    /// No RPC succeeds: each ends with this gRPC status code.
+    AllFailWith(i32),
 }
 
 impl Expect {
@@ -103,7 +106,7 @@ impl Expect {
     /// Whether a short probe window looks like the configuration applied.
     fn settled(&self, w: &Window) -> bool {
         match self {
-            Expect::AllFail => w.succeeded() == 0,
+            Expect::AllFail | Expect::AllFailWith(_) => w.succeeded() == 0,
             Expect::Shares(shares) => {
                 let wanted: Vec<usize> = shares.iter().filter(|s| s.1 > 0.0).map(|s| s.0).collect();
                 w.failures == 0 && w.only_on(&wanted) && wanted.iter().all(|b| w.count(*b) > 0)
@@ -125,11 +128,11 @@ impl Expect {
     /// Why the measured window is wrong, if it is.
     fn check(&self, w: &Window) -> Result<(), String> {
         let fail = |why: String| Err(format!("{why}; got {}", w.describe()));
-        if !matches!(self, Expect::AllFail) && w.failures > 0 {
+        if self.failure_code().is_none() && w.failures > 0 {
             return fail(format!("{} of {} RPCs failed", w.failures, w.total()));
         }
         match self {
-            Expect::AllFail => {
+            Expect::AllFail | Expect::AllFailWith(_) => {
                 if w.succeeded() > 0 {
                     return fail(format!("{} RPCs succeeded, expected none", w.succeeded()));
                 }
@@ -175,7 +178,17 @@ impl Expect {
     }
 
     fn compares_distributions(&self) -> bool {
-        !matches!(self, Expect::AllFail)
+        self.failure_code().is_none()
+    }
+
+    /// The status every RPC must end with, when none may succeed.
+    fn failure_code(&self) -> Option<i32> {
+        const UNAVAILABLE: i32 = 14;
+        match self {
+            Expect::AllFail => Some(UNAVAILABLE),
+            Expect::AllFailWith(code) => Some(*code),
+            _ => None,
+        }
     }
 }
 
@@ -800,24 +813,29 @@ impl Client {
     }
 
     /// Whether the failures of window `w`, which followed the results
-    /// `before`, ended with UNAVAILABLE while the window lasted, as gRPC's
-    /// clients fail RPCs with no backend to reach, rather than hanging.
-    async fn failed_fast(&mut self, before: &BTreeMap<i32, i64>, w: &Window) -> Result<(), String> {
+    /// `before`, ended with status `wanted` while the window lasted (for
+    /// UNAVAILABLE: as gRPC's clients fail RPCs with no backend to reach),
+    /// rather than hanging.
+    async fn failed_fast(
+        &mut self,
+        before: &BTreeMap<i32, i64>,
+        w: &Window,
+        wanted: i32,
+    ) -> Result<(), String> {
         let after = self.results().await?;
         let ended = |code: i32| {
             after.get(&code).copied().unwrap_or(0) - before.get(&code).copied().unwrap_or(0)
         };
-        const UNAVAILABLE: i32 = 14;
-        let unavailable = ended(UNAVAILABLE);
+        let with_wanted = ended(wanted);
         let failures = i64::from(w.failures);
-        if unavailable * 10 < failures * 9 {
+        if with_wanted * 10 < failures * 9 {
             let other: Vec<String> = after
                 .keys()
-                .filter(|code| **code != 0 && **code != UNAVAILABLE && ended(**code) > 0)
+                .filter(|code| **code != 0 && **code != wanted && ended(**code) > 0)
                 .map(|code| format!("{} with code {code}", ended(*code)))
                 .collect();
             return Err(format!(
-                "of {failures} failed RPCs only {unavailable} ended UNAVAILABLE while the window lasted (others: {other:?})"
+                "of {failures} failed RPCs only {with_wanted} ended with code {wanted} while the window lasted (others: {other:?})"
             ));
         }
         Ok(())
@@ -929,9 +947,9 @@ pub(crate) async fn measure(
             // For failures, what the RPCs ended with too: a window's
             // "failures" include RPCs that never finished, which a client
             // hanging its RPCs would also show.
-            let before = match &expect {
-                Expect::AllFail => client.results().await.ok(),
-                _ => None,
+            let before = match expect.failure_code() {
+                Some(_) => client.results().await.ok(),
+                None => None,
             };
             match client.window(rpcs, window_timeout).await {
                 Ok(w) => {
@@ -939,7 +957,8 @@ pub(crate) async fn measure(
                     if let Some(before) = before
                         && error.is_none()
                     {
-                        error = client.failed_fast(&before, &w).await.err();
+                        let wanted = expect.failure_code().unwrap_or_default();
+                        error = client.failed_fast(&before, &w, wanted).await.err();
                     }
                     if let Some(why) = &mut error {
                         for nack in client.nacks().await {

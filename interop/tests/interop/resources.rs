@@ -167,6 +167,19 @@ pub(crate) fn retried(cluster: &str, num_retries: u32) -> Vec<Route> {
     routes
 }
 
+/// Everything to `cluster`, each stream bounded to `seconds` by the route's
+/// `max_stream_duration` (gRFC A31).
+pub(crate) fn bounded(cluster: &str, seconds: i64) -> Vec<Route> {
+    let mut routes = to(cluster);
+    if let Some(route::Action::Route(action)) = &mut routes[0].action {
+        action.max_stream_duration = Some(route_action::MaxStreamDuration {
+            max_stream_duration: Some(Duration { seconds, nanos: 0 }),
+            ..Default::default()
+        });
+    }
+    routes
+}
+
 /// Routes hashing on header `name` (ring hash affinity) to `cluster`.
 pub(crate) fn hash_by_header(cluster: &str, name: &str) -> Vec<Route> {
     let mut routes = to(cluster);

@@ -9,7 +9,7 @@ use meshlib_xds::server::Snapshot;
 
 use crate::harness::{Expect, Flags};
 use crate::resources::{
-    Header, Path, hash_by_header, header_route, path_route, prioritized, retried,
+    Header, Path, bounded, hash_by_header, header_route, path_route, prioritized, retried,
     ring_hash_cluster, snapshot, split, to,
 };
 
@@ -132,6 +132,9 @@ fn routed(
 }
 
 const ALL4: &[usize] = &[0, 1, 2, 3];
+
+/// gRPC's status code for a call that ran out of time.
+const DEADLINE_EXCEEDED: i32 = 4;
 
 /// Both methods, each on its backends.
 fn methods(empty: &[usize], unary: &[usize]) -> Expect {
@@ -537,6 +540,33 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
                         )],
                     ),
                     Expect::AllFail,
+                ),
+            ],
+        },
+        Scenario {
+            name: "timeout",
+            about: "a route's max_stream_duration (gRFC A31), as psm's timeout test: 3 s lets calls the backend answers at once through and fails every call it answers after 4 s with DEADLINE_EXCEEDED (the clients' own deadline is 5 s)",
+            backends: 1,
+            // Fewer calls a second: each is held for seconds, and the
+            // clients' own deadline is 5 s.
+            flags: Flags {
+                qps: 100,
+                ..Flags::default()
+            },
+            start: Start::PlaneFirst,
+            steps: vec![
+                Step::new(
+                    "3 s, calls answered at once",
+                    routed(|| bounded("cluster-a", 3), &[0], &[]),
+                    Expect::Shares(vec![(0, 100.0)]),
+                ),
+                Step::new(
+                    "calls answered after 4 s",
+                    Action::Configure(
+                        vec![RpcType::UnaryCall],
+                        vec![(RpcType::UnaryCall, "rpc-behavior", "sleep-4")],
+                    ),
+                    Expect::AllFailWith(DEADLINE_EXCEEDED),
                 ),
             ],
         },
