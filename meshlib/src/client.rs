@@ -192,6 +192,14 @@ impl<C: Connect> MeshClient<C> {
             .map(|s| s.balancer().endpoints())
     }
 
+    /// Retries to the cluster `name` its circuit breakers have refused since
+    /// its stack was built (see [`CircuitBreakers`](crate::config::CircuitBreakers));
+    /// `None` for a cluster the configuration does not have.
+    pub fn retries_refused(&self, name: &str) -> Option<u64> {
+        let snapshot = self.shared.current.load();
+        snapshot.clusters.get(name).map(|s| s.retries_refused())
+    }
+
     /// `endpoints` are now those of the EDS cluster `cluster`: its balancer
     /// is updated in place, and a stack built for it later starts from them.
     #[cfg(feature = "xds")]

@@ -35,7 +35,7 @@ use crate::discovery::{Sources, ToBalancer};
 use crate::error::{Error, ErrorKind};
 use crate::future::ResponseFuture;
 use crate::mirror::Mirror;
-use crate::retry::Retry;
+use crate::retry::{Gate, InFlightRetry, Retry, RetryGate, RetryLimits, Rules};
 use crate::route::{Route, RouteDecision, RouteTable};
 use crate::timeout::Timeout;
 
@@ -73,6 +73,8 @@ pub struct ClusterStack<C> {
     /// sent on the first that can take it (see [`Discovery::Aggregate`]).
     /// Empty for any other cluster.
     children: Box<[Arc<ClusterStack<C>>]>,
+    /// Its circuit breakers' count of retries in flight.
+    retry_limits: Arc<RetryLimits>,
 }
 
 /// A discovery task, aborted when its stack goes (a DNS or Cloud Map source
@@ -99,6 +101,7 @@ impl<C: Send + Sync + 'static> ClusterStack<C> {
             },
             discovery: None,
             children: Box::new([]),
+            retry_limits: Arc::new(RetryLimits::new(config.circuit_breakers)),
         }
     }
 
@@ -111,6 +114,12 @@ impl<C: Send + Sync + 'static> ClusterStack<C> {
     /// The cluster's balancer.
     pub fn balancer(&self) -> &Balancer<C> {
         &self.balancer
+    }
+
+    /// Retries its circuit breakers have refused so far (see
+    /// [`CircuitBreakers`](crate::config::CircuitBreakers)).
+    pub fn retries_refused(&self) -> u64 {
+        self.retry_limits.refused()
     }
 
     /// The stack a request for this cluster is sent on now: this one, or for
@@ -320,8 +329,20 @@ where
             return ResponseFuture::failed(decision.unknown_cluster());
         };
         let stack = stack.clone();
+        if decision.retry().is_some() {
+            // What the retry layer asks before each retry.
+            let gate: Arc<dyn Gate> = stack.clone();
+            request.extensions_mut().insert(RetryGate(gate));
+        }
         request.extensions_mut().insert(stack);
         ResponseFuture::called(self.inner.call(request))
+    }
+}
+
+impl<C: Send + Sync + 'static> Gate for ClusterStack<C> {
+    fn start_retry(&self, rules: Rules) -> Option<InFlightRetry> {
+        self.retry_limits
+            .start(rules, || self.balancer.requests_in_flight())
     }
 }
 

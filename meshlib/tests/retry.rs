@@ -287,3 +287,128 @@ async fn the_route_timeout_bounds_every_attempt_and_wait_together() {
     let attempts = server.seen().len();
     assert!((2..=4).contains(&attempts), "{attempts} attempts");
 }
+
+/// A server answering every first attempt 503 at once and holding every
+/// retry until [`Holding::open`], then answering it 200 (and later ones at
+/// once); it counts the retries it holds.
+struct Holding {
+    address: SocketAddr,
+    held: Arc<std::sync::atomic::AtomicUsize>,
+    release: Arc<tokio::sync::Notify>,
+    open: Arc<std::sync::atomic::AtomicBool>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Holding {
+    async fn start() -> Holding {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let held = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let release = Arc::new(tokio::sync::Notify::new());
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (count, gate, opened) = (held.clone(), release.clone(), open.clone());
+        let task = support::serve(listener, move || {
+            let (count, gate, opened) = (count.clone(), gate.clone(), opened.clone());
+            hyper::service::service_fn(move |request: Request<Incoming>| {
+                let (count, gate, open) = (count.clone(), gate.clone(), opened.clone());
+                async move {
+                    let first = request.headers()["x-envoy-attempt-count"] == "1";
+                    let status = if first {
+                        503
+                    } else {
+                        let released = gate.notified();
+                        if !open.load(std::sync::atomic::Ordering::SeqCst) {
+                            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            released.await;
+                        }
+                        200
+                    };
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .status(status)
+                            .body(Full::new(Bytes::new()))
+                            .unwrap(),
+                    )
+                }
+            })
+        });
+        Holding {
+            address,
+            held,
+            release,
+            open,
+            _task: task,
+        }
+    }
+
+    /// Answers the held retries, and every later one at once.
+    fn open(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.release.notify_waiters();
+    }
+}
+
+#[tokio::test]
+async fn max_retries_bounds_the_retries_in_flight_and_refused_ones_return_the_first_answer() {
+    let server = Holding::start().await;
+    let mesh = MeshClient::new(
+        MeshConfig::from_yaml(&format!(
+            r#"
+virtual_hosts:
+  - name: api
+    domains: [api]
+    include_request_attempt_count: true
+    routes:
+      - match: {{ prefix: / }}
+        route: {{ cluster: backend, retry_policy: {{ retry_on: 5xx, num_retries: 3, {FAST} }} }}
+clusters:
+  - name: backend
+    endpoints: [{{ address: '{}' }}]
+    circuit_breakers: {{ max_retries: 2 }}
+"#,
+            server.address
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+
+    // Twenty requests fail at once (a full outage, as the server sees it):
+    // two retries may be in flight, the other eighteen are refused and
+    // answer with their first 503.
+    let requests: Vec<_> = (0..20)
+        .map(|_| {
+            let mesh = mesh.clone();
+            tokio::spawn(async move { get(&mesh).await.unwrap() })
+        })
+        .collect();
+    let mut refused = Vec::new();
+    let mut held = Vec::new();
+    for request in requests {
+        // The refused answer at once; the two retried wait on the server.
+        match tokio::time::timeout(Duration::from_millis(500), async { request.await }).await {
+            Ok(response) => refused.push(response.unwrap()),
+            Err(_) => held.push(()),
+        }
+    }
+    assert_eq!(refused.len(), 18, "18 answered without a retry");
+    assert!(
+        refused
+            .iter()
+            .all(|r| r.status() == 503 && r.extensions().get::<Attempts>() == Some(&Attempts(1)))
+    );
+    assert_eq!(server.held.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(mesh.retries_refused("backend"), Some(18));
+
+    assert_eq!(held.len(), 2);
+
+    // Released, the held retries answer and free their slots: a new
+    // request's retry is sent (and answered at once).
+    server.open();
+    let after = tokio::time::timeout(Duration::from_secs(5), get(&mesh))
+        .await
+        .expect("answered")
+        .unwrap();
+    assert_eq!(after.status(), 200);
+    assert_eq!(after.extensions().get::<Attempts>(), Some(&Attempts(2)));
+    assert_eq!(mesh.retries_refused("backend"), Some(18));
+}

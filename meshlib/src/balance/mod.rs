@@ -325,6 +325,13 @@ impl<C> Balancer<C> {
         self.shared.set.load().endpoints.to_vec()
     }
 
+    /// Requests sent to its endpoints whose response headers have not
+    /// arrived: the sum over the endpoints, read when a retry budget asks.
+    pub(crate) fn requests_in_flight(&self) -> u32 {
+        let set = self.shared.set.load();
+        set.states.iter().map(|s| s.load.active()).sum()
+    }
+
     /// Whether some endpoint may take traffic now: a request would be sent,
     /// not refused for want of an endpoint.
     pub fn takes_traffic(&self) -> bool {

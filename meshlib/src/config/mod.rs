@@ -552,6 +552,106 @@ pub struct Cluster {
     /// Where the endpoints come from.
     #[serde(default, skip_serializing_if = "Discovery::is_fixed")]
     pub discovery: Discovery,
+    /// Envoy's `circuit_breakers`, as far as meshlib enforces them: how many
+    /// retries may be in flight to the cluster at once. Absent: requests
+    /// under Envoy's retry rules get Envoy's default (3 at once); gRPC calls
+    /// under [`GrpcRetryRules::Proxyless`] get no limit, as gRPC's clients
+    /// have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breakers: Option<CircuitBreakers>,
+}
+
+/// A cluster's limits on retries (Envoy's `CircuitBreakers`, the `DEFAULT`
+/// priority's `Thresholds`). A retry beyond them is not sent: the attempt
+/// that failed is returned, and the refusal counted
+/// ([`ClusterStack::retries_refused`](crate::stack::ClusterStack::retries_refused)).
+///
+/// ```
+/// use meshlib::config::MeshConfig;
+///
+/// let config = MeshConfig::from_yaml(r#"
+/// clusters:
+///   - name: orders
+///     circuit_breakers:
+///       max_retries: 10
+///       retry_budget: { budget_percent: 25, min_retry_concurrency: 2 }
+/// "#)?;
+/// let breakers = config.clusters[0].circuit_breakers.as_ref().unwrap();
+/// assert_eq!(breakers.max_retries, 10);
+/// assert_eq!(breakers.retry_budget.unwrap().budget_percent, 25.0);
+/// # Ok::<(), meshlib::config::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct CircuitBreakers {
+    /// Retries in flight to the cluster at once, at most (default 3).
+    /// Ignored when `retry_budget` is set.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// A limit that grows with the traffic instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_budget: Option<RetryBudget>,
+}
+
+impl Default for CircuitBreakers {
+    fn default() -> Self {
+        CircuitBreakers {
+            max_retries: default_max_retries(),
+            retry_budget: None,
+        }
+    }
+}
+
+fn default_max_retries() -> u32 {
+    3
+}
+
+/// Envoy's `RetryBudget`: retries in flight may be at most `budget_percent`
+/// of the requests in flight to the cluster (retries included), and at
+/// least `min_retry_concurrency`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RetryBudget {
+    /// The share of requests in flight that may be retries, in percent
+    /// (default 20, from 0 to 100).
+    #[serde(default = "default_budget_percent")]
+    pub budget_percent: f64,
+    /// Retries allowed in flight whatever the traffic (default 3).
+    #[serde(default = "default_max_retries")]
+    pub min_retry_concurrency: u32,
+}
+
+impl RetryBudget {
+    /// Envoy's defaults: 20 %, at least 3.
+    pub fn new() -> Self {
+        RetryBudget {
+            budget_percent: default_budget_percent(),
+            min_retry_concurrency: default_max_retries(),
+        }
+    }
+}
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// By bits: a configuration compares equal to itself, NaN included (which
+// validation refuses).
+impl PartialEq for RetryBudget {
+    fn eq(&self, other: &Self) -> bool {
+        self.budget_percent.to_bits() == other.budget_percent.to_bits()
+            && self.min_retry_concurrency == other.min_retry_concurrency
+    }
+}
+
+impl Eq for RetryBudget {}
+
+fn default_budget_percent() -> f64 {
+    20.0
 }
 
 /// Where a cluster's endpoints come from. Each source feeds that cluster's
@@ -683,6 +783,7 @@ impl Cluster {
             overprovisioning_factor: default_overprovisioning_factor(),
             endpoints,
             discovery: Discovery::Fixed,
+            circuit_breakers: None,
         }
     }
 
@@ -699,6 +800,7 @@ impl Cluster {
             overprovisioning_factor,
             endpoints: _,
             discovery,
+            circuit_breakers,
         } = self;
         *name == other.name
             && *lb_policy == other.lb_policy
@@ -707,6 +809,7 @@ impl Cluster {
             && *locality_weights == other.locality_weights
             && *overprovisioning_factor == other.overprovisioning_factor
             && *discovery == other.discovery
+            && *circuit_breakers == other.circuit_breakers
     }
 }
 

@@ -156,6 +156,15 @@ fn check_clusters(config: &MeshConfig, problems: &mut Problems) {
         if cluster.overprovisioning_factor == 0 {
             problems.push(&resource, "overprovisioning_factor", "must be above 0");
         }
+        if let Some(budget) = cluster.circuit_breakers.and_then(|b| b.retry_budget)
+            && !(0.0..=100.0).contains(&budget.budget_percent)
+        {
+            problems.push(
+                &resource,
+                "circuit_breakers.retry_budget.budget_percent",
+                format!("{} is not a percentage (0 to 100)", budget.budget_percent),
+            );
+        }
         let mut localities = HashMap::new();
         for (j, lw) in cluster.locality_weights.iter().enumerate() {
             let field = format!("locality_weights[{j}]");

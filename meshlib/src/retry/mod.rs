@@ -78,6 +78,7 @@ mod backoff;
 mod body;
 mod future;
 mod layer;
+mod limit;
 mod policy;
 
 use std::sync::Arc;
@@ -96,11 +97,12 @@ use crate::route::RouteDecision;
 pub use body::DEFAULT_MAX_REPLAY_BYTES;
 pub use future::ResponseFuture;
 pub use layer::RetryLayer;
-pub(crate) use policy::Policy;
+pub(crate) use limit::{Gate, InFlightRetry, RetryGate, RetryLimits};
+pub(crate) use policy::{Policy, Rules};
 
 use backoff::{Backoff, random_below};
 use body::Replay;
-use policy::{Failure, Pushback, Rules, is_grpc_call, pushback};
+use policy::{Failure, Pushback, is_grpc_call, pushback};
 
 /// How many attempts a request under a retry policy took: in its
 /// response's extensions.
@@ -289,6 +291,10 @@ where
     let config = policy.config();
     let grpc_call = is_grpc_call(&parts.headers);
     let mut backoff = Backoff::new(&config.retry_back_off);
+    let gate = parts.extensions.get::<RetryGate>().cloned();
+    // The retry in flight, counted by its cluster's limits until the next
+    // decision (its attempt has an answer by then).
+    let mut in_flight: Option<InFlightRetry> = None;
     let mut body = Some(first);
     let mut attempt: u32 = 0;
     loop {
@@ -316,7 +322,7 @@ where
         // In a block of its own, so the response is known dropped (its
         // connection released or closed) before the wait. It yields the wait
         // a gRPC server's pushback asked for, if any.
-        let pushed = {
+        let (pushed, slot) = {
             let (result, failure) = match config.per_try_timeout {
                 Some(limit) => match tokio::time::timeout(limit, call).await {
                     Ok(result) => {
@@ -356,7 +362,24 @@ where
                     Pushback::Stop => retriable = false,
                 }
             }
-            if !retriable || attempt > retries || !bodies.replayable() {
+            drop(in_flight.take());
+            // The cluster's circuit breakers may refuse the retry: then this
+            // attempt's answer is the request's.
+            let wants_retry = retriable && attempt <= retries && bodies.replayable();
+            let mut slot = None;
+            let mut refused = false;
+            if wants_retry && let Some(gate) = &gate {
+                slot = gate.0.start_retry(rules);
+                refused = slot.is_none();
+                if refused {
+                    tracing::debug!(
+                        cluster = cluster_of(&parts),
+                        attempt,
+                        "retry refused by the cluster's circuit breakers"
+                    );
+                }
+            }
+            if !wants_retry || refused {
                 return match result {
                     Ok(mut response) => {
                         response.extensions_mut().insert(Attempts(attempt));
@@ -366,8 +389,9 @@ where
                     Err(error) => Err(error),
                 };
             }
-            pushed
+            (pushed, slot)
         };
+        in_flight = slot;
         let wait = match pushed {
             // The backoff starts over after a pushback, as in gRPC.
             Some(delay) => {

@@ -116,10 +116,51 @@ pub(crate) fn cluster(c: &cluster::Cluster) -> Result<(config::Cluster, Endpoint
             lb_policy,
             protocol: protocol(c),
             connect_timeout,
+            circuit_breakers: circuit_breakers(c)?,
             ..config::Cluster::new(c.name.clone(), Vec::new())
         },
         source,
     ))
+}
+
+/// The retry limits of the `DEFAULT` priority's circuit-breaker thresholds
+/// (Envoy's defaults for what a threshold leaves out; a `circuit_breakers`
+/// without a `DEFAULT` threshold gets them all). The other limits
+/// (connections, pending requests, requests) are not enforced yet and are
+/// not read; HIGH-priority thresholds do not apply, as meshlib routes no
+/// request at high priority.
+fn circuit_breakers(c: &cluster::Cluster) -> Result<Option<config::CircuitBreakers>, String> {
+    let Some(breakers) = &c.circuit_breakers else {
+        return Ok(None);
+    };
+    let mut limits = config::CircuitBreakers::default();
+    let Some(default) = breakers
+        .thresholds
+        .iter()
+        .find(|t| t.priority == core::RoutingPriority::Default as i32)
+    else {
+        return Ok(Some(limits));
+    };
+    if let Some(max) = &default.max_retries {
+        limits.max_retries = max.value;
+    }
+    if let Some(b) = &default.retry_budget {
+        let mut budget = config::RetryBudget::new();
+        if let Some(percent) = &b.budget_percent {
+            if !(0.0..=100.0).contains(&percent.value) {
+                return Err(format!(
+                    "circuit_breakers: retry_budget: budget_percent {} is not a percentage (0 to 100)",
+                    percent.value
+                ));
+            }
+            budget.budget_percent = percent.value;
+        }
+        if let Some(min) = &b.min_retry_concurrency {
+            budget.min_retry_concurrency = min.value;
+        }
+        limits.retry_budget = Some(budget);
+    }
+    Ok(Some(limits))
 }
 
 /// An aggregate cluster's clusters, from its `cluster_type`: the only custom
