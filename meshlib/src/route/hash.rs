@@ -17,7 +17,7 @@ use super::SourceAddress;
 use crate::balance::RequestHash;
 use crate::config::{self, HashOn};
 use crate::matcher as query;
-use crate::matcher::HeaderRef;
+use crate::matcher::{HeaderRef, RequestHeaders};
 
 /// A route's compiled hash policies.
 #[derive(Debug, Default)]
@@ -82,9 +82,9 @@ impl HashPolicies {
 impl Input {
     fn hash<B>(&self, request: &Request<B>) -> Option<u64> {
         match self {
-            Input::Header(header) => header
-                .value(request)
-                .map(|value| xxh64(value.as_bytes(), 0)),
+            Input::Header(header) => RequestHeaders::new(request)
+                .value(header)
+                .map(|value| xxh64(value.as_ref(), 0)),
             Input::Cookie(name) => cookie(request.headers(), name)
                 .filter(|value| !value.is_empty())
                 .map(|value| xxh64(value, 0)),

@@ -24,7 +24,8 @@ use super::{RouteDecision, RouteInfo};
 use crate::config::{self, ConfigError, Destination, MeshConfig, Problem};
 use crate::error::{Error, ErrorKind};
 use crate::matcher::{
-    HeaderCheck, HeaderRef, PathRule, QueryCheck, authority, compile_header, fraction_drawn,
+    HeaderCheck, HeaderRef, PathRule, QueryCheck, RequestHeaders, authority, compile_header,
+    fraction_drawn,
 };
 
 /// A configuration's routes, compiled for matching requests.
@@ -208,16 +209,18 @@ impl RouteTable {
     fn find<B>(&self, request: &Request<B>) -> Result<&RouteEntry, Error> {
         let vhost = self.virtual_host_of(request)?;
         let (path, query) = (request.uri().path(), request.uri().query());
+        // One view for the whole decision: a repeated header is joined once.
+        let headers = RequestHeaders::new(request);
         vhost
             .index
             .first_match(
                 path,
-                |header| vhost.headers.get(header as usize)?.value(request),
+                |header| headers.value(vhost.headers.get(header as usize)?),
                 |i| {
                     vhost
                         .routes
                         .get(i as usize)
-                        .is_some_and(|route| route.matches(request, path, query))
+                        .is_some_and(|route| route.matches(&headers, path, query))
                 },
             )
             .and_then(|i| vhost.routes.get(i as usize))
@@ -424,9 +427,9 @@ fn compile_route(
 }
 
 impl RouteEntry {
-    fn matches<B>(&self, request: &Request<B>, path: &str, query: Option<&str>) -> bool {
+    fn matches(&self, headers: &RequestHeaders<'_>, path: &str, query: Option<&str>) -> bool {
         self.path.matches(path)
-            && self.headers.iter().all(|check| check.matches(request))
+            && self.headers.iter().all(|check| check.matches(headers))
             && self.query.iter().all(|check| check.matches(query))
             // Drawn last, so only requests the route otherwise matches draw.
             && self.fraction.is_none_or(fraction_drawn)
@@ -1031,7 +1034,8 @@ virtual_hosts:
                 }
                 let request = builder.body(()).unwrap();
                 let (p, q) = (request.uri().path(), request.uri().query());
-                let linear = vhost.routes.iter().position(|r| r.matches(&request, p, q));
+                let view = RequestHeaders::new(&request);
+                let linear = vhost.routes.iter().position(|r| r.matches(&view, p, q));
                 let indexed = table
                     .find(&request)
                     .ok()
@@ -1069,5 +1073,60 @@ virtual_hosts:
             "{error}"
         );
         assert!(start.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_header_that_is_not_utf8_is_present_and_compared_by_its_bytes() {
+        let table = routes(&[
+            "{ name: absent, match: { prefix: /absent, headers: [{ name: x-v, present: false }] }, route: { cluster: c } }",
+            "{ name: present, match: { prefix: /present, headers: [{ name: x-v, present: true }] }, route: { cluster: c } }",
+            "{ name: prefix, match: { prefix: /prefix, headers: [{ name: x-v, prefix: ab }] }, route: { cluster: c } }",
+            "{ name: regex, match: { prefix: /regex, headers: [{ name: x-v, safe_regex: { regex: 'ab.*' } }] }, route: { cluster: c } }",
+            "{ name: not-regex, match: { prefix: /regex, headers: [{ name: x-v, safe_regex: { regex: 'ab.*' }, invert_match: true }] }, route: { cluster: c } }",
+        ]);
+        let request = |path: &str| {
+            let mut request = get(&format!("http://svc{path}"));
+            let value = http::HeaderValue::from_bytes(b"ab\xff").unwrap();
+            request.headers_mut().insert("x-v", value);
+            request
+        };
+        // Forwarded as sent, so present as Envoy sees it.
+        assert_eq!(route_of(&table, request("/absent")), None);
+        assert_eq!(
+            route_of(&table, request("/present")).as_deref(),
+            Some("v/present")
+        );
+        assert_eq!(
+            route_of(&table, request("/prefix")).as_deref(),
+            Some("v/prefix")
+        );
+        // A regex reads text: it does not match, so its inversion does.
+        assert_eq!(
+            route_of(&table, request("/regex")).as_deref(),
+            Some("v/not-regex")
+        );
+    }
+
+    #[test]
+    fn a_header_sent_many_times_is_joined_once_per_decision() {
+        // 1,000 routes and 10,000 values of 1 KB: the values were joined
+        // again for every route (with `contains`, 1.3 s per decision in
+        // release). A `prefix` rule keeps the rules' own cost out of it.
+        let lines: Vec<String> = (0..1000)
+            .map(|i| format!("{{ name: r{i}, match: {{ prefix: /, headers: [{{ name: x-big, prefix: 'needle-{i}' }}] }}, route: {{ cluster: c }} }}"))
+            .collect();
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let table = routes(&lines);
+        let mut request = get("http://svc/x");
+        let value = http::HeaderValue::from_str(&"v".repeat(1024)).unwrap();
+        for _ in 0..10_000 {
+            request.headers_mut().append("x-big", value.clone());
+        }
+        let start = std::time::Instant::now();
+        assert_eq!(route_of(&table, request), None);
+        let took = start.elapsed();
+        eprintln!("decision over 1,000 routes and 10 MB of x-big: {took:?}");
+        // Debug build: 1.39 s before, 28 ms after.
+        assert!(took < Duration::from_millis(500), "{took:?}");
     }
 }
