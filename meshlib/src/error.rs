@@ -169,10 +169,49 @@ impl fmt::Display for Error {
     }
 }
 
+/// Request data (a path, an authority) as an error message quotes it: in
+/// quotes and escaped, at most [`Quoted::MAX`] bytes of it, then an ellipsis
+/// and its whole length, so a hostile 60 KB path makes no 60 KB message.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Quoted<'a>(pub(crate) &'a str);
+
+impl Quoted<'_> {
+    /// The most bytes of the data quoted.
+    pub(crate) const MAX: usize = 256;
+}
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let data = self.0;
+        if data.len() <= Self::MAX {
+            return write!(f, "{data:?}");
+        }
+        let mut end = Self::MAX;
+        while !data.is_char_boundary(end) {
+            end -= 1;
+        }
+        write!(f, "{:?}… ({} bytes)", &data[..end], data.len())
+    }
+}
+
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_request_data_is_cut_at_256_bytes_with_its_length() {
+        assert_eq!(Quoted("/a\"b").to_string(), r#""/a\"b""#);
+        let long = format!("/{}", "é".repeat(30_000));
+        let quoted = Quoted(&long).to_string();
+        assert!(quoted.ends_with("\"… (60001 bytes)"), "{quoted}");
+        assert!(quoted.len() < 300, "{}", quoted.len());
     }
 }

@@ -254,10 +254,11 @@ impl RouteDecision {
         Error::new(
             ErrorKind::UnknownCluster,
             format!(
-                "route {:?} of virtual host {:?} names cluster {:?}, which is not configured",
+                "route {:?} of virtual host {:?} names cluster {}, which is not configured",
                 self.route(),
                 self.virtual_host(),
-                self.cluster()
+                // A `cluster_header` route takes the name from the request.
+                crate::error::Quoted(self.cluster())
             ),
         )
     }

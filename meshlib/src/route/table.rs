@@ -22,7 +22,7 @@ use super::index::{PathIndex, RouteKeys};
 use super::split::WeightedClusters;
 use super::{RouteDecision, RouteInfo};
 use crate::config::{self, ConfigError, Destination, MeshConfig, Problem};
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, Quoted};
 use crate::matcher::{
     HeaderCheck, HeaderRef, PathRule, QueryCheck, RequestHeaders, authority, compile_header,
     fraction_drawn,
@@ -237,7 +237,7 @@ impl RouteTable {
         self.virtual_host(authority).ok_or_else(|| {
             Error::new(
                 ErrorKind::NoRoute,
-                format!("no virtual host for authority {authority:?}"),
+                format!("no virtual host for authority {}", Quoted(authority)),
             )
         })
     }
@@ -287,7 +287,7 @@ fn no_route<B>(vhost: &VirtualHostEntry, request: &Request<B>) -> Error {
             "no route in virtual host {:?} matches {} {}",
             vhost.name,
             request.method(),
-            request.uri().path()
+            Quoted(request.uri().path())
         ),
     )
 }
@@ -1128,5 +1128,18 @@ virtual_hosts:
         eprintln!("decision over 1,000 routes and 10 MB of x-big: {took:?}");
         // Debug build: 1.39 s before, 28 ms after.
         assert!(took < Duration::from_millis(500), "{took:?}");
+    }
+
+    #[test]
+    fn a_no_route_error_quotes_at_most_256_bytes_of_the_path() {
+        let table = routes(&["{ name: r, match: { path: /only }, route: { cluster: c } }"]);
+        let path = format!("/{}", "x".repeat(60_000));
+        let error = table
+            .decide(&get(&format!("http://svc{path}")))
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(message.len() < 400, "{} bytes", message.len());
+        assert!(message.contains("matches GET \"/xxx"), "{message}");
+        assert!(message.ends_with("… (60001 bytes)"), "{message}");
     }
 }
