@@ -65,6 +65,7 @@ pub use retry::{RetryBackOff, RetryCondition, RetryOn, RetryPolicy};
 pub use safe_regex::REGEX_SIZE_LIMIT;
 pub(crate) use safe_regex::{Regexes, full_match, search};
 pub use validate::MAX_PROBLEMS;
+pub(crate) use validate::host_rewrite;
 
 /// A whole mesh configuration: what to route where, and the clusters routed to.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -979,7 +980,8 @@ impl MeshConfig {
     /// non-empty, routes pointing at defined clusters, weights summing above
     /// zero, regular expressions that compile. All problems are reported at once.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        validate::check(self).map_err(|problems| ConfigError::invalid(None, problems))
+        validate::check(self, validate::Rules::Model)
+            .map_err(|problems| ConfigError::invalid(None, problems))
     }
 
     /// The cluster named `name`.
@@ -994,14 +996,16 @@ impl MeshConfig {
             expansion::limit_for(text.len()),
         )
         .map_err(|e| ConfigError::syntax(origin, e.to_string()))?;
-        validate::check(&config).map_err(|problems| ConfigError::invalid(origin, problems))?;
+        validate::check(&config, validate::Rules::File)
+            .map_err(|problems| ConfigError::invalid(origin, problems))?;
         Ok(config)
     }
 
     pub(crate) fn parse_json(text: &str, origin: Option<&str>) -> Result<Self, ConfigError> {
         let config: MeshConfig =
             serde_json::from_str(text).map_err(|e| ConfigError::syntax(origin, e.to_string()))?;
-        validate::check(&config).map_err(|problems| ConfigError::invalid(origin, problems))?;
+        validate::check(&config, validate::Rules::File)
+            .map_err(|problems| ConfigError::invalid(origin, problems))?;
         Ok(config)
     }
 }

@@ -102,15 +102,11 @@ impl RequestActions {
         let action = &route.action;
         let host = match &action.host_rewrite_literal {
             Some(host) => {
-                let invalid = || {
-                    (
-                        "host_rewrite_literal",
-                        format!("{host:?} is not a valid authority"),
-                    )
-                };
+                let invalid = |message| ("host_rewrite_literal", message);
                 Some(HostRewrite {
-                    authority: host.parse().map_err(|_| invalid())?,
-                    header: HeaderValue::from_str(host).map_err(|_| invalid())?,
+                    authority: config::host_rewrite(host).map_err(invalid)?,
+                    header: HeaderValue::from_str(host)
+                        .map_err(|_| invalid(format!("{host:?} is not a header value")))?,
                 })
             }
             None => None,

@@ -8,7 +8,7 @@ use meshlib_xds::pb::envoy::config::core::v3 as core;
 use meshlib_xds::pb::envoy::config::endpoint::v3 as endpoint;
 use prost::{Message, Name};
 
-use super::duration;
+use super::checked_duration;
 use crate::config::{self, HealthStatus, LbPolicy, Locality, Protocol};
 
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
@@ -104,10 +104,7 @@ pub(crate) fn cluster(c: &cluster::Cluster) -> Result<(config::Cluster, Endpoint
         }
     };
     let lb_policy = lb_policy(c)?;
-    let connect_timeout = c
-        .connect_timeout
-        .as_ref()
-        .and_then(duration)
+    let connect_timeout = checked_duration(c.connect_timeout.as_ref(), "connect_timeout")?
         .filter(|d| !d.is_zero())
         .unwrap_or(Duration::from_secs(5));
     Ok((
@@ -409,20 +406,20 @@ fn dns(c: &cluster::Cluster, mode: config::DnsMode) -> Result<config::DnsDiscove
         }
         _ => config::DnsDiscovery::strict(targets),
     };
-    if let Some(rate) = c.dns_refresh_rate.as_ref().and_then(duration) {
+    if let Some(rate) = checked_duration(c.dns_refresh_rate.as_ref(), "dns_refresh_rate")? {
         dns.refresh_rate = rate;
     }
     if let Some(rate) = &c.dns_failure_refresh_rate {
-        let base = rate
-            .base_interval
-            .as_ref()
-            .and_then(duration)
-            .ok_or("dns_failure_refresh_rate.base_interval: field not present")?;
-        let max = rate
-            .max_interval
-            .as_ref()
-            .and_then(duration)
-            .unwrap_or(base * 10);
+        let base = checked_duration(
+            rate.base_interval.as_ref(),
+            "dns_failure_refresh_rate.base_interval",
+        )?
+        .ok_or("dns_failure_refresh_rate.base_interval: field not present")?;
+        let max = checked_duration(
+            rate.max_interval.as_ref(),
+            "dns_failure_refresh_rate.max_interval",
+        )?
+        .unwrap_or(base * 10);
         dns.failure_refresh_rate = Some(config::FailureRefresh::new(base, max));
     }
     dns.respect_ttl = c.respect_dns_ttl;

@@ -32,10 +32,28 @@ pub(crate) enum ListenerRoutes {
 const HCM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 const ROUTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
 
-pub(crate) fn duration(d: &protobuf::Duration) -> Option<Duration> {
+fn duration(d: &protobuf::Duration) -> Option<Duration> {
     let seconds = u64::try_from(d.seconds).ok()?;
-    let nanos = u32::try_from(d.nanos).ok()?;
+    let nanos = u32::try_from(d.nanos).ok().filter(|n| *n < 1_000_000_000)?;
     Some(Duration::new(seconds, nanos))
+}
+
+/// The duration in `field`, if set; an error naming the field when it is
+/// negative or not a valid `google.protobuf.Duration` (Envoy refuses a
+/// negative duration where it reads one as a time, `DurationUtil`).
+pub(crate) fn checked_duration(
+    d: Option<&protobuf::Duration>,
+    field: &str,
+) -> Result<Option<Duration>, String> {
+    d.map(|d| {
+        duration(d).ok_or_else(|| {
+            format!(
+                "{field}: {}s {}ns is negative or not a valid duration",
+                d.seconds, d.nanos
+            )
+        })
+    })
+    .transpose()
 }
 
 /// A client-side (API) listener: its HttpConnectionManager's routes.

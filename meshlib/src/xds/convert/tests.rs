@@ -714,3 +714,25 @@ fn an_aggregate_cluster_lists_its_clusters_and_an_empty_or_unknown_one_is_refuse
         "{unknown}"
     );
 }
+
+#[test]
+fn a_negative_duration_is_refused_by_field_not_taken_as_unset() {
+    let negative = Duration {
+        seconds: -1,
+        nanos: 0,
+    };
+    let mut r = build::prefix_route("r", "/", &[("c", 1)]);
+    action_of(&mut r).timeout = Some(negative);
+    let error = one_route(r).unwrap_err();
+    assert!(
+        error.contains("timeout: -1s 0ns is negative or not a valid duration"),
+        "{error}"
+    );
+    let mut c = build::eds_cluster("c");
+    c.connect_timeout = Some(negative);
+    let error = cluster(&c).map(drop).unwrap_err();
+    assert!(
+        error.contains("connect_timeout: -1s 0ns is negative"),
+        "{error}"
+    );
+}
