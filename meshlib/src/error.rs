@@ -29,6 +29,11 @@ pub enum ErrorKind {
     /// Finding a cluster's endpoints failed: a DNS name did not resolve, or its
     /// name server did not answer. The endpoints found before stay in force.
     Discovery,
+    /// A route's path rewrite made a path that is not valid, so the request
+    /// is not sent (neither rewritten nor with its original path). The
+    /// route's configuration is at fault, not the caller: HTTP 500, gRPC
+    /// `INTERNAL`.
+    InvalidPath,
 }
 
 impl ErrorKind {
@@ -36,6 +41,7 @@ impl ErrorKind {
     pub fn http_status(self) -> http::StatusCode {
         match self {
             ErrorKind::NoRoute => http::StatusCode::NOT_FOUND,
+            ErrorKind::InvalidPath => http::StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::Timeout => http::StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::UnknownCluster
             | ErrorKind::NoEndpoints
@@ -48,11 +54,13 @@ impl ErrorKind {
     /// The gRPC status code (as its number) gRPC's xDS clients fail an RPC with.
     ///
     /// `UNAVAILABLE` (14) for everything but a timeout, which is
-    /// `DEADLINE_EXCEEDED` (4); gRPC also fails an RPC that matches no route with
+    /// `DEADLINE_EXCEEDED` (4), and an invalid path, `INTERNAL` (13, what gRPC
+    /// makes of HTTP 500); gRPC also fails an RPC that matches no route with
     /// `UNAVAILABLE`, where Envoy answers HTTP 404.
     pub fn grpc_code(self) -> i32 {
         match self {
             ErrorKind::Timeout => 4,
+            ErrorKind::InvalidPath => 13,
             _ => 14,
         }
     }
@@ -66,6 +74,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Upstream => "upstream error",
             ErrorKind::Discovery => "discovery failed",
+            ErrorKind::InvalidPath => "invalid path",
         }
     }
 }

@@ -240,13 +240,26 @@ impl RouteDecision {
     /// let table = RouteTable::new(&config)?;
     /// let mut request = http::Request::get("http://api/v1/users?page=2").body(())?;
     /// let decision = table.decide(&request)?;
-    /// decision.apply(&mut request);
+    /// decision.apply(&mut request)?;
     /// assert_eq!(request.uri(), "http://backend.internal/internal/v1/users?page=2");
     /// assert_eq!(request.headers()["x-routed"], "yes");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn apply<B>(&self, request: &mut Request<B>) {
-        self.route.actions.apply(request);
+    ///
+    /// A path rewrite that makes a path that is not valid (a `regex_rewrite`
+    /// can, from some paths) fails with [`ErrorKind::InvalidPath`], naming
+    /// the route: the request must not go on with its original path.
+    pub fn apply<B>(&self, request: &mut Request<B>) -> Result<(), Error> {
+        self.route.actions.apply(request).map_err(|message| {
+            Error::new(
+                ErrorKind::InvalidPath,
+                format!(
+                    "route {:?} of virtual host {:?}: {message}",
+                    self.route(),
+                    self.virtual_host()
+                ),
+            )
+        })
     }
 
     /// The error for a decision whose cluster is not configured.
@@ -345,7 +358,9 @@ where
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         match self.table.decide(&request) {
             Ok(decision) => {
-                decision.apply(&mut request);
+                if let Err(error) = decision.apply(&mut request) {
+                    return ResponseFuture::failed(error);
+                }
                 if let Some(hash) = decision.hash() {
                     request.extensions_mut().insert(hash);
                 }

@@ -1142,4 +1142,24 @@ virtual_hosts:
         assert!(message.contains("matches GET \"/xxx"), "{message}");
         assert!(message.ends_with("… (60001 bytes)"), "{message}");
     }
+
+    #[test]
+    fn a_rewrite_to_an_invalid_path_fails_the_request_by_route() {
+        // It used to send the original path, with only a `debug!` line.
+        let table = routes(&[
+            "{ name: strip, match: { prefix: /x/ }, route: { cluster: c, regex_rewrite: { pattern: { regex: '^/x/(.*)$' }, substitution: '\\1' } } }",
+        ]);
+        let mut request = get("http://svc/x/secret?q=1");
+        let decision = table.decide(&request).unwrap();
+        let error = decision.apply(&mut request).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidPath);
+        assert_eq!(error.http_status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            error.to_string().contains(
+                "route \"strip\" of virtual host \"v\": regex_rewrite made the path \"secret\" from \"/x/secret\", which is not a path"
+            ),
+            "{error}"
+        );
+        assert!(table.check(&get("http://svc/x/secret")).is_err());
+    }
 }
