@@ -29,10 +29,12 @@ pub enum ErrorKind {
     /// Finding a cluster's endpoints failed: a DNS name did not resolve, or its
     /// name server did not answer. The endpoints found before stay in force.
     Discovery,
-    /// A route's path rewrite made a path that is not valid, so the request
-    /// is not sent (neither rewritten nor with its original path). The
-    /// route's configuration is at fault, not the caller: HTTP 500, gRPC
-    /// `INTERNAL`.
+    /// The request's path cannot be sent: with `normalize_path` on it
+    /// cannot be normalised (it does not start with `/`), or a route's path
+    /// rewrite made a path that is not valid (the request is sent neither
+    /// rewritten nor with its original path). HTTP 400, as Envoy answers a
+    /// path it cannot normalise (and an upstream, a path Envoy's rewrite
+    /// broke); gRPC `INTERNAL`, what gRPC makes of a 400.
     InvalidPath,
 }
 
@@ -41,7 +43,7 @@ impl ErrorKind {
     pub fn http_status(self) -> http::StatusCode {
         match self {
             ErrorKind::NoRoute => http::StatusCode::NOT_FOUND,
-            ErrorKind::InvalidPath => http::StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::InvalidPath => http::StatusCode::BAD_REQUEST,
             ErrorKind::Timeout => http::StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::UnknownCluster
             | ErrorKind::NoEndpoints
@@ -55,7 +57,7 @@ impl ErrorKind {
     ///
     /// `UNAVAILABLE` (14) for everything but a timeout, which is
     /// `DEADLINE_EXCEEDED` (4), and an invalid path, `INTERNAL` (13, what gRPC
-    /// makes of HTTP 500); gRPC also fails an RPC that matches no route with
+    /// makes of HTTP 400); gRPC also fails an RPC that matches no route with
     /// `UNAVAILABLE`, where Envoy answers HTTP 404.
     pub fn grpc_code(self) -> i32 {
         match self {

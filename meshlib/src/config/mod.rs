@@ -78,6 +78,20 @@ pub struct MeshConfig {
     /// The clusters routes may send traffic to.
     #[serde(default)]
     pub clusters: Vec<Cluster>,
+    /// Whether request paths are normalised before routing, as RFC 3986
+    /// says (percent-encoded unreserved characters decoded, `.` and `..`
+    /// segments removed), and sent upstream normalised: Envoy's
+    /// HttpConnectionManager `normalize_path`. Default `false`, as in Envoy,
+    /// which recommends turning it on: without it `/public/../admin`
+    /// matches a `/public` route. Over xDS, read from the listener's
+    /// HttpConnectionManager.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub normalize_path: bool,
+    /// Whether runs of `/` in request paths are merged into one before
+    /// routing (after `normalize_path`), and sent upstream merged: Envoy's
+    /// HttpConnectionManager `merge_slashes`. Default `false`, as in Envoy.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub merge_slashes: bool,
     /// The regexes its last validation compiled, for its route table.
     #[serde(skip)]
     pub(crate) regexes: safe_regex::Regexes,
@@ -89,9 +103,15 @@ impl MeshConfig {
         MeshConfig {
             virtual_hosts,
             clusters,
+            normalize_path: false,
+            merge_slashes: false,
             regexes: Default::default(),
         }
     }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A set of domains and the routes that apply to requests for them.

@@ -59,6 +59,8 @@ fn authority_of<'a>(uri: &'a http::Uri, headers: &'a http::HeaderMap) -> Option<
 pub(crate) struct RequestHeaders<'a> {
     method: &'a http::Method,
     uri: &'a http::Uri,
+    /// `:path`: the URI's path and query, or as normalisation made them.
+    path_and_query: &'a str,
     headers: &'a http::HeaderMap,
     read: RefCell<HashMap<http::HeaderName, HeaderValue<'a>>>,
 }
@@ -101,8 +103,18 @@ impl<'a> RequestHeaders<'a> {
         RequestHeaders {
             method: request.method(),
             uri: request.uri(),
+            path_and_query: request.uri().path_and_query().map_or("/", |p| p.as_str()),
             headers: request.headers(),
             read: RefCell::default(),
+        }
+    }
+
+    /// The same, its `:path` being `path_and_query` (the request's path as
+    /// normalisation made it).
+    pub(crate) fn with_path(self, path_and_query: &'a str) -> Self {
+        RequestHeaders {
+            path_and_query,
+            ..self
         }
     }
 
@@ -112,7 +124,7 @@ impl<'a> RequestHeaders<'a> {
         match header {
             HeaderRef::Authority => authority_of(self.uri, self.headers).and_then(text),
             HeaderRef::Method => text(self.method.as_str()),
-            HeaderRef::Path => text(self.uri.path_and_query().map_or("/", |p| p.as_str())),
+            HeaderRef::Path => text(self.path_and_query),
             HeaderRef::Scheme => self.uri.scheme_str().and_then(text),
             HeaderRef::Header(name) => self.header(name),
         }

@@ -19,6 +19,7 @@ use http::Request;
 use super::action::RequestActions;
 use super::hash::HashPolicies;
 use super::index::{PathIndex, RouteKeys};
+use super::normalize::PathNormalization;
 use super::split::WeightedClusters;
 use super::{RouteDecision, RouteInfo};
 use crate::config::{self, ConfigError, Destination, MeshConfig, Problem};
@@ -68,6 +69,8 @@ pub struct RouteTable {
     prefixes: Vec<(Box<str>, usize)>,
     /// The `*` virtual host.
     any: Option<usize>,
+    /// How request paths are normalised before matching.
+    paths: PathNormalization,
 }
 
 #[derive(Debug)]
@@ -109,6 +112,10 @@ impl RouteTable {
             suffixes: Vec::new(),
             prefixes: Vec::new(),
             any: None,
+            paths: PathNormalization {
+                normalize: config.normalize_path,
+                merge_slashes: config.merge_slashes,
+            },
         };
         for (index, vhost) in config.virtual_hosts.iter().enumerate() {
             let name: Arc<str> = Arc::from(vhost.name.as_str());
@@ -165,8 +172,13 @@ impl RouteTable {
     /// to weight, the request's timeout, its hash. Pure but for the random
     /// draws (weighted clusters, `runtime_fraction`): the request is not
     /// changed; [`RouteDecision::apply`] applies the route's rewrites.
+    ///
+    /// With `normalize_path` or `merge_slashes` on, the path is normalised
+    /// first (see [`MeshConfig::normalize_path`]): routes match the
+    /// normalised path, and [`RouteDecision::apply`] sends it.
     pub fn decide<B>(&self, request: &Request<B>) -> Result<RouteDecision, Error> {
-        let route = self.find(request)?;
+        let normalized = self.normalized_path(request)?;
+        let route = self.find(request, normalized.as_ref())?;
         let cluster = match &route.target {
             Target::Cluster(name) => name.clone(),
             Target::Weighted(split) => split.pick_random().cloned().ok_or_else(|| {
@@ -203,14 +215,47 @@ impl RouteTable {
             cluster,
             timeout,
             hash,
+            normalized.map(|n| n.path),
         ))
     }
 
-    fn find<B>(&self, request: &Request<B>) -> Result<&RouteEntry, Error> {
+    /// The request's path normalised, when the configuration asks for it
+    /// and it changes; an error when it cannot be normalised.
+    fn normalized_path<B>(&self, request: &Request<B>) -> Result<Option<NormalizedPath>, Error> {
+        let uri = request.uri();
+        let path = match self.paths.apply(uri.path()) {
+            Ok(Cow::Borrowed(_)) => return Ok(None),
+            Ok(Cow::Owned(path)) => path,
+            Err(why) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidPath,
+                    format!("path {} cannot be normalised: it {why}", Quoted(uri.path())),
+                ));
+            }
+        };
+        let path_and_query = match uri.query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path.clone(),
+        };
+        Ok(Some(NormalizedPath {
+            path: Arc::from(path),
+            path_and_query,
+        }))
+    }
+
+    fn find<B>(
+        &self,
+        request: &Request<B>,
+        normalized: Option<&NormalizedPath>,
+    ) -> Result<&RouteEntry, Error> {
         let vhost = self.virtual_host_of(request)?;
-        let (path, query) = (request.uri().path(), request.uri().query());
+        let query = request.uri().query();
+        let path = normalized.map_or(request.uri().path(), |n| &*n.path);
         // One view for the whole decision: a repeated header is joined once.
-        let headers = RequestHeaders::new(request);
+        let mut headers = RequestHeaders::new(request);
+        if let Some(normalized) = normalized {
+            headers = headers.with_path(&normalized.path_and_query);
+        }
         vhost
             .index
             .first_match(
@@ -224,7 +269,7 @@ impl RouteTable {
                 },
             )
             .and_then(|i| vhost.routes.get(i as usize))
-            .ok_or_else(|| no_route(vhost, request))
+            .ok_or_else(|| no_route(vhost, request, path))
     }
 
     fn virtual_host_of<B>(&self, request: &Request<B>) -> Result<&VirtualHostEntry, Error> {
@@ -280,14 +325,22 @@ impl RouteTable {
     }
 }
 
-fn no_route<B>(vhost: &VirtualHostEntry, request: &Request<B>) -> Error {
+/// A request path as normalisation made it, with its query for `:path`.
+#[derive(Debug)]
+struct NormalizedPath {
+    path: Arc<str>,
+    path_and_query: String,
+}
+
+/// `path` is the one matched: the request's, normalised if it was.
+fn no_route<B>(vhost: &VirtualHostEntry, request: &Request<B>, path: &str) -> Error {
     Error::new(
         ErrorKind::NoRoute,
         format!(
             "no route in virtual host {:?} matches {} {}",
             vhost.name,
             request.method(),
-            Quoted(request.uri().path())
+            Quoted(path)
         ),
     )
 }
@@ -1037,7 +1090,7 @@ virtual_hosts:
                 let view = RequestHeaders::new(&request);
                 let linear = vhost.routes.iter().position(|r| r.matches(&view, p, q));
                 let indexed = table
-                    .find(&request)
+                    .find(&request, None)
                     .ok()
                     .and_then(|found| vhost.routes.iter().position(|r| std::ptr::eq(r, found)));
                 assert_eq!(indexed, linear, "round {round}: {uri} in {lines:#?}");
@@ -1153,7 +1206,7 @@ virtual_hosts:
         let decision = table.decide(&request).unwrap();
         let error = decision.apply(&mut request).unwrap_err();
         assert_eq!(error.kind(), ErrorKind::InvalidPath);
-        assert_eq!(error.http_status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(error.http_status(), http::StatusCode::BAD_REQUEST);
         assert!(
             error.to_string().contains(
                 "route \"strip\" of virtual host \"v\": regex_rewrite made the path \"secret\" from \"/x/secret\", which is not a path"
@@ -1161,5 +1214,31 @@ virtual_hosts:
             "{error}"
         );
         assert!(table.check(&get("http://svc/x/secret")).is_err());
+    }
+
+    #[test]
+    fn normalised_paths_are_matched_and_sent_when_asked_for() {
+        let yaml = |options: &str| {
+            format!(
+                "{options}clusters: [{{ name: public }}, {{ name: admin }}]\nvirtual_hosts: [{{ name: v, domains: ['*'], routes: [{{ name: public, match: {{ prefix: /public }}, route: {{ cluster: public }} }}, {{ name: admin, match: {{ prefix: /admin }}, route: {{ cluster: admin }} }}] }}]"
+            )
+        };
+        // Envoy's default: off, and the dot segments reach `/public`.
+        let off = table(&yaml(""));
+        let request = || get("http://svc/public/../admin/secret?q=1");
+        assert_eq!(off.decide(&request()).unwrap().cluster(), "public");
+        let on = table(&yaml("normalize_path: true\nmerge_slashes: true\n"));
+        let mut sent = request();
+        let decision = on.decide(&sent).unwrap();
+        assert_eq!(decision.cluster(), "admin");
+        decision.apply(&mut sent).unwrap();
+        assert_eq!(sent.uri(), "http://svc/admin/secret?q=1", "sent normalised");
+        let merged = on.decide(&get("http://svc//public//%61")).unwrap();
+        assert_eq!(merged.cluster(), "public");
+        // Above the root is the root, as Envoy's canonicaliser has it.
+        assert_eq!(
+            on.decide(&get("http://svc/../../admin")).unwrap().cluster(),
+            "admin"
+        );
     }
 }

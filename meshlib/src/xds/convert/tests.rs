@@ -736,3 +736,29 @@ fn a_negative_duration_is_refused_by_field_not_taken_as_unset() {
         "{error}"
     );
 }
+
+#[test]
+fn path_normalisation_is_read_from_the_http_connection_manager() {
+    use meshlib_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+    use prost::Message;
+    let plain = build::api_listener("l", "rc");
+    let converted = super::listener(&plain).unwrap();
+    assert!(
+        !converted.normalize_path && !converted.merge_slashes,
+        "Envoy's defaults"
+    );
+    let mut listener = plain.clone();
+    let api = listener
+        .api_listener
+        .as_mut()
+        .unwrap()
+        .api_listener
+        .as_mut()
+        .unwrap();
+    let mut manager = hcm::HttpConnectionManager::decode(api.value.as_slice()).unwrap();
+    manager.normalize_path = Some(BoolValue { value: true });
+    manager.merge_slashes = true;
+    *api = build::any(&manager);
+    let converted = super::listener(&listener).unwrap();
+    assert!(converted.normalize_path && converted.merge_slashes);
+}
