@@ -381,8 +381,9 @@ fn dns(c: &cluster::Cluster, mode: config::DnsMode) -> Result<config::DnsDiscove
                 return Err(format!("{field}: address: a socket address is needed"));
             };
             let port = match sa.port_specifier {
-                Some(core::socket_address::PortSpecifier::PortValue(p)) => u16::try_from(p)
-                    .map_err(|_| format!("{field}: port_value {p} is above 65535"))?,
+                Some(core::socket_address::PortSpecifier::PortValue(p)) => {
+                    port_value(p).map_err(|e| format!("{field}: {e}"))?
+                }
                 _ => return Err(format!("{field}: address: port_value is missing")),
             };
             let weight = lb.load_balancing_weight.as_ref().map_or(1, |w| w.value);
@@ -547,12 +548,19 @@ fn socket_address(address: Option<&core::Address>) -> Result<SocketAddr, String>
         )
     })?;
     let port = match sa.port_specifier {
-        Some(core::socket_address::PortSpecifier::PortValue(p)) => {
-            u16::try_from(p).map_err(|_| format!("port_value {p} is above 65535"))?
-        }
+        Some(core::socket_address::PortSpecifier::PortValue(p)) => port_value(p)?,
         _ => return Err("address: port_value is missing".to_owned()),
     };
     Ok(SocketAddr::new(ip, port))
+}
+
+/// An endpoint's `port_value`: 1 to 65535 (port 0 cannot be connected to).
+fn port_value(p: u32) -> Result<u16, String> {
+    match u16::try_from(p) {
+        Ok(0) => Err("port_value 0: an endpoint cannot be connected to on port 0".to_owned()),
+        Ok(port) => Ok(port),
+        Err(_) => Err(format!("port_value {p} is above 65535")),
+    }
 }
 
 /// EDS health: UNKNOWN and HEALTHY take traffic; UNHEALTHY, DRAINING (and

@@ -762,3 +762,13 @@ fn path_normalisation_is_read_from_the_http_connection_manager() {
     let converted = super::listener(&listener).unwrap();
     assert!(converted.normalize_path && converted.merge_slashes);
 }
+
+#[test]
+fn an_endpoint_on_port_0_is_refused_by_field() {
+    let zero: std::net::SocketAddr = ([10, 0, 0, 1], 0).into();
+    let error = assignment(&build::cluster_load_assignment("c", &[zero])).unwrap_err();
+    assert!(
+        error.contains("endpoints[0].lb_endpoints[0]") && error.contains("port_value 0"),
+        "{error}"
+    );
+}
