@@ -361,7 +361,10 @@ fn route_action(action: &route::RouteAction) -> Result<RouteAction, String> {
     }
     let host_rewrite_literal = match &action.host_rewrite_specifier {
         None => None,
-        Some(H::HostRewriteLiteral(host)) => Some(host.clone()),
+        Some(H::HostRewriteLiteral(host)) => {
+            config::host_rewrite(host).map_err(|e| format!("host_rewrite_literal: {e}"))?;
+            Some(host.clone())
+        }
         Some(H::AutoHostRewrite(b)) if !b.value => None,
         Some(_) => {
             return Err("host_rewrite: only host_rewrite_literal is supported".to_owned());

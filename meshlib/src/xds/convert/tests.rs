@@ -772,3 +772,18 @@ fn an_endpoint_on_port_0_is_refused_by_field() {
         "{error}"
     );
 }
+
+#[test]
+fn a_host_rewrite_literal_that_is_not_host_and_port_is_refused() {
+    let mut r = build::prefix_route("r", "/", &[("c", 1)]);
+    action_of(&mut r).host_rewrite_specifier = Some(
+        route::route_action::HostRewriteSpecifier::HostRewriteLiteral(
+            "user@evil.com:99999".to_owned(),
+        ),
+    );
+    let error = one_route(r).unwrap_err();
+    assert!(
+        error.contains("host_rewrite_literal: \"user@evil.com:99999\" is not a valid authority"),
+        "{error}"
+    );
+}
