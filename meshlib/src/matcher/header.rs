@@ -50,11 +50,12 @@ fn authority_of<'a>(uri: &'a http::Uri, headers: &'a http::HeaderMap) -> Option<
     }
 }
 
-/// A request as header rules read it during one decision. A header's value
-/// is read once, on first use: the values of a header sent several times
-/// are joined by `,` and checked for UTF-8 then, and that one copy serves
-/// every later rule, so a decision over many rules and a large repeated
-/// header costs the header's size once, not once per rule.
+/// A request as header rules read it during one decision. A large or
+/// repeated header's value is read once, on first use: the values of a
+/// header sent several times are joined by `,` and checked for UTF-8 then,
+/// and that one copy serves every later rule, so a decision over many rules
+/// and a large repeated header costs the header's size once, not once per
+/// rule. A short value sent once is simply read again.
 #[derive(Debug)]
 pub(crate) struct RequestHeaders<'a> {
     method: &'a http::Method,
@@ -131,12 +132,31 @@ impl<'a> RequestHeaders<'a> {
     }
 
     fn header(&self, name: &http::HeaderName) -> Option<HeaderValue<'a>> {
-        if let Some(value) = self.read.borrow().get(name) {
-            return Some(value.clone());
+        let mut values = self.headers.get_all(name).iter();
+        let first = values.next()?;
+        if values.next().is_none() && first.len() <= READ_AGAIN_UP_TO {
+            // Cheaper to check again than to keep: the common case allocates nothing.
+            return Some(borrowed_value(first.as_bytes()));
+        }
+        let known = self.read.borrow().get(name).cloned();
+        if known.is_some() {
+            return known;
         }
         let value = read_value(self.headers, name)?;
         self.read.borrow_mut().insert(name.clone(), value.clone());
         Some(value)
+    }
+}
+
+/// A header sent once with a value of at most this many bytes is read (its
+/// UTF-8 checked) by each rule; a longer one, or one sent several times, is
+/// read once per decision and kept.
+const READ_AGAIN_UP_TO: usize = 256;
+
+fn borrowed_value(bytes: &[u8]) -> HeaderValue<'_> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => HeaderValue::Text(text),
+        Err(_) => HeaderValue::Bytes(bytes),
     }
 }
 
@@ -147,10 +167,7 @@ fn read_value<'a>(
     name: &http::HeaderName,
 ) -> Option<HeaderValue<'a>> {
     Some(match joined_values(headers, name)? {
-        Cow::Borrowed(bytes) => match std::str::from_utf8(bytes) {
-            Ok(text) => HeaderValue::Text(text),
-            Err(_) => HeaderValue::Bytes(bytes),
-        },
+        Cow::Borrowed(bytes) => borrowed_value(bytes),
         Cow::Owned(bytes) => match String::from_utf8(bytes) {
             Ok(text) => HeaderValue::JoinedText(text.into()),
             Err(error) => HeaderValue::JoinedBytes(error.into_bytes().into()),
