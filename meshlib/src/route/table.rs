@@ -209,7 +209,8 @@ impl RouteTable {
             route.info.max_stream_duration.as_ref(),
             request.headers(),
         );
-        let hash = route.info.hash.hash(request);
+        let path_and_query = normalized.as_ref().map(|n| n.path_and_query.as_str());
+        let hash = route.info.hash.hash(request, path_and_query);
         Ok(RouteDecision::matched(
             route.info.clone(),
             cluster,
@@ -1231,7 +1232,7 @@ virtual_hosts:
     fn normalised_paths_are_matched_and_sent_when_asked_for() {
         let yaml = |options: &str| {
             format!(
-                "{options}clusters: [{{ name: public }}, {{ name: admin }}]\nvirtual_hosts: [{{ name: v, domains: ['*'], routes: [{{ name: public, match: {{ prefix: /public }}, route: {{ cluster: public }} }}, {{ name: admin, match: {{ prefix: /admin }}, route: {{ cluster: admin }} }}] }}]"
+                "{options}clusters: [{{ name: public }}, {{ name: admin }}]\nvirtual_hosts: [{{ name: v, domains: ['*'], routes: [{{ name: public, match: {{ prefix: /public }}, route: {{ cluster: public }} }}, {{ name: admin, match: {{ prefix: /admin }}, route: {{ cluster: admin, hash_policy: [{{ header: {{ header_name: ':path' }} }}] }} }}] }}]"
             )
         };
         // Envoy's default: off, and the dot segments reach `/public`.
