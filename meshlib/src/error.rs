@@ -29,6 +29,13 @@ pub enum ErrorKind {
     /// Finding a cluster's endpoints failed: a DNS name did not resolve, or its
     /// name server did not answer. The endpoints found before stay in force.
     Discovery,
+    /// The request's path cannot be sent: with `normalize_path` on it
+    /// cannot be normalised (it does not start with `/`), or a route's path
+    /// rewrite made a path that is not valid (the request is sent neither
+    /// rewritten nor with its original path). HTTP 400, as Envoy answers a
+    /// path it cannot normalise (and an upstream, a path Envoy's rewrite
+    /// broke); gRPC `INTERNAL`, what gRPC makes of a 400.
+    InvalidPath,
 }
 
 impl ErrorKind {
@@ -36,6 +43,7 @@ impl ErrorKind {
     pub fn http_status(self) -> http::StatusCode {
         match self {
             ErrorKind::NoRoute => http::StatusCode::NOT_FOUND,
+            ErrorKind::InvalidPath => http::StatusCode::BAD_REQUEST,
             ErrorKind::Timeout => http::StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::UnknownCluster
             | ErrorKind::NoEndpoints
@@ -48,11 +56,13 @@ impl ErrorKind {
     /// The gRPC status code (as its number) gRPC's xDS clients fail an RPC with.
     ///
     /// `UNAVAILABLE` (14) for everything but a timeout, which is
-    /// `DEADLINE_EXCEEDED` (4); gRPC also fails an RPC that matches no route with
+    /// `DEADLINE_EXCEEDED` (4), and an invalid path, `INTERNAL` (13, what gRPC
+    /// makes of HTTP 400); gRPC also fails an RPC that matches no route with
     /// `UNAVAILABLE`, where Envoy answers HTTP 404.
     pub fn grpc_code(self) -> i32 {
         match self {
             ErrorKind::Timeout => 4,
+            ErrorKind::InvalidPath => 13,
             _ => 14,
         }
     }
@@ -66,6 +76,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Upstream => "upstream error",
             ErrorKind::Discovery => "discovery failed",
+            ErrorKind::InvalidPath => "invalid path",
         }
     }
 }
@@ -169,10 +180,49 @@ impl fmt::Display for Error {
     }
 }
 
+/// Request data (a path, an authority) as an error message quotes it: in
+/// quotes and escaped, at most [`Quoted::MAX`] bytes of it, then an ellipsis
+/// and its whole length, so a hostile 60 KB path makes no 60 KB message.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Quoted<'a>(pub(crate) &'a str);
+
+impl Quoted<'_> {
+    /// The most bytes of the data quoted.
+    pub(crate) const MAX: usize = 256;
+}
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let data = self.0;
+        if data.len() <= Self::MAX {
+            return write!(f, "{data:?}");
+        }
+        let mut end = Self::MAX;
+        while !data.is_char_boundary(end) {
+            end -= 1;
+        }
+        write!(f, "{:?}… ({} bytes)", &data[..end], data.len())
+    }
+}
+
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_request_data_is_cut_at_256_bytes_with_its_length() {
+        assert_eq!(Quoted("/a\"b").to_string(), r#""/a\"b""#);
+        let long = format!("/{}", "é".repeat(30_000));
+        let quoted = Quoted(&long).to_string();
+        assert!(quoted.ends_with("\"… (60001 bytes)"), "{quoted}");
+        assert!(quoted.len() < 300, "{}", quoted.len());
     }
 }

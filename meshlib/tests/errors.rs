@@ -46,7 +46,7 @@ async fn no_route_names_the_authority_or_the_path() {
     let err = send(&mesh, "http://api/orders", &[]).await.unwrap_err();
     assert_eq!(
         err.to_string(),
-        "no route: no route in virtual host \"api\" matches GET /orders"
+        "no route: no route in virtual host \"api\" matches GET \"/orders\""
     );
 }
 

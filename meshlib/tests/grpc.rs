@@ -85,7 +85,7 @@ clusters:
     assert_eq!(status.code(), tonic::Code::Unavailable);
     assert_eq!(
         status.message(),
-        "no route: no route in virtual host \"greeter\" matches POST /grpc.health.v1.Health/Watch"
+        "no route: no route in virtual host \"greeter\" matches POST \"/grpc.health.v1.Health/Watch\""
     );
     a.abort();
     b.abort();

@@ -385,7 +385,7 @@ clusters:
     let mut held = Vec::new();
     for request in requests {
         // The refused answer at once; the two retried wait on the server.
-        match tokio::time::timeout(Duration::from_millis(500), async { request.await }).await {
+        match tokio::time::timeout(Duration::from_millis(500), request).await {
             Ok(response) => refused.push(response.unwrap()),
             Err(_) => held.push(()),
         }

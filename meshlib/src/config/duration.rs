@@ -24,6 +24,10 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
     let value: f64 = number
         .parse()
         .map_err(|_| format!("duration {text:?} is not a number followed by a unit"))?;
+    // `-0s` is negative zero, which `Duration` would take for zero.
+    if value.is_sign_negative() {
+        return Err(format!("duration {text:?} is negative"));
+    }
     Duration::try_from_secs_f64(value * unit_secs)
         .map_err(|_| format!("duration {text:?} is negative or too large"))
 }
@@ -90,6 +94,9 @@ mod tests {
         assert!(parse("5").unwrap_err().contains("needs a unit"));
         assert!(parse("fives").unwrap_err().contains("not a number"));
         assert!(parse("-1s").unwrap_err().contains("negative"));
+        // Negative zero: `Duration` would read it as zero.
+        assert!(parse("-0s").unwrap_err().contains("negative"));
+        assert!(parse("-0.0ms").unwrap_err().contains("negative"));
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub use retry::{GrpcRetryRules, RetryBackOff, RetryCondition, RetryOn, RetryPoli
 pub use safe_regex::REGEX_SIZE_LIMIT;
 pub(crate) use safe_regex::{Regexes, full_match, search};
 pub use validate::MAX_PROBLEMS;
+pub(crate) use validate::host_rewrite;
 
 /// A whole mesh configuration: what to route where, and the clusters routed to.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -77,6 +78,20 @@ pub struct MeshConfig {
     /// The clusters routes may send traffic to.
     #[serde(default)]
     pub clusters: Vec<Cluster>,
+    /// Whether request paths are normalised before routing, as RFC 3986
+    /// says (percent-encoded unreserved characters decoded, `.` and `..`
+    /// segments removed), and sent upstream normalised: Envoy's
+    /// HttpConnectionManager `normalize_path`. Default `false`, as in Envoy,
+    /// which recommends turning it on: without it `/public/../admin`
+    /// matches a `/public` route. Over xDS, read from the listener's
+    /// HttpConnectionManager.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub normalize_path: bool,
+    /// Whether runs of `/` in request paths are merged into one before
+    /// routing (after `normalize_path`), and sent upstream merged: Envoy's
+    /// HttpConnectionManager `merge_slashes`. Default `false`, as in Envoy.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub merge_slashes: bool,
     /// The regexes its last validation compiled, for its route table.
     #[serde(skip)]
     pub(crate) regexes: safe_regex::Regexes,
@@ -88,9 +103,15 @@ impl MeshConfig {
         MeshConfig {
             virtual_hosts,
             clusters,
+            normalize_path: false,
+            merge_slashes: false,
             regexes: Default::default(),
         }
     }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A set of domains and the routes that apply to requests for them.
@@ -1082,7 +1103,8 @@ impl MeshConfig {
     /// non-empty, routes pointing at defined clusters, weights summing above
     /// zero, regular expressions that compile. All problems are reported at once.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        validate::check(self).map_err(|problems| ConfigError::invalid(None, problems))
+        validate::check(self, validate::Rules::Model)
+            .map_err(|problems| ConfigError::invalid(None, problems))
     }
 
     /// The cluster named `name`.
@@ -1097,14 +1119,16 @@ impl MeshConfig {
             expansion::limit_for(text.len()),
         )
         .map_err(|e| ConfigError::syntax(origin, e.to_string()))?;
-        validate::check(&config).map_err(|problems| ConfigError::invalid(origin, problems))?;
+        validate::check(&config, validate::Rules::File)
+            .map_err(|problems| ConfigError::invalid(origin, problems))?;
         Ok(config)
     }
 
     pub(crate) fn parse_json(text: &str, origin: Option<&str>) -> Result<Self, ConfigError> {
         let config: MeshConfig =
             serde_json::from_str(text).map_err(|e| ConfigError::syntax(origin, e.to_string()))?;
-        validate::check(&config).map_err(|problems| ConfigError::invalid(origin, problems))?;
+        validate::check(&config, validate::Rules::File)
+            .map_err(|problems| ConfigError::invalid(origin, problems))?;
         Ok(config)
     }
 }

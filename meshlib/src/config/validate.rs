@@ -23,6 +23,18 @@ struct Problems {
     /// How many were found beyond [`MAX_PROBLEMS`].
     more: usize,
     regexes: Compiling,
+    rules: Rules,
+}
+
+/// Which rules a configuration is held to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Rules {
+    /// The model's: what Envoy accepts over xDS, meshlib accepts too.
+    Model,
+    /// A file's, stricter: a mistake Envoy would let through over xDS (a
+    /// route path without its leading `/`, which no request path matches)
+    /// is refused where a person wrote it.
+    File,
 }
 
 impl Problems {
@@ -67,13 +79,14 @@ impl Problems {
     }
 }
 
-/// Checks `config`; the problems found, or `Ok`.
+/// Checks `config` under `rules`; the problems found, or `Ok`.
 /// The regexes it compiles are kept in `config` for its route table.
-pub(super) fn check(config: &MeshConfig) -> Result<(), Vec<Problem>> {
+pub(super) fn check(config: &MeshConfig, rules: Rules) -> Result<(), Vec<Problem>> {
     let mut problems = Problems {
         found: Vec::new(),
         more: 0,
         regexes: config.regexes.start(),
+        rules,
     };
     check_clusters(config, &mut problems);
     check_virtual_hosts(config, &mut problems);
@@ -138,6 +151,7 @@ fn check_clusters(config: &MeshConfig, problems: &mut Problems) {
             continue;
         }
         let resource = format!("cluster {:?}", cluster.name);
+        check_name(&cluster.name, &resource, problems);
         if let Some(first) = seen.insert(&cluster.name, i) {
             problems.push(
                 &resource,
@@ -214,6 +228,13 @@ fn check_clusters(config: &MeshConfig, problems: &mut Problems) {
             let field = format!("endpoints[{j}]");
             if endpoint.weight == 0 {
                 problems.push(&resource, &field, "weight must be at least 1");
+            }
+            if endpoint.address.port() == 0 {
+                problems.push(
+                    &resource,
+                    &format!("{field}: address"),
+                    format!("{}: port 0 cannot be connected to", endpoint.address),
+                );
             }
             if let Some(first) = addresses.insert(endpoint.address, j) {
                 problems.push(
@@ -359,6 +380,7 @@ fn check_virtual_hosts(config: &MeshConfig, problems: &mut Problems) {
             continue;
         }
         let resource = format!("virtual_host {:?}", vhost.name);
+        check_name(&vhost.name, &resource, problems);
         if let Some(first) = names.insert(&vhost.name, i) {
             problems.push(
                 &resource,
@@ -394,9 +416,47 @@ fn check_virtual_hosts(config: &MeshConfig, problems: &mut Problems) {
             } else {
                 format!("{resource}: route {:?}", route.name)
             };
+            check_name(&route.name, &resource, problems);
             check_route(&clusters, route, &resource, problems);
         }
     }
+}
+
+/// Names appear in errors, logs, metrics labels and config dumps: a control
+/// character (a NUL above all) in one is refused.
+fn check_name(name: &str, resource: &str, problems: &mut Problems) {
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        problems.push(
+            resource,
+            "name",
+            format!("holds the control character U+{:04X}", u32::from(c)),
+        );
+    }
+}
+
+/// `host_rewrite_literal` as the route sends it: a host (a name or an IP
+/// literal) and an optional port from 1 to 65535, nothing else. The checks
+/// and the route table both read it with this.
+pub(crate) fn host_rewrite(host: &str) -> Result<http::uri::Authority, String> {
+    let invalid = |why: &str| format!("{host:?} is not a valid authority: {why}");
+    let authority: http::uri::Authority = host.parse().map_err(|_| invalid("not `host[:port]`"))?;
+    if host.contains('@') {
+        return Err(invalid("it holds user information (`@`)"));
+    }
+    if authority.host().is_empty() {
+        return Err(invalid("it has no host"));
+    }
+    let port_text = authority
+        .as_str()
+        .strip_prefix(authority.host())
+        .unwrap_or("");
+    if let Some(port) = port_text.strip_prefix(':')
+        && !matches!(port.parse::<u16>(), Ok(1..))
+    {
+        return Err(invalid("its port is not from 1 to 65535"));
+    }
+    http::HeaderValue::from_str(host).map_err(|_| invalid("not a header value"))?;
+    Ok(authority)
 }
 
 fn check_domain(domain: &str) -> Result<(), String> {
@@ -417,6 +477,9 @@ fn check_domain(domain: &str) -> Result<(), String> {
 }
 
 fn check_route(clusters: &HashSet<&str>, route: &Route, resource: &str, problems: &mut Problems) {
+    if problems.rules == Rules::File {
+        check_path_start(&route.matcher.path, resource, problems);
+    }
     if let PathMatch::Regex(pattern) = &route.matcher.path
         && let Err(e) = problems.regexes.full_match(pattern)
     {
@@ -476,6 +539,26 @@ fn check_route(clusters: &HashSet<&str>, route: &Route, resource: &str, problems
     }
 }
 
+/// A `prefix` or `path` that is not empty must start with `/`: a request
+/// path always does, so the route could never match. Envoy accepts one over
+/// xDS (its proto has no rule), so only a file is held to this.
+fn check_path_start(path: &PathMatch, resource: &str, problems: &mut Problems) {
+    let (field, text) = match path {
+        PathMatch::Prefix(prefix) => ("match: prefix", prefix),
+        PathMatch::Exact(path) => ("match: path", path),
+        PathMatch::Regex(_) | PathMatch::PathSeparatedPrefix(_) => return,
+    };
+    if !text.is_empty() && !text.starts_with('/') {
+        problems.push(
+            resource,
+            field,
+            format!(
+                "{text:?} must start with `/` (a request path always does, so it would never match)"
+            ),
+        );
+    }
+}
+
 /// Envoy refuses to add or remove pseudo-headers and `host` by these lists.
 fn check_writable_header(name: &str) -> Result<(), String> {
     if name.starts_with(':') || name.eq_ignore_ascii_case("host") {
@@ -508,13 +591,9 @@ fn check_route_action(
         problems.push(resource, "regex_rewrite: pattern", e);
     }
     if let Some(host) = &action.host_rewrite_literal
-        && host.parse::<http::uri::Authority>().is_err()
+        && let Err(message) = host_rewrite(host)
     {
-        problems.push(
-            resource,
-            "host_rewrite_literal",
-            format!("{host:?} is not a valid authority"),
-        );
+        problems.push(resource, "host_rewrite_literal", message);
     }
     for (i, mirror) in action.request_mirror_policies.iter().enumerate() {
         if !clusters.contains(mirror.cluster.as_str()) {
@@ -1131,5 +1210,79 @@ virtual_hosts:
             typo.contains("retry_on: unknown condition \"5XX\""),
             "{typo}"
         );
+    }
+
+    #[test]
+    fn hostile_values_are_refused_by_field() {
+        let yaml = "
+clusters:
+  - name: \"c\\0x\"
+    endpoints: [{ address: \"127.0.0.1:0\" }]
+  - name: c
+virtual_hosts:
+  - name: a
+    domains: [a]
+    routes:
+      - name: evil
+        match: { prefix: / }
+        route: { cluster: c, host_rewrite_literal: \"user@evil.com:99999\" }
+      - name: slashless
+        match: { prefix: api }
+        route: { cluster: c, timeout: 0s }
+";
+        let found = problems(yaml);
+        let expected = [
+            "cluster \"c\\0x\": name: holds the control character U+0000",
+            "cluster \"c\\0x\": endpoints[0]: address: 127.0.0.1:0: port 0 cannot be connected to",
+            "virtual_host \"a\": route \"evil\": host_rewrite_literal: \"user@evil.com:99999\" is not a valid authority",
+            "virtual_host \"a\": route \"slashless\": match: prefix: \"api\" must start with `/`",
+        ];
+        assert_eq!(found.len(), expected.len(), "{found:#?}");
+        for (found, expected) in found.iter().zip(expected) {
+            assert!(
+                found.starts_with(expected),
+                "{found:?} should start with {expected:?}"
+            );
+        }
+        // A negative zero is a syntax error, named by its place (the path
+        // stops at `route`, whose fields are read flattened; the line and
+        // column point at the value).
+        let error = MeshConfig::from_yaml(&yaml.replace("timeout: 0s", "timeout: -0s"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("routes[1].route: "), "{error}");
+        assert!(error.contains("at line 15 column 16"), "{error}");
+        assert!(error.contains("duration \"-0s\" is negative"), "{error}");
+    }
+
+    #[test]
+    fn a_host_rewrite_is_a_host_and_an_optional_port() {
+        for good in ["example.com", "example.com:8080", "10.0.0.1:1", "[::1]:443"] {
+            assert!(super::host_rewrite(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "user@evil.com",
+            "evil.com:99999",
+            "evil.com:0",
+            "evil.com:",
+            "a b",
+            "",
+        ] {
+            assert!(super::host_rewrite(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_path_without_its_slash_is_refused_from_a_file_only() {
+        let yaml = "clusters: [{ name: c }]\nvirtual_hosts: [{ name: a, domains: [a], routes: [{ match: { path: api }, route: { cluster: c } }] }]";
+        let error = MeshConfig::from_yaml(yaml).unwrap_err().to_string();
+        assert!(
+            error.contains("match: path: \"api\" must start with `/`"),
+            "{error}"
+        );
+        // Envoy accepts it over xDS, and so does the model.
+        let config: MeshConfig = yaml_serde::from_str(yaml).unwrap();
+        assert!(config.validate().is_ok());
+        assert!(MeshConfig::from_yaml(&yaml.replace("path: api", "prefix: ''")).is_ok());
     }
 }

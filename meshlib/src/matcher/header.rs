@@ -1,7 +1,15 @@
 //! Header rules: Envoy's `HeaderMatcher` (gRPC A28), with pseudo-headers
 //! read from the request line.
+//!
+//! Values are bytes, as Envoy reads them: a header whose value is not UTF-8
+//! is present (`present_match` sees it, as it is forwarded), and the string
+//! rules compare its bytes; only `safe_regex` and `range_match`, which read
+//! text, do not match it.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 
 use http::Request;
 
@@ -30,13 +38,141 @@ pub(crate) enum HeaderRef {
 
 /// The request's authority: the URI's, else the `Host` header.
 pub(crate) fn authority<B>(request: &Request<B>) -> Option<&str> {
-    match request.uri().authority() {
+    authority_of(request.uri(), request.headers())
+}
+
+fn authority_of<'a>(uri: &'a http::Uri, headers: &'a http::HeaderMap) -> Option<&'a str> {
+    match uri.authority() {
         Some(authority) => Some(authority.as_str()),
-        None => request
-            .headers()
+        None => headers
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok()),
     }
+}
+
+/// A request as header rules read it during one decision. A large or
+/// repeated header's value is read once, on first use: the values of a
+/// header sent several times are joined by `,` and checked for UTF-8 then,
+/// and that one copy serves every later rule, so a decision over many rules
+/// and a large repeated header costs the header's size once, not once per
+/// rule. A short value sent once is simply read again.
+#[derive(Debug)]
+pub(crate) struct RequestHeaders<'a> {
+    method: &'a http::Method,
+    uri: &'a http::Uri,
+    /// `:path`: the URI's path and query, or as normalisation made them.
+    path_and_query: &'a str,
+    headers: &'a http::HeaderMap,
+    read: RefCell<HashMap<http::HeaderName, HeaderValue<'a>>>,
+}
+
+/// One header's value as a rule reads it: text when it is UTF-8, else its
+/// bytes; borrowed from the request when it was sent once, else joined.
+#[derive(Debug, Clone)]
+pub(crate) enum HeaderValue<'a> {
+    Text(&'a str),
+    Bytes(&'a [u8]),
+    JoinedText(Rc<str>),
+    JoinedBytes(Rc<[u8]>),
+}
+
+impl HeaderValue<'_> {
+    /// The value as text, `None` when it is not UTF-8.
+    pub(crate) fn text(&self) -> Option<&str> {
+        match self {
+            HeaderValue::Text(text) => Some(text),
+            HeaderValue::JoinedText(text) => Some(text),
+            HeaderValue::Bytes(_) | HeaderValue::JoinedBytes(_) => None,
+        }
+    }
+}
+
+impl AsRef<[u8]> for HeaderValue<'_> {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            HeaderValue::Text(text) => text.as_bytes(),
+            HeaderValue::JoinedText(text) => text.as_bytes(),
+            HeaderValue::Bytes(bytes) => bytes,
+            HeaderValue::JoinedBytes(bytes) => bytes,
+        }
+    }
+}
+
+impl<'a> RequestHeaders<'a> {
+    /// `request`'s request line and headers; nothing is read yet.
+    pub(crate) fn new<B>(request: &'a Request<B>) -> Self {
+        RequestHeaders {
+            method: request.method(),
+            uri: request.uri(),
+            path_and_query: request.uri().path_and_query().map_or("/", |p| p.as_str()),
+            headers: request.headers(),
+            read: RefCell::default(),
+        }
+    }
+
+    /// The same, its `:path` being `path_and_query` (the request's path as
+    /// normalisation made it).
+    pub(crate) fn with_path(self, path_and_query: &'a str) -> Self {
+        RequestHeaders {
+            path_and_query,
+            ..self
+        }
+    }
+
+    /// The value of `header`, `None` when it is absent.
+    pub(crate) fn value(&self, header: &HeaderRef) -> Option<HeaderValue<'a>> {
+        let text = |s: &'a str| Some(HeaderValue::Text(s));
+        match header {
+            HeaderRef::Authority => authority_of(self.uri, self.headers).and_then(text),
+            HeaderRef::Method => text(self.method.as_str()),
+            HeaderRef::Path => text(self.path_and_query),
+            HeaderRef::Scheme => self.uri.scheme_str().and_then(text),
+            HeaderRef::Header(name) => self.header(name),
+        }
+    }
+
+    fn header(&self, name: &http::HeaderName) -> Option<HeaderValue<'a>> {
+        let mut values = self.headers.get_all(name).iter();
+        let first = values.next()?;
+        if values.next().is_none() && first.len() <= READ_AGAIN_UP_TO {
+            // Cheaper to check again than to keep: the common case allocates nothing.
+            return Some(borrowed_value(first.as_bytes()));
+        }
+        let known = self.read.borrow().get(name).cloned();
+        if known.is_some() {
+            return known;
+        }
+        let value = read_value(self.headers, name)?;
+        self.read.borrow_mut().insert(name.clone(), value.clone());
+        Some(value)
+    }
+}
+
+/// A header sent once with a value of at most this many bytes is read (its
+/// UTF-8 checked) by each rule; a longer one, or one sent several times, is
+/// read once per decision and kept.
+const READ_AGAIN_UP_TO: usize = 256;
+
+fn borrowed_value(bytes: &[u8]) -> HeaderValue<'_> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => HeaderValue::Text(text),
+        Err(_) => HeaderValue::Bytes(bytes),
+    }
+}
+
+/// The value of `name` in `headers`, its values joined when it was sent
+/// several times; `None` when absent.
+fn read_value<'a>(
+    headers: &'a http::HeaderMap,
+    name: &http::HeaderName,
+) -> Option<HeaderValue<'a>> {
+    Some(match joined_values(headers, name)? {
+        Cow::Borrowed(bytes) => borrowed_value(bytes),
+        Cow::Owned(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => HeaderValue::JoinedText(text.into()),
+            Err(error) => HeaderValue::JoinedBytes(error.into_bytes().into()),
+        },
+    })
 }
 
 pub(crate) fn compile_header(
@@ -77,32 +213,20 @@ impl HeaderRef {
             ),
         })
     }
-
-    /// The value in `request`: a header sent several times has its values
-    /// joined by `,`, as Envoy matches it. `None` when absent or not UTF-8.
-    pub(crate) fn value<'a, B>(&self, request: &'a Request<B>) -> Option<Cow<'a, str>> {
-        match self {
-            HeaderRef::Authority => authority(request).map(Cow::Borrowed),
-            HeaderRef::Method => Some(Cow::Borrowed(request.method().as_str())),
-            HeaderRef::Path => Some(Cow::Borrowed(
-                request.uri().path_and_query().map_or("/", |p| p.as_str()),
-            )),
-            HeaderRef::Scheme => request.uri().scheme_str().map(Cow::Borrowed),
-            HeaderRef::Header(name) => joined(request.headers(), name),
-        }
-    }
 }
 
-/// The values of `name` in `headers` joined by `,`; `None` when absent or
-/// not UTF-8.
-fn joined<'a>(headers: &'a http::HeaderMap, name: &http::HeaderName) -> Option<Cow<'a, str>> {
+/// The values of `name` in `headers` joined by `,`, as Envoy matches a
+/// header sent several times; `None` when absent.
+fn joined_values<'a>(
+    headers: &'a http::HeaderMap,
+    name: &http::HeaderName,
+) -> Option<Cow<'a, [u8]>> {
     let mut values = headers.get_all(name).iter();
-    let first = std::str::from_utf8(values.next()?.as_bytes()).ok()?;
-    let mut joined: Cow<'a, str> = Cow::Borrowed(first);
+    let mut joined = Cow::Borrowed(values.next()?.as_bytes());
     for more in values {
         let joined = joined.to_mut();
-        joined.push(',');
-        joined.push_str(std::str::from_utf8(more.as_bytes()).ok()?);
+        joined.push(b',');
+        joined.extend_from_slice(more.as_bytes());
     }
     Some(joined)
 }
@@ -137,8 +261,8 @@ pub(crate) fn compile_response_header(
 impl ResponseHeaderCheck {
     pub(crate) fn matches(&self, status: http::StatusCode, headers: &http::HeaderMap) -> bool {
         let value = match &self.name {
-            None => Some(Cow::Borrowed(status.as_str())),
-            Some(name) => joined(headers, name),
+            None => Some(HeaderValue::Text(status.as_str())),
+            Some(name) => read_value(headers, name),
         };
         let Some(value) = value else {
             return match self.rule {
@@ -146,7 +270,16 @@ impl ResponseHeaderCheck {
                 _ => false,
             };
         };
-        self.rule.matches(&value) != self.invert
+        self.rule.matches_value(&value) != self.invert
+    }
+}
+
+impl ValueRule {
+    fn matches_value(&self, value: &HeaderValue<'_>) -> bool {
+        match value.text() {
+            Some(text) => self.matches(text),
+            None => self.matches_bytes(value.as_ref()),
+        }
     }
 }
 
@@ -168,8 +301,9 @@ impl HeaderCheck {
         }
     }
 
-    pub(crate) fn matches<B>(&self, request: &Request<B>) -> bool {
-        let Some(value) = self.name.value(request) else {
+    /// Whether the request `headers` reads passes this rule.
+    pub(crate) fn matches(&self, headers: &RequestHeaders<'_>) -> bool {
+        let Some(value) = headers.value(&self.name) else {
             // An absent header matches only `present: false`; inverting any
             // other rule does not make an absent header match (Envoy, gRPC A28).
             return match self.rule {
@@ -177,6 +311,6 @@ impl HeaderCheck {
                 _ => false,
             };
         };
-        self.rule.matches(&value) != self.invert
+        self.rule.matches_value(&value) != self.invert
     }
 }

@@ -17,7 +17,8 @@ mod string;
 
 pub(crate) use fraction::fraction_drawn;
 pub(crate) use header::{
-    HeaderCheck, HeaderRef, ResponseHeaderCheck, authority, compile_header, compile_response_header,
+    HeaderCheck, HeaderRef, RequestHeaders, ResponseHeaderCheck, authority, compile_header,
+    compile_response_header,
 };
 pub(crate) use path::PathRule;
 pub(crate) use query::{QueryCheck, first_raw_value};

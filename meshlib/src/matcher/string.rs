@@ -74,6 +74,44 @@ pub(crate) fn compile_string(
 }
 
 impl ValueRule {
+    /// Whether `value`, which is not UTF-8, passes. The string rules
+    /// compare bytes, as Envoy does; `safe_regex` and `range` read text, so
+    /// such a value passes neither.
+    pub(crate) fn matches_bytes(&self, value: &[u8]) -> bool {
+        match self {
+            ValueRule::Exact {
+                value: v,
+                ignore_case,
+            } => bytes_eq(value, v.as_bytes(), *ignore_case),
+            ValueRule::Prefix {
+                value: v,
+                ignore_case,
+            } => value
+                .get(..v.len())
+                .is_some_and(|head| bytes_eq(head, v.as_bytes(), *ignore_case)),
+            ValueRule::Suffix {
+                value: v,
+                ignore_case,
+            } => value
+                .len()
+                .checked_sub(v.len())
+                .and_then(|start| value.get(start..))
+                .is_some_and(|tail| bytes_eq(tail, v.as_bytes(), *ignore_case)),
+            ValueRule::Contains {
+                value: v,
+                ignore_case,
+            } => {
+                v.is_empty()
+                    || value
+                        .windows(v.len())
+                        .any(|window| bytes_eq(window, v.as_bytes(), *ignore_case))
+            }
+            ValueRule::Regex(_) | ValueRule::Range { .. } => false,
+            ValueRule::Present(present) => *present,
+        }
+    }
+
+    /// Whether the text `value` passes.
     pub(crate) fn matches(&self, value: &str) -> bool {
         match self {
             ValueRule::Exact {

@@ -144,9 +144,10 @@ mod tests {
 
     #[test]
     fn max_retries_applies_to_both_rules_when_set() {
-        let mut breakers = CircuitBreakers::default();
-        breakers.max_retries = 1;
-        let l = limits(Some(breakers));
+        let l = limits(Some(CircuitBreakers {
+            max_retries: 1,
+            ..CircuitBreakers::default()
+        }));
         let first = l.start(Rules::Grpc, || 0).unwrap();
         assert!(l.start(Rules::Grpc, || 0).is_none());
         assert!(l.start(Rules::Envoy, || 0).is_none());

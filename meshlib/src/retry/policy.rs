@@ -125,11 +125,13 @@ impl Policy {
     /// Whether `request` may be retried at all: it matches one of the
     /// `retriable_request_headers`, when there are any.
     pub(crate) fn retries_request<B>(&self, request: &Request<B>) -> bool {
-        self.retriable_request_headers.is_empty()
-            || self
-                .retriable_request_headers
-                .iter()
-                .any(|h| h.matches(request))
+        if self.retriable_request_headers.is_empty() {
+            return true;
+        }
+        let headers = crate::matcher::RequestHeaders::new(request);
+        self.retriable_request_headers
+            .iter()
+            .any(|h| h.matches(&headers))
     }
 
     /// Whether an attempt answered with `status` and `headers` is retried.

@@ -13,6 +13,7 @@ use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri};
 
 use crate::config::{self, AppendAction, PathMatch};
+use crate::error::Quoted;
 
 /// A route's compiled request actions; the default does nothing.
 #[derive(Debug, Default)]
@@ -102,15 +103,11 @@ impl RequestActions {
         let action = &route.action;
         let host = match &action.host_rewrite_literal {
             Some(host) => {
-                let invalid = || {
-                    (
-                        "host_rewrite_literal",
-                        format!("{host:?} is not a valid authority"),
-                    )
-                };
+                let invalid = |message| ("host_rewrite_literal", message);
                 Some(HostRewrite {
-                    authority: host.parse().map_err(|_| invalid())?,
-                    header: HeaderValue::from_str(host).map_err(|_| invalid())?,
+                    authority: config::host_rewrite(host).map_err(invalid)?,
+                    header: HeaderValue::from_str(host)
+                        .map_err(|_| invalid(format!("{host:?} is not a header value")))?,
                 })
             }
             None => None,
@@ -152,7 +149,9 @@ impl RequestActions {
     }
 
     /// Applies the actions to `request`; see the module docs for the order.
-    pub(super) fn apply<B>(&self, request: &mut Request<B>) {
+    /// Applies the actions to `request`; an error, the request half
+    /// changed, when its path rewrite makes a path that is not valid.
+    pub(super) fn apply<B>(&self, request: &mut Request<B>) -> Result<(), String> {
         for name in &*self.remove {
             request.headers_mut().remove(name);
         }
@@ -162,8 +161,9 @@ impl RequestActions {
         if let Some(host) = &self.host {
             rewrite_host(request, host);
         }
-        if let Some(path) = &self.path {
-            rewrite_path(request, path);
+        match &self.path {
+            Some(path) => rewrite_path(request, path),
+            None => Ok(()),
         }
     }
 
@@ -225,42 +225,55 @@ fn rewrite_host<B>(request: &mut Request<B>, host: &HostRewrite) {
     }
 }
 
-fn rewrite_path<B>(request: &mut Request<B>, rewrite: &PathRewrite) {
+/// Rewrites the request's path; an error when the rewrite makes one that
+/// is not valid (a `regex_rewrite` substitution can, from some paths). Envoy
+/// would forward such a path for the upstream to refuse; it cannot be sent
+/// at all here, and sending the original path instead would reach what the
+/// route meant to hide.
+fn rewrite_path<B>(request: &mut Request<B>, rewrite: &PathRewrite) -> Result<(), String> {
     let path = request.uri().path();
-    let rewritten = match rewrite {
+    let (rewritten, field) = match rewrite {
         PathRewrite::Prefix { matched, with } => match path.get(*matched..) {
-            Some(rest) => [&**with, rest].concat(),
-            None => return,
+            Some(rest) => ([&**with, rest].concat(), "prefix_rewrite"),
+            None => return Ok(()),
         },
-        PathRewrite::Path { with } => with.to_string(),
+        PathRewrite::Path { with } => (with.to_string(), "prefix_rewrite"),
         PathRewrite::Regex {
             regex,
             substitution,
         } => match regex.replace_all(path, &**substitution) {
-            std::borrow::Cow::Owned(rewritten) => rewritten,
+            std::borrow::Cow::Owned(rewritten) => (rewritten, "regex_rewrite"),
             // No match: nothing to rewrite.
-            std::borrow::Cow::Borrowed(_) => return,
+            std::borrow::Cow::Borrowed(_) => return Ok(()),
         },
     };
-    let mut path_and_query = rewritten;
+    replace_path(request, &rewritten).map_err(|why| {
+        format!(
+            "{field} made the path {} from {}, which {why}",
+            Quoted(&rewritten),
+            Quoted(request.uri().path())
+        )
+    })
+}
+
+/// Replaces the request's path with `path`, its query kept; an error saying
+/// why when `path` is not a valid one.
+pub(super) fn replace_path<B>(request: &mut Request<B>, path: &str) -> Result<(), &'static str> {
+    if !path.starts_with('/') || path.contains(['?', '#']) {
+        return Err("is not a path (it must start with `/` and hold no `?` or `#`)");
+    }
+    let mut path_and_query = path.to_owned();
     if let Some(query) = request.uri().query() {
         path_and_query.push('?');
         path_and_query.push_str(query);
     }
     let mut parts = request.uri().clone().into_parts();
-    parts.path_and_query = match PathAndQuery::from_maybe_shared(Bytes::from(path_and_query)) {
-        Ok(path_and_query) => Some(path_and_query),
-        Err(error) => {
-            tracing::debug!(%error, "path rewrite gave an invalid path; the path is left unchanged");
-            return;
-        }
-    };
-    match Uri::from_parts(parts) {
-        Ok(uri) => *request.uri_mut() = uri,
-        Err(error) => {
-            tracing::debug!(%error, "path rewrite gave an invalid URI; the path is left unchanged")
-        }
-    }
+    parts.path_and_query = Some(
+        PathAndQuery::from_maybe_shared(Bytes::from(path_and_query))
+            .map_err(|_| "holds characters a path cannot")?,
+    );
+    *request.uri_mut() = Uri::from_parts(parts).map_err(|_| "does not make a valid URI")?;
+    Ok(())
 }
 
 /// Translates an RE2 rewrite string (`\1` for a group, `\\` for a
@@ -312,7 +325,7 @@ mod tests {
             builder = builder.header(*name, *value);
         }
         let mut request = builder.body(()).unwrap();
-        actions.apply(&mut request);
+        actions.apply(&mut request).unwrap();
         request
     }
 

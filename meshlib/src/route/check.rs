@@ -47,7 +47,7 @@ impl RouteTable {
         *head.version_mut() = request.version();
         *head.headers_mut() = request.headers().clone();
         *head.extensions_mut() = request.extensions().clone();
-        decision.apply(&mut head);
+        decision.apply(&mut head)?;
         Ok(RouteCheck {
             decision,
             request: head,

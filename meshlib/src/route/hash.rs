@@ -17,7 +17,7 @@ use super::SourceAddress;
 use crate::balance::RequestHash;
 use crate::config::{self, HashOn};
 use crate::matcher as query;
-use crate::matcher::HeaderRef;
+use crate::matcher::{HeaderRef, RequestHeaders};
 
 /// A route's compiled hash policies.
 #[derive(Debug, Default)]
@@ -62,11 +62,23 @@ impl HashPolicies {
     }
 
     /// The request's hash, or `None` when no policy found its input (the
-    /// balancer then picks at random, as Envoy and gRPC do).
-    pub(super) fn hash<B>(&self, request: &Request<B>) -> Option<RequestHash> {
+    /// balancer then picks at random, as Envoy and gRPC do). `path_and_query`
+    /// is `:path` when normalisation changed it.
+    pub(super) fn hash<B>(
+        &self,
+        request: &Request<B>,
+        path_and_query: Option<&str>,
+    ) -> Option<RequestHash> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let mut headers = RequestHeaders::new(request);
+        if let Some(path_and_query) = path_and_query {
+            headers = headers.with_path(path_and_query);
+        }
         let mut hash: Option<u64> = None;
         for policy in &*self.0 {
-            if let Some(next) = policy.input.hash(request) {
+            if let Some(next) = policy.input.hash(request, &headers) {
                 hash = Some(hash.map_or(0, |h| h.rotate_left(1)) ^ next);
             }
             // Envoy stops at a terminal policy once there is a hash, whichever
@@ -80,11 +92,9 @@ impl HashPolicies {
 }
 
 impl Input {
-    fn hash<B>(&self, request: &Request<B>) -> Option<u64> {
+    fn hash<B>(&self, request: &Request<B>, headers: &RequestHeaders<'_>) -> Option<u64> {
         match self {
-            Input::Header(header) => header
-                .value(request)
-                .map(|value| xxh64(value.as_bytes(), 0)),
+            Input::Header(header) => headers.value(header).map(|value| xxh64(value.as_ref(), 0)),
             Input::Cookie(name) => cookie(request.headers(), name)
                 .filter(|value| !value.is_empty())
                 .map(|value| xxh64(value, 0)),
@@ -161,7 +171,7 @@ mod tests {
     }
 
     fn hash_of(policies: &HashPolicies, request: &Request<()>) -> Option<u64> {
-        policies.hash(request).map(|h| h.0)
+        policies.hash(request, None).map(|h| h.0)
     }
 
     #[test]

@@ -25,7 +25,6 @@
 //! value is read as the matcher reads it, so no route that could match is
 //! left out.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -62,8 +61,11 @@ struct Candidates {
     /// Candidates whatever the request's headers.
     unsplit: Routes,
     /// Routes that require header `.0` to have one exact value, by value.
-    by_header: Option<(u32, HashMap<Box<str>, Routes>)>,
+    by_header: Option<(u32, ByValue)>,
 }
+
+/// Routes filed by the exact value (its bytes) one header must have.
+type ByValue = HashMap<Box<[u8]>, Routes>;
 
 /// A lower-cased key and the routes filed under it.
 type Filed = (Box<[u8]>, Candidates);
@@ -109,10 +111,10 @@ impl PathIndex {
     /// headers `header` reads by their number, as the matcher reads them) and
     /// passes `matches`. `matches` is called on candidates only and, unless
     /// more than 16 lists of them are found, in route order.
-    pub(super) fn first_match<'h>(
+    pub(super) fn first_match<V: AsRef<[u8]>>(
         &self,
         path: &str,
-        mut header: impl FnMut(u32) -> Option<Cow<'h, str>>,
+        mut header: impl FnMut(u32) -> Option<V>,
         matches: impl FnMut(u32) -> bool,
     ) -> Option<u32> {
         let mut search = Search::new(matches);
@@ -168,12 +170,15 @@ impl Candidates {
             };
         };
         let mut unsplit = Vec::new();
-        let mut by_value: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+        let mut by_value: HashMap<Box<[u8]>, Vec<u32>> = HashMap::new();
         for route in routes {
             // Any one required value will do: a route requiring two
             // different values of one header matches no request.
             match exact(route).iter().find(|(h, _)| *h == header) {
-                Some((_, value)) => by_value.entry((*value).into()).or_default().push(route),
+                Some((_, value)) => by_value
+                    .entry(value.as_bytes().into())
+                    .or_default()
+                    .push(route),
                 None => unsplit.push(route),
             }
         }
@@ -291,15 +296,15 @@ impl<'a, F: FnMut(u32) -> bool> Search<'a, F> {
 
     /// Offers a key's candidates: the unsplit ones, and those filed under
     /// the request's value of the splitting header.
-    fn offer<'h>(
+    fn offer<V: AsRef<[u8]>>(
         &mut self,
         candidates: &'a Candidates,
-        header: &mut impl FnMut(u32) -> Option<Cow<'h, str>>,
+        header: &mut impl FnMut(u32) -> Option<V>,
     ) {
         self.push(&candidates.unsplit);
         if let Some((name, by_value)) = &candidates.by_header
             && let Some(value) = header(*name)
-            && let Some(routes) = by_value.get(&*value)
+            && let Some(routes) = by_value.get(value.as_ref())
         {
             self.push(routes);
         }
@@ -356,7 +361,7 @@ mod tests {
         }))
     }
 
-    fn no_header(_: u32) -> Option<Cow<'static, str>> {
+    fn no_header(_: u32) -> Option<&'static str> {
         None
     }
 
@@ -365,10 +370,10 @@ mod tests {
         candidates_with(index, path, no_header)
     }
 
-    fn candidates_with<'h>(
+    fn candidates_with(
         index: &PathIndex,
         path: &str,
-        header: impl FnMut(u32) -> Option<Cow<'h, str>>,
+        header: impl FnMut(u32) -> Option<&'static str>,
     ) -> Vec<u32> {
         let mut seen = Vec::new();
         index.first_match(path, header, |route| {
@@ -400,7 +405,7 @@ mod tests {
             exact_headers: vec![(1, "v2")],
         });
         let index = PathIndex::new(keys);
-        let tenant = |value: &'static str| move |h: u32| (h == 0).then_some(Cow::Borrowed(value));
+        let tenant = |value: &'static str| move |h: u32| (h == 0).then_some(value);
         assert_eq!(candidates_with(&index, "/x", tenant("t5")), [5, 8, 9]);
         assert_eq!(candidates_with(&index, "/x", tenant("t9")), [8, 9]);
         assert_eq!(candidates_with(&index, "/x", no_header), [8, 9]);

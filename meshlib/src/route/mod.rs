@@ -15,6 +15,7 @@ mod check;
 mod hash;
 mod index;
 mod layer;
+mod normalize;
 mod split;
 mod table;
 mod timeout;
@@ -28,7 +29,7 @@ use tower_service::Service;
 
 use crate::balance::RequestHash;
 use crate::config::{MaxStreamDuration, MirrorPolicy, RetryPolicy, WeightedCluster};
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, Quoted};
 use crate::future::ResponseFuture;
 
 pub(crate) use crate::matcher::fraction_drawn;
@@ -103,6 +104,8 @@ pub struct RouteDecision {
     timeout: Option<Duration>,
     hash: Option<RequestHash>,
     retry: Option<Arc<crate::retry::Policy>>,
+    /// The request's path as normalisation made it, when it changed it.
+    normalized_path: Option<Arc<str>>,
 }
 
 impl RouteDecision {
@@ -115,6 +118,7 @@ impl RouteDecision {
             timeout: None,
             hash: None,
             retry: None,
+            normalized_path: None,
         }
     }
 
@@ -123,6 +127,7 @@ impl RouteDecision {
         cluster: Arc<str>,
         timeout: Option<Duration>,
         hash: Option<RequestHash>,
+        normalized_path: Option<Arc<str>>,
     ) -> Self {
         RouteDecision {
             retry: route.retry.clone(),
@@ -130,6 +135,7 @@ impl RouteDecision {
             cluster,
             timeout,
             hash,
+            normalized_path,
         }
     }
 
@@ -240,13 +246,38 @@ impl RouteDecision {
     /// let table = RouteTable::new(&config)?;
     /// let mut request = http::Request::get("http://api/v1/users?page=2").body(())?;
     /// let decision = table.decide(&request)?;
-    /// decision.apply(&mut request);
+    /// decision.apply(&mut request)?;
     /// assert_eq!(request.uri(), "http://backend.internal/internal/v1/users?page=2");
     /// assert_eq!(request.headers()["x-routed"], "yes");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn apply<B>(&self, request: &mut Request<B>) {
-        self.route.actions.apply(request);
+    ///
+    /// A path rewrite that makes a path that is not valid (a `regex_rewrite`
+    /// can, from some paths) fails with [`ErrorKind::InvalidPath`], naming
+    /// the route: the request must not go on with its original path.
+    ///
+    /// When the path was normalised to be matched (`normalize_path`,
+    /// `merge_slashes`), the normalised path is set first, so it is what the
+    /// route's rewrites work on and what is sent.
+    pub fn apply<B>(&self, request: &mut Request<B>) -> Result<(), Error> {
+        if let Some(path) = &self.normalized_path {
+            action::replace_path(request, path).map_err(|why| {
+                Error::new(
+                    ErrorKind::InvalidPath,
+                    format!("the normalised path {}, which {why}", Quoted(path)),
+                )
+            })?;
+        }
+        self.route.actions.apply(request).map_err(|message| {
+            Error::new(
+                ErrorKind::InvalidPath,
+                format!(
+                    "route {:?} of virtual host {:?}: {message}",
+                    self.route(),
+                    self.virtual_host()
+                ),
+            )
+        })
     }
 
     /// The error for a decision whose cluster is not configured.
@@ -254,10 +285,11 @@ impl RouteDecision {
         Error::new(
             ErrorKind::UnknownCluster,
             format!(
-                "route {:?} of virtual host {:?} names cluster {:?}, which is not configured",
+                "route {:?} of virtual host {:?} names cluster {}, which is not configured",
                 self.route(),
                 self.virtual_host(),
-                self.cluster()
+                // A `cluster_header` route takes the name from the request.
+                crate::error::Quoted(self.cluster())
             ),
         )
     }
@@ -270,6 +302,7 @@ impl RouteDecision {
             timeout: self.timeout,
             hash: self.hash,
             retry: self.retry.clone(),
+            normalized_path: self.normalized_path.clone(),
         }
     }
 }
@@ -344,7 +377,9 @@ where
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         match self.table.decide(&request) {
             Ok(decision) => {
-                decision.apply(&mut request);
+                if let Err(error) = decision.apply(&mut request) {
+                    return ResponseFuture::failed(error);
+                }
                 if let Some(hash) = decision.hash() {
                     request.extensions_mut().insert(hash);
                 }

@@ -19,12 +19,14 @@ use http::Request;
 use super::action::RequestActions;
 use super::hash::HashPolicies;
 use super::index::{PathIndex, RouteKeys};
+use super::normalize::PathNormalization;
 use super::split::WeightedClusters;
 use super::{RouteDecision, RouteInfo};
 use crate::config::{self, ConfigError, Destination, MeshConfig, Problem};
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, Quoted};
 use crate::matcher::{
-    HeaderCheck, HeaderRef, PathRule, QueryCheck, authority, compile_header, fraction_drawn,
+    HeaderCheck, HeaderRef, PathRule, QueryCheck, RequestHeaders, authority, compile_header,
+    fraction_drawn,
 };
 
 /// A configuration's routes, compiled for matching requests.
@@ -67,6 +69,8 @@ pub struct RouteTable {
     prefixes: Vec<(Box<str>, usize)>,
     /// The `*` virtual host.
     any: Option<usize>,
+    /// How request paths are normalised before matching.
+    paths: PathNormalization,
 }
 
 #[derive(Debug)]
@@ -108,6 +112,10 @@ impl RouteTable {
             suffixes: Vec::new(),
             prefixes: Vec::new(),
             any: None,
+            paths: PathNormalization {
+                normalize: config.normalize_path,
+                merge_slashes: config.merge_slashes,
+            },
         };
         for (index, vhost) in config.virtual_hosts.iter().enumerate() {
             let name: Arc<str> = Arc::from(vhost.name.as_str());
@@ -164,8 +172,13 @@ impl RouteTable {
     /// to weight, the request's timeout, its hash. Pure but for the random
     /// draws (weighted clusters, `runtime_fraction`): the request is not
     /// changed; [`RouteDecision::apply`] applies the route's rewrites.
+    ///
+    /// With `normalize_path` or `merge_slashes` on, the path is normalised
+    /// first (see [`MeshConfig::normalize_path`]): routes match the
+    /// normalised path, and [`RouteDecision::apply`] sends it.
     pub fn decide<B>(&self, request: &Request<B>) -> Result<RouteDecision, Error> {
-        let route = self.find(request)?;
+        let normalized = self.normalized_path(request)?;
+        let route = self.find(request, normalized.as_ref())?;
         let cluster = match &route.target {
             Target::Cluster(name) => name.clone(),
             Target::Weighted(split) => split.pick_random().cloned().ok_or_else(|| {
@@ -196,32 +209,68 @@ impl RouteTable {
             route.info.max_stream_duration.as_ref(),
             request.headers(),
         );
-        let hash = route.info.hash.hash(request);
+        let path_and_query = normalized.as_ref().map(|n| n.path_and_query.as_str());
+        let hash = route.info.hash.hash(request, path_and_query);
         Ok(RouteDecision::matched(
             route.info.clone(),
             cluster,
             timeout,
             hash,
+            normalized.map(|n| n.path),
         ))
     }
 
-    fn find<B>(&self, request: &Request<B>) -> Result<&RouteEntry, Error> {
+    /// The request's path normalised, when the configuration asks for it
+    /// and it changes; an error when it cannot be normalised.
+    fn normalized_path<B>(&self, request: &Request<B>) -> Result<Option<NormalizedPath>, Error> {
+        let uri = request.uri();
+        let path = match self.paths.apply(uri.path()) {
+            Ok(Cow::Borrowed(_)) => return Ok(None),
+            Ok(Cow::Owned(path)) => path,
+            Err(why) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidPath,
+                    format!("path {} cannot be normalised: it {why}", Quoted(uri.path())),
+                ));
+            }
+        };
+        let path_and_query = match uri.query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path.clone(),
+        };
+        Ok(Some(NormalizedPath {
+            path: Arc::from(path),
+            path_and_query,
+        }))
+    }
+
+    fn find<B>(
+        &self,
+        request: &Request<B>,
+        normalized: Option<&NormalizedPath>,
+    ) -> Result<&RouteEntry, Error> {
         let vhost = self.virtual_host_of(request)?;
-        let (path, query) = (request.uri().path(), request.uri().query());
+        let query = request.uri().query();
+        let path = normalized.map_or(request.uri().path(), |n| &*n.path);
+        // One view for the whole decision: a repeated header is joined once.
+        let mut headers = RequestHeaders::new(request);
+        if let Some(normalized) = normalized {
+            headers = headers.with_path(&normalized.path_and_query);
+        }
         vhost
             .index
             .first_match(
                 path,
-                |header| vhost.headers.get(header as usize)?.value(request),
+                |header| headers.value(vhost.headers.get(header as usize)?),
                 |i| {
                     vhost
                         .routes
                         .get(i as usize)
-                        .is_some_and(|route| route.matches(request, path, query))
+                        .is_some_and(|route| route.matches(&headers, path, query))
                 },
             )
             .and_then(|i| vhost.routes.get(i as usize))
-            .ok_or_else(|| no_route(vhost, request))
+            .ok_or_else(|| no_route(vhost, request, path))
     }
 
     fn virtual_host_of<B>(&self, request: &Request<B>) -> Result<&VirtualHostEntry, Error> {
@@ -234,7 +283,7 @@ impl RouteTable {
         self.virtual_host(authority).ok_or_else(|| {
             Error::new(
                 ErrorKind::NoRoute,
-                format!("no virtual host for authority {authority:?}"),
+                format!("no virtual host for authority {}", Quoted(authority)),
             )
         })
     }
@@ -277,14 +326,22 @@ impl RouteTable {
     }
 }
 
-fn no_route<B>(vhost: &VirtualHostEntry, request: &Request<B>) -> Error {
+/// A request path as normalisation made it, with its query for `:path`.
+#[derive(Debug)]
+struct NormalizedPath {
+    path: Arc<str>,
+    path_and_query: String,
+}
+
+/// `path` is the one matched: the request's, normalised if it was.
+fn no_route<B>(vhost: &VirtualHostEntry, request: &Request<B>, path: &str) -> Error {
     Error::new(
         ErrorKind::NoRoute,
         format!(
             "no route in virtual host {:?} matches {} {}",
             vhost.name,
             request.method(),
-            request.uri().path()
+            Quoted(path)
         ),
     )
 }
@@ -424,9 +481,9 @@ fn compile_route(
 }
 
 impl RouteEntry {
-    fn matches<B>(&self, request: &Request<B>, path: &str, query: Option<&str>) -> bool {
+    fn matches(&self, headers: &RequestHeaders<'_>, path: &str, query: Option<&str>) -> bool {
         self.path.matches(path)
-            && self.headers.iter().all(|check| check.matches(request))
+            && self.headers.iter().all(|check| check.matches(headers))
             && self.query.iter().all(|check| check.matches(query))
             // Drawn last, so only requests the route otherwise matches draw.
             && self.fraction.is_none_or(fraction_drawn)
@@ -1031,9 +1088,10 @@ virtual_hosts:
                 }
                 let request = builder.body(()).unwrap();
                 let (p, q) = (request.uri().path(), request.uri().query());
-                let linear = vhost.routes.iter().position(|r| r.matches(&request, p, q));
+                let view = RequestHeaders::new(&request);
+                let linear = vhost.routes.iter().position(|r| r.matches(&view, p, q));
                 let indexed = table
-                    .find(&request)
+                    .find(&request, None)
                     .ok()
                     .and_then(|found| vhost.routes.iter().position(|r| std::ptr::eq(r, found)));
                 assert_eq!(indexed, linear, "round {round}: {uri} in {lines:#?}");
@@ -1069,5 +1127,130 @@ virtual_hosts:
             "{error}"
         );
         assert!(start.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_header_that_is_not_utf8_is_present_and_compared_by_its_bytes() {
+        let table = routes(&[
+            "{ name: absent, match: { prefix: /absent, headers: [{ name: x-v, present: false }] }, route: { cluster: c } }",
+            "{ name: present, match: { prefix: /present, headers: [{ name: x-v, present: true }] }, route: { cluster: c } }",
+            "{ name: prefix, match: { prefix: /prefix, headers: [{ name: x-v, prefix: ab }] }, route: { cluster: c } }",
+            "{ name: regex, match: { prefix: /regex, headers: [{ name: x-v, safe_regex: { regex: 'ab.*' } }] }, route: { cluster: c } }",
+            "{ name: not-regex, match: { prefix: /regex, headers: [{ name: x-v, safe_regex: { regex: 'ab.*' }, invert_match: true }] }, route: { cluster: c } }",
+        ]);
+        let request = |path: &str| {
+            let mut request = get(&format!("http://svc{path}"));
+            let value = http::HeaderValue::from_bytes(b"ab\xff").unwrap();
+            request.headers_mut().insert("x-v", value);
+            request
+        };
+        // Forwarded as sent, so present as Envoy sees it.
+        assert_eq!(route_of(&table, request("/absent")), None);
+        assert_eq!(
+            route_of(&table, request("/present")).as_deref(),
+            Some("v/present")
+        );
+        assert_eq!(
+            route_of(&table, request("/prefix")).as_deref(),
+            Some("v/prefix")
+        );
+        // A regex reads text: it does not match, so its inversion does.
+        assert_eq!(
+            route_of(&table, request("/regex")).as_deref(),
+            Some("v/not-regex")
+        );
+    }
+
+    #[test]
+    fn a_header_sent_many_times_is_joined_once_per_decision() {
+        // 1,000 routes and 10,000 values of 1 KB: the values were joined
+        // again for every route (with `contains`, 1.3 s per decision in
+        // release). A `prefix` rule keeps the rules' own cost out of it.
+        let lines: Vec<String> = (0..1000)
+            .map(|i| format!("{{ name: r{i}, match: {{ prefix: /, headers: [{{ name: x-big, prefix: 'needle-{i}' }}] }}, route: {{ cluster: c }} }}"))
+            .collect();
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let table = routes(&lines);
+        let mut request = get("http://svc/x");
+        let value = http::HeaderValue::from_str(&"v".repeat(1024)).unwrap();
+        for _ in 0..10_000 {
+            request.headers_mut().append("x-big", value.clone());
+        }
+        let start = std::time::Instant::now();
+        assert_eq!(route_of(&table, request), None);
+        let took = start.elapsed();
+        eprintln!("decision over 1,000 routes and 10 MB of x-big: {took:?}");
+        // Debug build: 1.39 s before, 28 ms after.
+        assert!(took < Duration::from_millis(500), "{took:?}");
+        // One 10 MB value is checked for UTF-8 once, not once per route.
+        let mut request = get("http://svc/x");
+        let value = http::HeaderValue::from_str(&"v".repeat(10 << 20)).unwrap();
+        request.headers_mut().insert("x-big", value);
+        let start = std::time::Instant::now();
+        assert_eq!(route_of(&table, request), None);
+        assert!(
+            start.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_no_route_error_quotes_at_most_256_bytes_of_the_path() {
+        let table = routes(&["{ name: r, match: { path: /only }, route: { cluster: c } }"]);
+        let path = format!("/{}", "x".repeat(60_000));
+        let error = table
+            .decide(&get(&format!("http://svc{path}")))
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(message.len() < 400, "{} bytes", message.len());
+        assert!(message.contains("matches GET \"/xxx"), "{message}");
+        assert!(message.ends_with("… (60001 bytes)"), "{message}");
+    }
+
+    #[test]
+    fn a_rewrite_to_an_invalid_path_fails_the_request_by_route() {
+        // It used to send the original path, with only a `debug!` line.
+        let table = routes(&[
+            "{ name: strip, match: { prefix: /x/ }, route: { cluster: c, regex_rewrite: { pattern: { regex: '^/x/(.*)$' }, substitution: '\\1' } } }",
+        ]);
+        let mut request = get("http://svc/x/secret?q=1");
+        let decision = table.decide(&request).unwrap();
+        let error = decision.apply(&mut request).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidPath);
+        assert_eq!(error.http_status(), http::StatusCode::BAD_REQUEST);
+        assert!(
+            error.to_string().contains(
+                "route \"strip\" of virtual host \"v\": regex_rewrite made the path \"secret\" from \"/x/secret\", which is not a path"
+            ),
+            "{error}"
+        );
+        assert!(table.check(&get("http://svc/x/secret")).is_err());
+    }
+
+    #[test]
+    fn normalised_paths_are_matched_and_sent_when_asked_for() {
+        let yaml = |options: &str| {
+            format!(
+                "{options}clusters: [{{ name: public }}, {{ name: admin }}]\nvirtual_hosts: [{{ name: v, domains: ['*'], routes: [{{ name: public, match: {{ prefix: /public }}, route: {{ cluster: public }} }}, {{ name: admin, match: {{ prefix: /admin }}, route: {{ cluster: admin, hash_policy: [{{ header: {{ header_name: ':path' }} }}] }} }}] }}]"
+            )
+        };
+        // Envoy's default: off, and the dot segments reach `/public`.
+        let off = table(&yaml(""));
+        let request = || get("http://svc/public/../admin/secret?q=1");
+        assert_eq!(off.decide(&request()).unwrap().cluster(), "public");
+        let on = table(&yaml("normalize_path: true\nmerge_slashes: true\n"));
+        let mut sent = request();
+        let decision = on.decide(&sent).unwrap();
+        assert_eq!(decision.cluster(), "admin");
+        decision.apply(&mut sent).unwrap();
+        assert_eq!(sent.uri(), "http://svc/admin/secret?q=1", "sent normalised");
+        let merged = on.decide(&get("http://svc//public//%61")).unwrap();
+        assert_eq!(merged.cluster(), "public");
+        // Above the root is the root, as Envoy's canonicaliser has it.
+        assert_eq!(
+            on.decide(&get("http://svc/../../admin")).unwrap().cluster(),
+            "admin"
+        );
     }
 }

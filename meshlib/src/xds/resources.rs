@@ -26,6 +26,9 @@ fn decode<Raw: Resource, T>(
 pub(crate) struct XdsListener {
     pub(crate) name: String,
     pub(crate) routes: ListenerRoutes,
+    /// Its HttpConnectionManager's `normalize_path` and `merge_slashes`.
+    pub(crate) normalize_path: bool,
+    pub(crate) merge_slashes: bool,
 }
 
 impl Resource for XdsListener {
@@ -34,9 +37,12 @@ impl Resource for XdsListener {
 
     fn decode_resource(bytes: &[u8]) -> Result<Self, ResourceError> {
         decode(bytes, |l: &Listener| {
+            let converted = convert::listener(l)?;
             Ok(XdsListener {
                 name: l.name.clone(),
-                routes: convert::listener(l)?,
+                routes: converted.routes,
+                normalize_path: converted.normalize_path,
+                merge_slashes: converted.merge_slashes,
             })
         })
     }

@@ -535,7 +535,12 @@ impl Tree {
             }
             clusters.push(cluster);
         }
-        Ok(MeshConfig::new(virtual_hosts, clusters))
+        let mut config = MeshConfig::new(virtual_hosts, clusters);
+        if let Some(listener) = self.listener.resource() {
+            config.normalize_path = listener.normalize_path;
+            config.merge_slashes = listener.merge_slashes;
+        }
+        Ok(config)
     }
 }
 

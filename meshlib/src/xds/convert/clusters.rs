@@ -8,7 +8,7 @@ use meshlib_xds::pb::envoy::config::core::v3 as core;
 use meshlib_xds::pb::envoy::config::endpoint::v3 as endpoint;
 use prost::{Message, Name};
 
-use super::duration;
+use super::checked_duration;
 use crate::config::{self, HealthStatus, LbPolicy, Locality, Protocol};
 
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
@@ -104,10 +104,7 @@ pub(crate) fn cluster(c: &cluster::Cluster) -> Result<(config::Cluster, Endpoint
         }
     };
     let lb_policy = lb_policy(c)?;
-    let connect_timeout = c
-        .connect_timeout
-        .as_ref()
-        .and_then(duration)
+    let connect_timeout = checked_duration(c.connect_timeout.as_ref(), "connect_timeout")?
         .filter(|d| !d.is_zero())
         .unwrap_or(Duration::from_secs(5));
     Ok((
@@ -425,8 +422,9 @@ fn dns(c: &cluster::Cluster, mode: config::DnsMode) -> Result<config::DnsDiscove
                 return Err(format!("{field}: address: a socket address is needed"));
             };
             let port = match sa.port_specifier {
-                Some(core::socket_address::PortSpecifier::PortValue(p)) => u16::try_from(p)
-                    .map_err(|_| format!("{field}: port_value {p} is above 65535"))?,
+                Some(core::socket_address::PortSpecifier::PortValue(p)) => {
+                    port_value(p).map_err(|e| format!("{field}: {e}"))?
+                }
                 _ => return Err(format!("{field}: address: port_value is missing")),
             };
             let weight = lb.load_balancing_weight.as_ref().map_or(1, |w| w.value);
@@ -450,20 +448,20 @@ fn dns(c: &cluster::Cluster, mode: config::DnsMode) -> Result<config::DnsDiscove
         }
         _ => config::DnsDiscovery::strict(targets),
     };
-    if let Some(rate) = c.dns_refresh_rate.as_ref().and_then(duration) {
+    if let Some(rate) = checked_duration(c.dns_refresh_rate.as_ref(), "dns_refresh_rate")? {
         dns.refresh_rate = rate;
     }
     if let Some(rate) = &c.dns_failure_refresh_rate {
-        let base = rate
-            .base_interval
-            .as_ref()
-            .and_then(duration)
-            .ok_or("dns_failure_refresh_rate.base_interval: field not present")?;
-        let max = rate
-            .max_interval
-            .as_ref()
-            .and_then(duration)
-            .unwrap_or(base * 10);
+        let base = checked_duration(
+            rate.base_interval.as_ref(),
+            "dns_failure_refresh_rate.base_interval",
+        )?
+        .ok_or("dns_failure_refresh_rate.base_interval: field not present")?;
+        let max = checked_duration(
+            rate.max_interval.as_ref(),
+            "dns_failure_refresh_rate.max_interval",
+        )?
+        .unwrap_or(base * 10);
         dns.failure_refresh_rate = Some(config::FailureRefresh::new(base, max));
     }
     dns.respect_ttl = c.respect_dns_ttl;
@@ -591,12 +589,19 @@ fn socket_address(address: Option<&core::Address>) -> Result<SocketAddr, String>
         )
     })?;
     let port = match sa.port_specifier {
-        Some(core::socket_address::PortSpecifier::PortValue(p)) => {
-            u16::try_from(p).map_err(|_| format!("port_value {p} is above 65535"))?
-        }
+        Some(core::socket_address::PortSpecifier::PortValue(p)) => port_value(p)?,
         _ => return Err("address: port_value is missing".to_owned()),
     };
     Ok(SocketAddr::new(ip, port))
+}
+
+/// An endpoint's `port_value`: 1 to 65535 (port 0 cannot be connected to).
+fn port_value(p: u32) -> Result<u16, String> {
+    match u16::try_from(p) {
+        Ok(0) => Err("port_value 0: an endpoint cannot be connected to on port 0".to_owned()),
+        Ok(port) => Ok(port),
+        Err(_) => Err(format!("port_value {p} is above 65535")),
+    }
 }
 
 /// EDS health: UNKNOWN and HEALTHY take traffic; UNHEALTHY, DRAINING (and

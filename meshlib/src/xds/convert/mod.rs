@@ -32,16 +32,45 @@ pub(crate) enum ListenerRoutes {
 const HCM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 const ROUTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
 
-pub(crate) fn duration(d: &protobuf::Duration) -> Option<Duration> {
+fn duration(d: &protobuf::Duration) -> Option<Duration> {
     let seconds = u64::try_from(d.seconds).ok()?;
-    let nanos = u32::try_from(d.nanos).ok()?;
+    let nanos = u32::try_from(d.nanos).ok().filter(|n| *n < 1_000_000_000)?;
     Some(Duration::new(seconds, nanos))
 }
 
-/// A client-side (API) listener: its HttpConnectionManager's routes.
+/// The duration in `field`, if set; an error naming the field when it is
+/// negative or not a valid `google.protobuf.Duration` (Envoy refuses a
+/// negative duration where it reads one as a time, `DurationUtil`).
+pub(crate) fn checked_duration(
+    d: Option<&protobuf::Duration>,
+    field: &str,
+) -> Result<Option<Duration>, String> {
+    d.map(|d| {
+        duration(d).ok_or_else(|| {
+            format!(
+                "{field}: {}s {}ns is negative or not a valid duration",
+                d.seconds, d.nanos
+            )
+        })
+    })
+    .transpose()
+}
+
+/// What meshlib takes of a client-side (API) listener's
+/// HttpConnectionManager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConvertedListener {
+    pub(crate) routes: ListenerRoutes,
+    /// `normalize_path` (unset is `false`, Envoy's default without a runtime).
+    pub(crate) normalize_path: bool,
+    pub(crate) merge_slashes: bool,
+}
+
+/// A client-side (API) listener: its HttpConnectionManager's routes and
+/// path normalisation.
 pub(crate) fn listener(
     listener: &meshlib_xds::pb::envoy::config::listener::v3::Listener,
-) -> Result<ListenerRoutes, String> {
+) -> Result<ConvertedListener, String> {
     let api = listener
         .api_listener
         .as_ref()
@@ -58,7 +87,18 @@ pub(crate) fn listener(
     let manager = hcm::HttpConnectionManager::decode(api.value.as_slice())
         .map_err(|e| format!("api_listener: cannot decode HttpConnectionManager: {e}"))?;
     http_filters(&manager.http_filters)?;
-    match manager.route_specifier {
+    let routes = listener_routes(manager.route_specifier)?;
+    Ok(ConvertedListener {
+        routes,
+        normalize_path: manager.normalize_path.is_some_and(|b| b.value),
+        merge_slashes: manager.merge_slashes,
+    })
+}
+
+fn listener_routes(
+    specifier: Option<hcm::http_connection_manager::RouteSpecifier>,
+) -> Result<ListenerRoutes, String> {
+    match specifier {
         Some(hcm::http_connection_manager::RouteSpecifier::Rds(rds)) => {
             if rds.route_config_name.is_empty() {
                 return Err("rds: route_config_name is empty".to_owned());

@@ -5,7 +5,7 @@ use meshlib_xds::pb::envoy::config::route::v3 as route;
 use meshlib_xds::pb::envoy::r#type::matcher::v3 as matcher;
 use meshlib_xds::pb::envoy::r#type::v3 as types;
 
-use super::duration;
+use super::checked_duration;
 use crate::config::{
     self, AppendAction, Denominator, Destination, FractionalPercent, GrpcRetryRules, HashOn,
     HashPolicy, HeaderMatcher, HeaderRule, HeaderToAdd, MaxStreamDuration, MirrorPolicy, PathMatch,
@@ -361,7 +361,10 @@ fn route_action(action: &route::RouteAction) -> Result<RouteAction, String> {
     }
     let host_rewrite_literal = match &action.host_rewrite_specifier {
         None => None,
-        Some(H::HostRewriteLiteral(host)) => Some(host.clone()),
+        Some(H::HostRewriteLiteral(host)) => {
+            config::host_rewrite(host).map_err(|e| format!("host_rewrite_literal: {e}"))?;
+            Some(host.clone())
+        }
         Some(H::AutoHostRewrite(b)) if !b.value => None,
         Some(_) => {
             return Err("host_rewrite: only host_rewrite_literal is supported".to_owned());
@@ -405,22 +408,21 @@ fn route_action(action: &route::RouteAction) -> Result<RouteAction, String> {
                 );
             }
             Ok(MaxStreamDuration {
-                max_stream_duration: m
-                    .max_stream_duration
-                    .as_ref()
-                    .and_then(duration)
-                    .filter(|d| !d.is_zero()),
-                grpc_timeout_header_max: m.grpc_timeout_header_max.as_ref().and_then(duration),
+                max_stream_duration: checked_duration(
+                    m.max_stream_duration.as_ref(),
+                    "max_stream_duration: max_stream_duration",
+                )?
+                .filter(|d| !d.is_zero()),
+                grpc_timeout_header_max: checked_duration(
+                    m.grpc_timeout_header_max.as_ref(),
+                    "max_stream_duration: grpc_timeout_header_max",
+                )?,
             })
         })
         .transpose()?;
     Ok(RouteAction {
         destination,
-        timeout: action
-            .timeout
-            .as_ref()
-            .and_then(duration)
-            .filter(|t| !t.is_zero()),
+        timeout: checked_duration(action.timeout.as_ref(), "timeout")?.filter(|t| !t.is_zero()),
         prefix_rewrite,
         regex_rewrite,
         host_rewrite_literal,
@@ -466,13 +468,13 @@ fn retry_policy(p: &route::RetryPolicy) -> Result<RetryPolicy, String> {
                 .base_interval
                 .as_ref()
                 .ok_or("retry_back_off: base_interval: missing")?;
-            let base = duration(base)
+            let base = checked_duration(Some(base), "retry_back_off: base_interval")?
                 .filter(|d| !d.is_zero())
                 .ok_or("retry_back_off: base_interval: must be above 0")?;
             let max = match &b.max_interval {
                 None => None,
                 Some(max) => Some(
-                    duration(max)
+                    checked_duration(Some(max), "retry_back_off: max_interval")?
                         .filter(|d| !d.is_zero())
                         .ok_or("retry_back_off: max_interval: must be above 0")?,
                 ),
@@ -510,11 +512,8 @@ fn retry_policy(p: &route::RetryPolicy) -> Result<RetryPolicy, String> {
     let mut policy = RetryPolicy::new(retry_on);
     policy.grpc_rules = GrpcRetryRules::Proxyless;
     policy.num_retries = num_retries;
-    policy.per_try_timeout = p
-        .per_try_timeout
-        .as_ref()
-        .and_then(duration)
-        .filter(|t| !t.is_zero());
+    policy.per_try_timeout =
+        checked_duration(p.per_try_timeout.as_ref(), "per_try_timeout")?.filter(|t| !t.is_zero());
     policy.retry_back_off = retry_back_off;
     policy.retriable_status_codes = retriable_status_codes;
     policy.retriable_headers = headers(&p.retriable_headers, "retriable_headers")?;
@@ -686,7 +685,7 @@ mod retry_tests {
             (with_backoff(None, None), "base_interval: missing"),
             (
                 with_backoff(Some(ms(-5)), None),
-                "base_interval: must be above 0",
+                "base_interval: 0s -5000000ns is negative",
             ),
             (
                 with_backoff(Some(ms(50)), Some(ms(10))),

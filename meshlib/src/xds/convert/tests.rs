@@ -714,3 +714,76 @@ fn an_aggregate_cluster_lists_its_clusters_and_an_empty_or_unknown_one_is_refuse
         "{unknown}"
     );
 }
+
+#[test]
+fn a_negative_duration_is_refused_by_field_not_taken_as_unset() {
+    let negative = Duration {
+        seconds: -1,
+        nanos: 0,
+    };
+    let mut r = build::prefix_route("r", "/", &[("c", 1)]);
+    action_of(&mut r).timeout = Some(negative);
+    let error = one_route(r).unwrap_err();
+    assert!(
+        error.contains("timeout: -1s 0ns is negative or not a valid duration"),
+        "{error}"
+    );
+    let mut c = build::eds_cluster("c");
+    c.connect_timeout = Some(negative);
+    let error = cluster(&c).map(drop).unwrap_err();
+    assert!(
+        error.contains("connect_timeout: -1s 0ns is negative"),
+        "{error}"
+    );
+}
+
+#[test]
+fn path_normalisation_is_read_from_the_http_connection_manager() {
+    use meshlib_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+    use prost::Message;
+    let plain = build::api_listener("l", "rc");
+    let converted = super::listener(&plain).unwrap();
+    assert!(
+        !converted.normalize_path && !converted.merge_slashes,
+        "Envoy's defaults"
+    );
+    let mut listener = plain.clone();
+    let api = listener
+        .api_listener
+        .as_mut()
+        .unwrap()
+        .api_listener
+        .as_mut()
+        .unwrap();
+    let mut manager = hcm::HttpConnectionManager::decode(api.value.as_slice()).unwrap();
+    manager.normalize_path = Some(BoolValue { value: true });
+    manager.merge_slashes = true;
+    *api = build::any(&manager);
+    let converted = super::listener(&listener).unwrap();
+    assert!(converted.normalize_path && converted.merge_slashes);
+}
+
+#[test]
+fn an_endpoint_on_port_0_is_refused_by_field() {
+    let zero: std::net::SocketAddr = ([10, 0, 0, 1], 0).into();
+    let error = assignment(&build::cluster_load_assignment("c", &[zero])).unwrap_err();
+    assert!(
+        error.contains("endpoints[0].lb_endpoints[0]") && error.contains("port_value 0"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_host_rewrite_literal_that_is_not_host_and_port_is_refused() {
+    let mut r = build::prefix_route("r", "/", &[("c", 1)]);
+    action_of(&mut r).host_rewrite_specifier = Some(
+        route::route_action::HostRewriteSpecifier::HostRewriteLiteral(
+            "user@evil.com:99999".to_owned(),
+        ),
+    );
+    let error = one_route(r).unwrap_err();
+    assert!(
+        error.contains("host_rewrite_literal: \"user@evil.com:99999\" is not a valid authority"),
+        "{error}"
+    );
+}
