@@ -824,6 +824,21 @@ virtual_hosts:
     }
 
     #[test]
+    fn a_retry_budget_is_a_percentage() {
+        let err = MeshConfig::from_yaml(
+            "clusters: [{ name: c, circuit_breakers: { retry_budget: { budget_percent: 120 } } }]",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("cluster \"c\"")
+                && err.contains("circuit_breakers.retry_budget.budget_percent")
+                && err.contains("120 is not a percentage"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn one_of_fields_name_the_keys() {
         let err = MeshConfig::from_yaml(
             "virtual_hosts: [{ name: a, domains: [a], routes: [{ match: { prefix: /, path: /x }, route: { cluster: c } }] }]",
@@ -882,6 +897,7 @@ virtual_hosts:
         );
         assert_eq!(v1.locality_weights.len(), 2);
         assert_eq!(v1.endpoints[2].priority, 1);
+        assert_eq!(v1.circuit_breakers.map(|b| b.max_retries), Some(5));
         // Every endpoint's locality is one the weights list.
         for endpoint in &v1.endpoints {
             assert!(

@@ -69,10 +69,19 @@
 //! `per_try_timeout` is honoured for gRPC calls too, though gRPC's clients
 //! ignore it: a team moving off a sidecar that set it expects it.
 //!
-//! Not yet: retry budgets and `max_retries` circuit breakers, `Retry-After`
-//! backoff, host predicates, `per_try_idle_timeout`, gRPC's transparent
-//! retries, `refused-stream` (no HTTP/2 reset reason reaches this layer yet,
-//! so it retries nothing on its own).
+//! **Limits.** The cluster's [`CircuitBreakers`](crate::config::CircuitBreakers)
+//! bound the retries in flight to it at once: `max_retries`, or a
+//! `retry_budget` (a share of the requests in flight, with a floor). A retry
+//! they refuse is not sent: the attempt's answer is the request's, and
+//! [`MeshClient::retries_refused`](crate::MeshClient::retries_refused)
+//! counts it. A cluster without breakers gets Envoy's default (3 at once)
+//! for requests under Envoy's rules, and no limit for gRPC calls under
+//! gRPC's, whose clients have none.
+//!
+//! Not yet: a rate budget (linkerd's), `Retry-After` backoff, host
+//! predicates, `per_try_idle_timeout`, gRPC's transparent retries,
+//! `refused-stream` (no HTTP/2 reset reason reaches this layer yet, so it
+//! retries nothing on its own).
 
 mod backoff;
 mod body;

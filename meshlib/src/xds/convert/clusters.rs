@@ -155,6 +155,17 @@ fn circuit_breakers(c: &cluster::Cluster) -> Result<Option<config::CircuitBreake
         if let Some(min) = &b.min_retry_concurrency {
             budget.min_retry_concurrency = min.value;
         }
+        // A window of recent requests rather than those in flight: another
+        // limit than the one meshlib computes, so refused rather than bent.
+        if b.budget_interval
+            .as_ref()
+            .is_some_and(|d| d.seconds != 0 || d.nanos != 0)
+        {
+            return Err(
+                "circuit_breakers: retry_budget: budget_interval: not supported (only 0, requests in flight)"
+                    .to_owned(),
+            );
+        }
         limits.retry_budget = Some(budget);
     }
     Ok(Some(limits))

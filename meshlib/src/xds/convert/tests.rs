@@ -787,3 +787,70 @@ fn a_host_rewrite_literal_that_is_not_host_and_port_is_refused() {
         "{error}"
     );
 }
+
+#[test]
+fn circuit_breakers_give_the_default_prioritys_retry_limits() {
+    use cluster::circuit_breakers::{Thresholds, thresholds::RetryBudget};
+    use meshlib_xds::pb::envoy::r#type::v3::Percent;
+    let with = |thresholds: Vec<Thresholds>| {
+        let mut c = build::eds_cluster("c");
+        c.circuit_breakers = Some(cluster::CircuitBreakers {
+            thresholds,
+            ..Default::default()
+        });
+        cluster(&c).map(|(c, _)| c.circuit_breakers)
+    };
+    assert_eq!(
+        cluster(&build::eds_cluster("c"))
+            .unwrap()
+            .0
+            .circuit_breakers,
+        None,
+        "none sent, none set"
+    );
+
+    let high = Thresholds {
+        priority: core::RoutingPriority::High as i32,
+        max_retries: Some(UInt32Value { value: 99 }),
+        ..Default::default()
+    };
+    let default = Thresholds {
+        max_retries: Some(UInt32Value { value: 7 }),
+        // Not enforced yet: read past, not refused.
+        max_connections: Some(UInt32Value { value: 1 }),
+        ..Default::default()
+    };
+    let breakers = with(vec![high, default]).unwrap().unwrap();
+    assert_eq!(
+        breakers.max_retries, 7,
+        "the DEFAULT priority's, not HIGH's"
+    );
+    assert_eq!(breakers.retry_budget, None);
+    let only_high = with(vec![high]).unwrap().unwrap();
+    assert_eq!(only_high.max_retries, 3, "Envoy's default");
+
+    let budget = |percent: f64| Thresholds {
+        retry_budget: Some(RetryBudget {
+            budget_percent: Some(Percent { value: percent }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let budgeted = with(vec![budget(35.0)]).unwrap().unwrap();
+    let read = budgeted.retry_budget.unwrap();
+    assert_eq!((read.budget_percent, read.min_retry_concurrency), (35.0, 3));
+    let error = with(vec![budget(140.0)]).unwrap_err();
+    assert!(
+        error.contains("budget_percent 140 is not a percentage"),
+        "{error}"
+    );
+    let mut windowed = budget(20.0);
+    if let Some(b) = &mut windowed.retry_budget {
+        b.budget_interval = Some(Duration {
+            seconds: 1,
+            nanos: 0,
+        });
+    }
+    let error = with(vec![windowed]).unwrap_err();
+    assert!(error.contains("budget_interval: not supported"), "{error}");
+}
