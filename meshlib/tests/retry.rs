@@ -81,6 +81,11 @@ impl Scripted {
 }
 
 fn mesh(route: &str, endpoints: &[SocketAddr]) -> MeshClient {
+    mesh_with_cluster(route, "", endpoints)
+}
+
+/// The same, the cluster's other fields (`, circuit_breakers: …`) given.
+fn mesh_with_cluster(route: &str, cluster: &str, endpoints: &[SocketAddr]) -> MeshClient {
     let endpoints = endpoints
         .iter()
         .map(|a| format!("{{ address: '{a}' }}"))
@@ -97,7 +102,7 @@ virtual_hosts:
       - name: r
         match: {{ prefix: / }}
         route: {{ cluster: backend, {route} }}
-clusters: [{{ name: backend, endpoints: [{endpoints}] }}]
+clusters: [{{ name: backend, endpoints: [{endpoints}]{cluster} }}]
 "#
         ))
         .unwrap(),
@@ -351,26 +356,11 @@ impl Holding {
 #[tokio::test]
 async fn max_retries_bounds_the_retries_in_flight_and_refused_ones_return_the_first_answer() {
     let server = Holding::start().await;
-    let mesh = MeshClient::new(
-        MeshConfig::from_yaml(&format!(
-            r#"
-virtual_hosts:
-  - name: api
-    domains: [api]
-    include_request_attempt_count: true
-    routes:
-      - match: {{ prefix: / }}
-        route: {{ cluster: backend, retry_policy: {{ retry_on: 5xx, num_retries: 3, {FAST} }} }}
-clusters:
-  - name: backend
-    endpoints: [{{ address: '{}' }}]
-    circuit_breakers: {{ max_retries: 2 }}
-"#,
-            server.address
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    let mesh = mesh_with_cluster(
+        &format!("retry_policy: {{ retry_on: 5xx, num_retries: 3, {FAST} }}"),
+        ", circuit_breakers: { max_retries: 2 }",
+        &[server.address],
+    );
 
     // Twenty requests fail at once (a full outage, as the server sees it):
     // two retries may be in flight, the other eighteen are refused and

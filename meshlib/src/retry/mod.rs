@@ -444,21 +444,15 @@ mod tests {
     use super::*;
     use crate::config::{RetryCondition, RetryOn, RetryPolicy};
 
+    /// A scripted endpoint, as the retry layer sees one.
+    type Endpoint = tower::util::BoxCloneSyncService<Request<BoxBody>, Response<()>, Error>;
+
     /// Answers 503 every time, noting when each attempt came.
-    fn always_503(
-        calls: Arc<Mutex<Vec<Instant>>>,
-    ) -> impl Service<
-        Request<BoxBody>,
-        Response = Response<()>,
-        Error = Error,
-        Future = impl std::future::Future<Output = Result<Response<()>, Error>> + Send,
-    > + Clone
-    + Send
-    + 'static {
-        tower::service_fn(move |_: Request<BoxBody>| {
+    fn always_503(calls: Arc<Mutex<Vec<Instant>>>) -> Endpoint {
+        Endpoint::new(tower::service_fn(move |_: Request<BoxBody>| {
             calls.lock().unwrap().push(Instant::now());
             std::future::ready(Ok(Response::builder().status(503).body(()).unwrap()))
-        })
+        }))
     }
 
     fn request(policy: &RetryPolicy) -> Request<BoxBody> {
@@ -559,15 +553,8 @@ mod tests {
     fn unavailable(
         pushback: Option<&'static str>,
         calls: Arc<Mutex<Vec<(Instant, Option<String>)>>>,
-    ) -> impl Service<
-        Request<BoxBody>,
-        Response = Response<()>,
-        Error = Error,
-        Future = impl std::future::Future<Output = Result<Response<()>, Error>> + Send,
-    > + Clone
-    + Send
-    + 'static {
-        tower::service_fn(move |request: Request<BoxBody>| {
+    ) -> Endpoint {
+        Endpoint::new(tower::service_fn(move |request: Request<BoxBody>| {
             let previous = request
                 .headers()
                 .get(PREVIOUS_ATTEMPTS)
@@ -578,7 +565,7 @@ mod tests {
                 response = response.header("grpc-retry-pushback-ms", ms);
             }
             std::future::ready(Ok(response.body(()).unwrap()))
-        })
+        }))
     }
 
     fn proxyless(retries: u32) -> RetryPolicy {
