@@ -19,3 +19,14 @@ where
 {
     body.map_err(Into::into).boxed_unsync()
 }
+
+/// A body of these chunks, one frame each, as a streaming upload sends it.
+#[cfg(test)]
+pub(crate) fn streamed(chunks: Vec<&'static str>) -> BoxBody {
+    let frames = chunks
+        .into_iter()
+        .map(|c| Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(c))));
+    boxed(http_body_util::StreamBody::new(futures_util::stream::iter(
+        frames,
+    )))
+}

@@ -111,47 +111,19 @@ impl ValueRule {
         }
     }
 
-    /// Whether the text `value` passes.
+    /// Whether the text `value` passes: the byte rules as for any value,
+    /// and the rules that need text (`safe_regex`, `range`).
     pub(crate) fn matches(&self, value: &str) -> bool {
         match self {
-            ValueRule::Exact {
-                value: v,
-                ignore_case,
-            } => bytes_eq(value.as_bytes(), v.as_bytes(), *ignore_case),
-            ValueRule::Prefix {
-                value: v,
-                ignore_case,
-            } => value
-                .as_bytes()
-                .get(..v.len())
-                .is_some_and(|head| bytes_eq(head, v.as_bytes(), *ignore_case)),
-            ValueRule::Suffix {
-                value: v,
-                ignore_case,
-            } => value
-                .len()
-                .checked_sub(v.len())
-                .and_then(|start| value.as_bytes().get(start..))
-                .is_some_and(|tail| bytes_eq(tail, v.as_bytes(), *ignore_case)),
             ValueRule::Contains {
                 value: v,
                 ignore_case: false,
             } => value.contains(&**v),
-            ValueRule::Contains {
-                value: v,
-                ignore_case: true,
-            } => {
-                v.is_empty()
-                    || value
-                        .as_bytes()
-                        .windows(v.len())
-                        .any(|window| window.eq_ignore_ascii_case(v.as_bytes()))
-            }
             ValueRule::Regex(regex) => regex.is_match(value),
-            ValueRule::Present(present) => *present,
             ValueRule::Range { start, end } => {
                 value.parse::<i64>().is_ok_and(|n| *start <= n && n < *end)
             }
+            _ => self.matches_bytes(value.as_bytes()),
         }
     }
 }

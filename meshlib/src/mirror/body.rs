@@ -153,17 +153,10 @@ impl Body for ShadowBody {
 
 #[cfg(test)]
 mod tests {
-    use http_body_util::{BodyExt, StreamBody};
+    use http_body_util::BodyExt;
 
     use super::*;
-    use crate::body::boxed;
-
-    fn streamed(chunks: Vec<&'static str>) -> BoxBody {
-        let frames = chunks
-            .into_iter()
-            .map(|c| Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(c))));
-        boxed(StreamBody::new(futures_util::stream::iter(frames)))
-    }
+    use crate::body::{boxed, streamed};
 
     #[tokio::test]
     async fn every_shadow_gets_every_frame_and_the_end() {

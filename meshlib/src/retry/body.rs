@@ -248,17 +248,10 @@ impl Drop for ReplayBody {
 
 #[cfg(test)]
 mod tests {
-    use http_body_util::{BodyExt, StreamBody};
+    use http_body_util::BodyExt;
 
     use super::*;
-    use crate::body::boxed;
-
-    fn streamed(chunks: Vec<&'static str>) -> BoxBody {
-        let frames = chunks
-            .into_iter()
-            .map(|c| Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(c))));
-        boxed(StreamBody::new(futures_util::stream::iter(frames)))
-    }
+    use crate::body::{boxed, streamed};
 
     #[tokio::test]
     async fn a_body_within_the_bound_is_replayed_whole() {
