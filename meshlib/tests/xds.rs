@@ -13,7 +13,7 @@ use meshlib::xds::XdsError;
 use meshlib_xds::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use meshlib_xds::pb::envoy::config::core::v3::HealthStatus;
 use meshlib_xds::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LocalityLbEndpoints};
-use meshlib_xds::pb::envoy::config::listener::v3::ApiListener;
+use meshlib_xds::pb::envoy::config::listener::v3::{ApiListener, Listener};
 use meshlib_xds::pb::envoy::config::route::v3 as route;
 use meshlib_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, Rds, http_connection_manager,
@@ -175,36 +175,11 @@ async fn a_control_plane_restart_under_load_fails_no_request(delta: bool) {
     let xds = xds_client(plane.address(), delta);
     let mesh = MeshClient::from_xds(&xds, "xds:///reviews").await.unwrap();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let workers: Vec<_> = (0..4)
-        .map(|_| {
-            let (mesh, stop, ok, failed) = (mesh.clone(), stop.clone(), ok.clone(), failed.clone());
-            tokio::spawn(async move {
-                for _ in 0..20_000 {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    match send(&mesh, "http://reviews/", &[]).await {
-                        Ok(_) => ok.fetch_add(1, Ordering::SeqCst),
-                        Err(_) => failed.fetch_add(1, Ordering::SeqCst),
-                    };
-                }
-            })
-        })
-        .collect();
-
-    let before = ok.load(Ordering::SeqCst);
-    until("traffic flows", async || {
-        ok.load(Ordering::SeqCst) > before + 50
-    })
-    .await;
+    let load = Load::start(&mesh, "http://reviews/");
+    load.until_more("traffic flows", 50).await;
     plane.kill();
-    let during = ok.load(Ordering::SeqCst);
-    until("traffic flows without a control plane", async || {
-        ok.load(Ordering::SeqCst) > during + 200
-    })
-    .await;
+    load.until_more("traffic flows without a control plane", 200)
+        .await;
 
     let restarted = SnapshotServer::new();
     restarted.set("test-node", snapshot("2", &v1, &v2, 0, 100));
@@ -216,11 +191,164 @@ async fn a_control_plane_restart_under_load_fails_no_request(delta: bool) {
     .await;
     let after = v2.requests();
     until("traffic moves to v2", async || v2.requests() > after + 50).await;
-    stop.store(true, Ordering::SeqCst);
-    for worker in workers {
-        worker.await.unwrap();
+    assert_eq!(load.stop().await, 0, "failed requests");
+}
+
+/// Requests sent without pause by four tasks, counted until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(mesh: &MeshClient, uri: &'static str) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let workers = (0..4)
+            .map(|_| {
+                let (mesh, stop, ok, failed) =
+                    (mesh.clone(), stop.clone(), ok.clone(), failed.clone());
+                tokio::spawn(async move {
+                    for _ in 0..20_000 {
+                        if stop.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        match send(&mesh, uri, &[]).await {
+                            Ok(_) => ok.fetch_add(1, Ordering::SeqCst),
+                            Err(_) => failed.fetch_add(1, Ordering::SeqCst),
+                        };
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            failed,
+            workers,
+        }
     }
-    assert_eq!(failed.load(Ordering::SeqCst), 0);
+
+    /// Waits until `count` more requests have succeeded.
+    async fn until_more(&self, what: &str, count: usize) {
+        let before = self.ok.load(Ordering::SeqCst);
+        until(what, async || {
+            self.ok.load(Ordering::SeqCst) > before + count
+        })
+        .await;
+    }
+
+    /// Stops the load; the number of failed requests.
+    async fn stop(self) -> usize {
+        self.stop.store(true, Ordering::SeqCst);
+        for worker in self.workers {
+            worker.await.unwrap();
+        }
+        self.failed.load(Ordering::SeqCst)
+    }
+}
+
+/// A client of `primary` and then `fallback` (gRFC A71).
+fn xds_client_with_fallback(primary: u16, fallback: SocketAddr) -> XdsClient {
+    let mut bootstrap = Bootstrap::new(&format!("127.0.0.1:{primary}"), "test-node").unwrap();
+    bootstrap
+        .servers
+        .push(XdsServer::insecure(&fallback.to_string()).unwrap());
+    XdsClient::builder(bootstrap)
+        .backoff(Duration::from_millis(20), Duration::from_millis(100))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_control_plane_serves_until_the_primary_answers_under_load() {
+    let (v1, v2) = (Backend::start("v1").await, Backend::start("v2").await);
+    // The primary is down when the client starts.
+    let primary_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let fallback = SnapshotServer::new();
+    fallback.set("test-node", snapshot("1", &v1, &v2, 0, 100));
+    let fallback_plane = fallback.start_standalone(0, None).unwrap();
+    let xds = xds_client_with_fallback(primary_port, fallback_plane.address());
+    let mesh = MeshClient::from_xds(&xds, "xds:///reviews").await.unwrap();
+    let load = Load::start(&mesh, "http://reviews/");
+    load.until_more("traffic flows on the fallback's config", 50)
+        .await;
+    assert_eq!(v1.requests(), 0, "the fallback sends everything to v2");
+
+    let primary = SnapshotServer::new();
+    primary.set("test-node", snapshot("1", &v1, &v2, 100, 0));
+    let _primary_plane = primary.start_standalone(primary_port, None).unwrap();
+    until("traffic moves to the primary's v1", async || {
+        v1.requests() > 50
+    })
+    .await;
+    until("the fallback's stream closes", async || {
+        fallback.streams_open() == 0
+    })
+    .await;
+    let on_v2 = v2.requests();
+    load.until_more("traffic flows on the primary's config", 200)
+        .await;
+    assert_eq!(
+        v2.requests(),
+        on_v2,
+        "nothing reaches v2 once the primary's config is in force"
+    );
+    assert_eq!(load.stop().await, 0, "failed requests");
+    assert!(primary.nacks().is_empty() && fallback.nacks().is_empty());
+}
+
+#[tokio::test]
+async fn an_authority_target_resolves_its_listener_from_the_authoritys_control_plane() {
+    let (v1, v2) = (Backend::start("v1").await, Backend::start("v2").await);
+    // The listener comes from the authority's own control plane; the
+    // old-style names it leads to (routes, clusters) from the top-level one.
+    let listener = "xdstp://mesh.example/envoy.config.listener.v3.Listener/reviews";
+    let everything = snapshot("1", &v1, &v2, 100, 0);
+    let own = SnapshotServer::new();
+    own.set(
+        "test-node",
+        Snapshot::new("1").with(api_listener(listener, "reviews-routes")),
+    );
+    let top = SnapshotServer::new();
+    top.set("test-node", everything);
+    let (own_plane, top_plane) = (
+        own.start_standalone(0, None).unwrap(),
+        top.start_standalone(0, None).unwrap(),
+    );
+    let mut bootstrap = Bootstrap::new(&top_plane.address().to_string(), "test-node").unwrap();
+    bootstrap.authorities.insert(
+        "mesh.example".to_owned(),
+        meshlib_xds::Authority {
+            servers: vec![XdsServer::insecure(&own_plane.address().to_string()).unwrap()],
+            client_listener_resource_name_template: String::new(),
+        },
+    );
+    let xds = XdsClient::new(bootstrap).unwrap();
+    let mesh = MeshClient::from_xds(&xds, "xds://mesh.example/reviews")
+        .await
+        .unwrap();
+    let counts = tally(&mesh, "http://reviews/r", &[], 20).await;
+    assert_eq!(counts.get("v1"), Some(&20), "{counts:?}");
+    assert_eq!(
+        own.subscribed("test-node", &Listener::type_url()),
+        [listener]
+    );
+    match MeshClient::from_xds(&xds, "xds://elsewhere.example/reviews").await {
+        Err(XdsError::Target(reason)) => {
+            assert!(
+                reason.contains("no authority \"elsewhere.example\""),
+                "{reason}"
+            )
+        }
+        other => panic!("expected a target error, got {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -235,7 +235,105 @@ pub struct Locality {
     pub sub_zone: String,
 }
 
+/// The Listener type's name in `xdstp://` resource names.
+const LISTENER_TYPE: &str = "envoy.config.listener.v3.Listener";
+
+/// What `%s` in an `xdstp:` template percent-encodes (gRFC A47): everything
+/// but RFC 3986's unreserved characters and `/`.
+const XDSTP_ENCODED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
 impl Bootstrap {
+    /// The Listener resource a client target stands for, as gRPC resolves
+    /// it (gRFC A47): `xds:///name` (or a bare `name`) through
+    /// `client_default_listener_resource_name_template`, `xds://authority/name`
+    /// through that authority's `client_listener_resource_name_template`
+    /// (by default `xdstp://authority/envoy.config.listener.v3.Listener/%s`).
+    /// In an `xdstp:` template the name is percent-encoded.
+    ///
+    /// ```
+    /// let bootstrap = meshlib_xds::Bootstrap::from_json(r#"{
+    ///   "xds_servers": [{"server_uri": "127.0.0.1:18000", "channel_creds": [{"type": "insecure"}]}],
+    ///   "authorities": {"mesh.example": {}}
+    /// }"#)?;
+    /// assert_eq!(bootstrap.listener_name("xds:///greeter")?, "greeter");
+    /// assert_eq!(
+    ///     bootstrap.listener_name("xds://mesh.example/greeter")?,
+    ///     "xdstp://mesh.example/envoy.config.listener.v3.Listener/greeter"
+    /// );
+    /// assert!(bootstrap.listener_name("xds://other.example/greeter").is_err());
+    /// # Ok::<(), meshlib_xds::BootstrapError>(())
+    /// ```
+    pub fn listener_name(&self, target: &str) -> Result<String, BootstrapError> {
+        let refuse =
+            |message: String| BootstrapError::new("", format!("target {target:?}: {message}"));
+        let (template, name) = match target.strip_prefix("xds://") {
+            Some(rest) => {
+                let (authority, name) = rest
+                    .split_once('/')
+                    .ok_or_else(|| refuse("expected xds://[authority]/name".to_owned()))?;
+                if authority.is_empty() {
+                    (
+                        self.client_default_listener_resource_name_template.clone(),
+                        name,
+                    )
+                } else {
+                    let settings = self.authorities.get(authority).ok_or_else(|| {
+                        refuse(format!("the bootstrap has no authority {authority:?}"))
+                    })?;
+                    let template = match settings.client_listener_resource_name_template.as_str() {
+                        "" => format!("xdstp://{authority}/{LISTENER_TYPE}/%s"),
+                        template => template.to_owned(),
+                    };
+                    (template, name)
+                }
+            }
+            None if target.contains("://") || target.starts_with("xds:") => {
+                return Err(refuse(
+                    "expected xds:///name, xds://authority/name or a name".to_owned(),
+                ));
+            }
+            None => (
+                self.client_default_listener_resource_name_template.clone(),
+                target,
+            ),
+        };
+        if name.is_empty() {
+            return Err(refuse("the name is empty".to_owned()));
+        }
+        Ok(if template.is_empty() {
+            name.to_owned()
+        } else if template.starts_with("xdstp:") {
+            let name = name.strip_prefix('/').unwrap_or(name);
+            let encoded = percent_encoding::utf8_percent_encode(name, XDSTP_ENCODED).to_string();
+            template.replace("%s", &encoded)
+        } else {
+            template.replace("%s", name)
+        })
+    }
+
+    /// The control planes that serve the resource `name`, in order of
+    /// preference (gRFC A47): an `xdstp://` name's authority's servers (the
+    /// top-level ones when it lists none), and the top-level ones for any
+    /// other name. `None` for an `xdstp://` name of an authority the
+    /// bootstrap does not list.
+    pub fn servers_for(&self, name: &str) -> Option<&[XdsServer]> {
+        let Some(rest) = name.strip_prefix("xdstp://") else {
+            return Some(&self.servers);
+        };
+        let authority = rest.split('/').next().unwrap_or_default();
+        let settings = self.authorities.get(authority)?;
+        Some(if settings.servers.is_empty() {
+            &self.servers
+        } else {
+            &settings.servers
+        })
+    }
+
     /// One insecure control plane at `server_uri` and a node id: the least a
     /// client needs, for code that builds its bootstrap itself.
     pub fn new(server_uri: &str, node_id: &str) -> Result<Self, BootstrapError> {
@@ -336,16 +434,6 @@ impl Bootstrap {
                 .unwrap_or_default(),
             certificate_providers: raw.certificate_providers,
         })
-    }
-
-    /// The listener resource name for an `xds:///name` target's `name`.
-    pub fn listener_name(&self, target_name: &str) -> String {
-        let template = &self.client_default_listener_resource_name_template;
-        if template.is_empty() {
-            target_name.to_owned()
-        } else {
-            template.replace("%s", target_name)
-        }
     }
 }
 
@@ -651,7 +739,7 @@ mod tests {
         assert_eq!(b.node.locality.zone, "z");
         assert_eq!(b.node.metadata["TRAFFICDIRECTOR_NETWORK_NAME"], "default");
         assert!(b.authorities["a.example"].servers.is_empty());
-        assert_eq!(b.listener_name("greeter"), "prefix/greeter");
+        assert_eq!(b.listener_name("greeter").unwrap(), "prefix/greeter");
         assert!(b.certificate_providers.contains_key("default"));
 
         // As sent on the ADS stream (and shown in CSDS): metadata as a Struct.
@@ -672,6 +760,60 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "xDS bootstrap: authorities[\"a\"].client_listener_resource_name_template: must start with \"xdstp://a/\""
+        );
+    }
+
+    #[test]
+    fn targets_resolve_to_listener_names_and_names_to_servers() {
+        let b = Bootstrap::from_json(
+            r#"{"xds_servers": [{"server_uri": "top:1", "channel_creds": [{"type": "insecure"}]}],
+                "client_default_listener_resource_name_template": "xdstp://a.example/envoy.config.listener.v3.Listener/%s",
+                "authorities": {
+                  "a.example": {},
+                  "b.example": {"xds_servers": [{"server_uri": "b:1", "channel_creds": [{"type": "insecure"}]}],
+                                "client_listener_resource_name_template": "xdstp://b.example/L/%s"}}}"#,
+        )
+        .unwrap();
+        // The default template is an xdstp one: the name is percent-encoded, `/` kept.
+        assert_eq!(
+            b.listener_name("xds:///svc/v1 beta?x").unwrap(),
+            "xdstp://a.example/envoy.config.listener.v3.Listener/svc/v1%20beta%3Fx"
+        );
+        assert_eq!(
+            b.listener_name("xds://a.example/greeter").unwrap(),
+            "xdstp://a.example/envoy.config.listener.v3.Listener/greeter"
+        );
+        assert_eq!(
+            b.listener_name("xds://b.example/greeter").unwrap(),
+            "xdstp://b.example/L/greeter"
+        );
+        for (target, problem) in [
+            ("xds://c.example/greeter", "no authority \"c.example\""),
+            ("xds:///", "the name is empty"),
+            ("dns:///greeter", "expected xds:///name"),
+            ("xds://a.example", "expected xds://[authority]/name"),
+        ] {
+            let error = b.listener_name(target).unwrap_err().to_string();
+            assert!(
+                error.contains(problem) && error.contains(target),
+                "{target}: {error}"
+            );
+        }
+
+        let uri = |name: &str| b.servers_for(name).map(|s| s[0].uri.clone());
+        assert_eq!(uri("plain-name").as_deref(), Some("http://top:1"));
+        // An authority without servers of its own uses the top-level ones.
+        assert_eq!(
+            uri("xdstp://a.example/envoy.config.cluster.v3.Cluster/c").as_deref(),
+            Some("http://top:1")
+        );
+        assert_eq!(
+            uri("xdstp://b.example/envoy.config.cluster.v3.Cluster/c").as_deref(),
+            Some("http://b:1")
+        );
+        assert_eq!(
+            uri("xdstp://c.example/envoy.config.cluster.v3.Cluster/c"),
+            None
         );
     }
 }

@@ -1,12 +1,13 @@
 //! The client handle and typed watches.
 
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::bootstrap::Bootstrap;
+use crate::bootstrap::{Bootstrap, XdsServer};
 use crate::resource::{Resource, ResourceType};
 use crate::state::{AdsState, AllResources, DumpEntry, Presence, Snapshot, WatchError};
 use crate::transport::{self, Backoff, Command, TransportConfig};
@@ -15,8 +16,15 @@ use crate::transport::{self, Backoff, Command, TransportConfig};
 /// tens of MiB in one response, far above tonic's 4 MiB default.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 256 * 1024 * 1024;
 
-/// An xDS client: one ADS stream to the bootstrap's first control plane,
-/// shared by every watch. Clones share the stream.
+/// An xDS client: one ADS stream per control plane in use, shared by every
+/// watch. Clones share the streams.
+///
+/// A resource goes to the bootstrap's top-level `xds_servers`, or, for an
+/// `xdstp://authority/…` name, to that authority's (gRFC A47 federation);
+/// authorities with the same servers share one stream. Within each list the
+/// first server is preferred and the next ones are fallbacks (gRFC A71).
+/// The stream to the top-level servers opens at once; an authority's when
+/// its first resource is watched.
 ///
 /// ```no_run
 /// use meshlib_xds::{Bootstrap, XdsClient};
@@ -33,8 +41,50 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 256 * 1024 * 1024;
 /// ```
 #[derive(Clone, Debug)]
 pub struct XdsClient {
-    commands: mpsc::UnboundedSender<Command>,
-    bootstrap: Arc<Bootstrap>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    bootstrap: Bootstrap,
+    config: TransportConfig,
+    runtime: tokio::runtime::Handle,
+    /// One transport task per distinct list of servers, the top-level list
+    /// first, each with the sender of its commands.
+    tasks: Mutex<Vec<(Vec<XdsServer>, mpsc::UnboundedSender<Command>)>>,
+}
+
+impl Shared {
+    /// The commands of the task serving the list `servers`, started if none does.
+    fn task(&self, servers: &[XdsServer]) -> (usize, mpsc::UnboundedSender<Command>) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(index) = tasks.iter().position(|(s, _)| s.as_slice() == servers) {
+            return (index, tasks[index].1.clone());
+        }
+        let first = &servers[0];
+        let state = AdsState::new(
+            self.bootstrap.node.to_envoy(),
+            first.delta(),
+            first.ignore_resource_deletion(),
+        );
+        let (commands, receiver) = mpsc::unbounded_channel();
+        self.runtime.spawn(transport::run(
+            servers.to_vec(),
+            self.config.clone(),
+            state,
+            receiver,
+        ));
+        tasks.push((servers.to_vec(), commands.clone()));
+        (tasks.len() - 1, commands)
+    }
+
+    /// The task for the resource `name`.
+    fn task_for(&self, name: &str) -> Result<(usize, mpsc::UnboundedSender<Command>), WatchError> {
+        match self.bootstrap.servers_for(name) {
+            Some(servers) => Ok(self.task(servers)),
+            None => Err(WatchError::UnknownAuthority(name.to_owned())),
+        }
+    }
 }
 
 /// Builds an [`XdsClient`] with settings other than the defaults.
@@ -92,22 +142,19 @@ impl XdsClientBuilder {
     /// Starts the client's task on the current Tokio runtime.
     pub fn build(self) -> Result<XdsClient, ClientError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ClientError::NoRuntime)?;
-        let server = self
-            .bootstrap
-            .servers
-            .first()
-            .cloned()
-            .ok_or(ClientError::NoServer)?;
-        let state = AdsState::new(
-            self.bootstrap.node.to_envoy(),
-            server.delta(),
-            server.ignore_resource_deletion(),
-        );
-        let (commands, receiver) = mpsc::unbounded_channel();
-        runtime.spawn(transport::run(server, self.config, state, receiver));
+        if self.bootstrap.servers.is_empty() {
+            return Err(ClientError::NoServer);
+        }
+        let shared = Shared {
+            bootstrap: self.bootstrap,
+            config: self.config,
+            runtime,
+            tasks: Mutex::new(Vec::new()),
+        };
+        // The top-level servers' stream opens at once.
+        shared.task(&shared.bootstrap.servers);
         Ok(XdsClient {
-            commands,
-            bootstrap: Arc::new(self.bootstrap),
+            shared: Arc::new(shared),
         })
     }
 }
@@ -146,15 +193,16 @@ impl XdsClient {
 
     /// The bootstrap this client was made with.
     pub fn bootstrap(&self) -> &Bootstrap {
-        &self.bootstrap
+        &self.shared.bootstrap
     }
 
     /// Watches the resource `name` of type `T`, subscribing to it if no one
     /// else watches it; the subscription ends when the last watch is dropped.
     pub async fn watch<T: Resource>(&self, name: &str) -> Result<Watch<T>, WatchError> {
+        let (_, commands) = self.shared.task_for(name)?;
         let (reply, answer) = oneshot::channel();
         let kind = ResourceType::of::<T>();
-        self.commands
+        commands
             .send(Command::Watch {
                 kind,
                 name: name.to_owned(),
@@ -164,66 +212,91 @@ impl XdsClient {
         let receiver = answer.await.map_err(|_| WatchError::Stopped)??;
         Ok(Watch {
             receiver: Some(receiver),
-            commands: self.commands.clone(),
+            commands,
             type_url: T::TYPE_URL,
             name: name.to_owned(),
             _type: PhantomData,
         })
     }
 
-    /// Watches each of `names`, subscribing them in one request: the way to
-    /// follow thousands of clusters or endpoint sets without a request each.
+    /// Watches each of `names`, subscribing them in one request (per control
+    /// plane): the way to follow thousands of clusters or endpoint sets
+    /// without a request each.
     pub async fn watch_many<T: Resource>(
         &self,
         names: &[String],
     ) -> Result<Vec<Watch<T>>, WatchError> {
-        let (reply, answer) = oneshot::channel();
+        // Names by task, each with its place in `names`.
+        let mut groups: BTreeMap<usize, (mpsc::UnboundedSender<Command>, Vec<usize>)> =
+            BTreeMap::new();
+        for (place, name) in names.iter().enumerate() {
+            let (index, commands) = self.shared.task_for(name)?;
+            groups
+                .entry(index)
+                .or_insert((commands, Vec::new()))
+                .1
+                .push(place);
+        }
         let kind = ResourceType::of::<T>();
-        self.commands
-            .send(Command::WatchMany {
-                kind,
-                names: names.to_vec(),
-                reply,
-            })
-            .map_err(|_| WatchError::Stopped)?;
-        let receivers = answer.await.map_err(|_| WatchError::Stopped)??;
-        Ok(receivers
-            .into_iter()
-            .zip(names)
-            .map(|(receiver, name)| Watch {
-                receiver: Some(receiver),
-                commands: self.commands.clone(),
-                type_url: T::TYPE_URL,
-                name: name.clone(),
-                _type: PhantomData,
-            })
-            .collect())
+        let mut watches: Vec<Option<Watch<T>>> = names.iter().map(|_| None).collect();
+        for (commands, places) in groups.into_values() {
+            let (reply, answer) = oneshot::channel();
+            commands
+                .send(Command::WatchMany {
+                    kind,
+                    names: places.iter().map(|&p| names[p].clone()).collect(),
+                    reply,
+                })
+                .map_err(|_| WatchError::Stopped)?;
+            let receivers = answer.await.map_err(|_| WatchError::Stopped)??;
+            for (receiver, place) in receivers.into_iter().zip(places) {
+                watches[place] = Some(Watch {
+                    receiver: Some(receiver),
+                    commands: commands.clone(),
+                    type_url: T::TYPE_URL,
+                    name: names[place].clone(),
+                    _type: PhantomData,
+                });
+            }
+        }
+        Ok(watches.into_iter().flatten().collect())
     }
 
     /// Watches every resource of type `T` (a wildcard subscription; Listener
-    /// and Cluster only).
+    /// and Cluster only) on the top-level servers.
     pub async fn watch_all<T: Resource>(&self) -> Result<WatchAll<T>, WatchError> {
+        let (_, commands) = self.shared.task(&self.shared.bootstrap.servers);
         let (reply, answer) = oneshot::channel();
         let kind = ResourceType::of::<T>();
-        self.commands
+        commands
             .send(Command::WatchAll { kind, reply })
             .map_err(|_| WatchError::Stopped)?;
         let receiver = answer.await.map_err(|_| WatchError::Stopped)??;
         Ok(WatchAll {
             receiver: Some(receiver),
-            commands: self.commands.clone(),
+            commands,
             type_url: T::TYPE_URL,
             _type: PhantomData,
         })
     }
 
-    /// Every watched resource's state: what a CSDS dump reports.
+    /// Every watched resource's state, from every control plane in use:
+    /// what a CSDS dump reports. Answered from the cache, whatever the
+    /// streams are doing.
     pub async fn dump(&self) -> Result<Vec<DumpEntry>, WatchError> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Dump { reply })
-            .map_err(|_| WatchError::Stopped)?;
-        answer.await.map_err(|_| WatchError::Stopped)
+        let tasks: Vec<_> = {
+            let tasks = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
+            tasks.iter().map(|(_, commands)| commands.clone()).collect()
+        };
+        let mut entries = Vec::new();
+        for commands in tasks {
+            let (reply, answer) = oneshot::channel();
+            commands
+                .send(Command::Dump { reply })
+                .map_err(|_| WatchError::Stopped)?;
+            entries.extend(answer.await.map_err(|_| WatchError::Stopped)?);
+        }
+        Ok(entries)
     }
 }
 

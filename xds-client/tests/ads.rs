@@ -500,3 +500,212 @@ async fn tls_channel_credentials_connect_with_mutual_tls() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A loopback port nothing listens on (yet).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A client of `ports` in order of preference (gRFC A71), all in one variant.
+fn client_of(ports: &[u16], delta: bool) -> XdsClient {
+    let mut bootstrap = Bootstrap::new(&format!("127.0.0.1:{}", ports[0]), "test-node").unwrap();
+    bootstrap.servers = ports
+        .iter()
+        .map(|port| {
+            let server = XdsServer::insecure(&format!("127.0.0.1:{port}")).unwrap();
+            if delta {
+                server.with_feature(DELTA_ADS)
+            } else {
+                server
+            }
+        })
+        .collect();
+    XdsClient::builder(bootstrap)
+        .backoff(Duration::from_millis(20), Duration::from_millis(100))
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap()
+}
+
+/// Waits, at most 10 s, for `done`.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let wait = async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
+
+async fn falls_back_while_the_primary_is_down_then_returns_to_it(delta: bool) {
+    let primary_port = free_port();
+    let fallback = SnapshotServer::new();
+    // The same version string on both: the primary must not take the
+    // fallback's "1" for its own.
+    fallback.set_default(Snapshot::new("1").with(cluster("a", 2)));
+    let fallback_plane = fallback.start_standalone(0, None).unwrap();
+    let client = client_of(&[primary_port, fallback_plane.address().port()], delta);
+
+    let mut a = client.watch::<Cluster>("a").await.unwrap();
+    let state = until(&mut a, "a from the fallback", |s| timeout_of(s) == Some(2)).await;
+    assert_eq!(
+        state.error, None,
+        "while a fallback serves, watchers hear of no failure"
+    );
+
+    let primary = SnapshotServer::new();
+    primary.set_default(Snapshot::new("1").with(cluster("a", 1)));
+    let _primary_plane = primary.start_standalone(primary_port, None).unwrap();
+    let state = until(&mut a, "a from the primary once it answers", |s| {
+        timeout_of(s) == Some(1)
+    })
+    .await;
+    assert_eq!(state.error, None);
+    eventually("the fallback's stream to close", || {
+        fallback.streams_open() == 0
+    })
+    .await;
+    assert_eq!(primary.subscribed("test-node", Cluster::TYPE_URL), ["a"]);
+
+    // The primary's changes apply; the fallback's no longer do.
+    fallback.set_default(Snapshot::new("2").with(cluster("a", 9)));
+    primary.set_default(Snapshot::new("2").with(cluster("a", 3)));
+    until(&mut a, "the primary's change", |s| timeout_of(s) == Some(3)).await;
+    assert_eq!(fallback.streams_open(), 0);
+    assert!(primary.nacks().is_empty() && fallback.nacks().is_empty());
+}
+
+#[tokio::test]
+async fn sotw_falls_back_while_the_primary_is_down_then_returns_to_it() {
+    falls_back_while_the_primary_is_down_then_returns_to_it(false).await;
+}
+
+#[tokio::test]
+async fn delta_falls_back_while_the_primary_is_down_then_returns_to_it() {
+    falls_back_while_the_primary_is_down_then_returns_to_it(true).await;
+}
+
+#[tokio::test]
+async fn with_everything_cached_the_client_stays_with_its_primary_until_a_watch_needs_more() {
+    let primary = SnapshotServer::new();
+    primary.set_default(Snapshot::new("1").with(cluster("a", 1)));
+    let mut primary_plane = primary.start_standalone(0, None).unwrap();
+    let fallback = SnapshotServer::new();
+    fallback.set_default(
+        Snapshot::new("f1")
+            .with(cluster("a", 2))
+            .with(cluster("b", 4)),
+    );
+    let fallback_plane = fallback.start_standalone(0, None).unwrap();
+    let client = client_of(
+        &[
+            primary_plane.address().port(),
+            fallback_plane.address().port(),
+        ],
+        false,
+    );
+    let mut a = client.watch::<Cluster>("a").await.unwrap();
+    until(&mut a, "a from the primary", |s| timeout_of(s) == Some(1)).await;
+
+    // The primary goes: "a" is cached, so the client keeps it and says why.
+    primary_plane.kill();
+    let state = until(&mut a, "the primary's failure", |s| s.error.is_some()).await;
+    assert_eq!(timeout_of(&state), Some(1));
+    assert_eq!(
+        fallback.streams_opened(),
+        0,
+        "no fallback while everything is cached"
+    );
+
+    // A new watch has no answer: now the fallback is used (gRFC A71).
+    let mut b = client.watch::<Cluster>("b").await.unwrap();
+    until(&mut b, "b from the fallback", |s| timeout_of(s) == Some(4)).await;
+    assert_eq!(
+        fallback.subscribed("test-node", Cluster::TYPE_URL),
+        ["a", "b"],
+        "the fallback is asked for every watched resource"
+    );
+    until(&mut a, "a as the fallback has it", |s| {
+        timeout_of(s) == Some(2)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn xdstp_names_are_served_by_their_authoritys_control_plane() {
+    const CDS: &str = "envoy.config.cluster.v3.Cluster";
+    let top = SnapshotServer::new();
+    let own = SnapshotServer::new();
+    let in_x = format!("xdstp://x.example/{CDS}/c");
+    let in_y = format!("xdstp://y.example/{CDS}/d");
+    top.set_default(
+        Snapshot::new("1")
+            .with(cluster("plain", 1))
+            .with(cluster(&in_y, 2)),
+    );
+    own.set_default(Snapshot::new("1").with(cluster(&in_x, 3)));
+    let top_plane = top.start_standalone(0, None).unwrap();
+    let own_plane = own.start_standalone(0, None).unwrap();
+    let bootstrap = Bootstrap::from_json(&format!(
+        r#"{{"xds_servers": [{{"server_uri": "{}", "channel_creds": [{{"type": "insecure"}}]}}],
+            "node": {{"id": "test-node"}},
+            "authorities": {{
+              "x.example": {{"xds_servers": [{{"server_uri": "{}", "channel_creds": [{{"type": "insecure"}}]}}]}},
+              "y.example": {{}}}}}}"#,
+        top_plane.address(),
+        own_plane.address()
+    ))
+    .unwrap();
+    let client = XdsClient::new(bootstrap).unwrap();
+
+    let mut watches = client
+        .watch_many::<Cluster>(&["plain".to_owned(), in_x.clone(), in_y.clone()])
+        .await
+        .unwrap();
+    let names: Vec<&str> = watches.iter().map(|w| w.name()).collect();
+    assert_eq!(
+        names,
+        ["plain", in_x.as_str(), in_y.as_str()],
+        "in the order asked"
+    );
+    for (watch, seconds) in watches.iter_mut().zip([1, 3, 2]) {
+        until(watch, watch.name().to_owned().as_str(), |s| {
+            timeout_of(s) == Some(seconds)
+        })
+        .await;
+    }
+    assert_eq!(
+        own.subscribed("test-node", Cluster::TYPE_URL),
+        std::slice::from_ref(&in_x)
+    );
+    // An authority without servers of its own uses the top-level ones.
+    assert_eq!(
+        top.subscribed("test-node", Cluster::TYPE_URL),
+        ["plain".to_owned(), in_y.clone()]
+    );
+    let dumped: std::collections::BTreeSet<String> = client
+        .dump()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(
+        dumped,
+        ["plain".to_owned(), in_x.clone(), in_y]
+            .into_iter()
+            .collect()
+    );
+
+    let unknown = format!("xdstp://z.example/{CDS}/e");
+    assert_eq!(
+        client.watch::<Cluster>(&unknown).await.unwrap_err(),
+        meshlib_xds::WatchError::UnknownAuthority(unknown)
+    );
+}

@@ -38,8 +38,9 @@ use crate::connect::{Connect, HttpConnect};
 #[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum XdsError<C: Connect = HttpConnect> {
-    /// The target is not `xds:///name` or a plain name.
-    #[error("xDS target {0:?}: expected xds:///name (authorities are not supported yet)")]
+    /// The target is not `xds:///name`, `xds://authority/name` (an authority
+    /// of the bootstrap) or a plain name; says which and why.
+    #[error("xDS: {0}")]
     Target(String),
     /// The client could not be built (see [`Builder::build`](crate::Builder::build)).
     #[error("xDS: {0}")]
@@ -83,9 +84,11 @@ impl MeshClient {
 
 impl<C: Connect> crate::Builder<C> {
     /// Builds the client, configured by the control plane behind `xds` for
-    /// the target `xds:///name` (or just `name`): the Listener `name`
-    /// (through the bootstrap's `client_default_listener_resource_name_template`,
-    /// as gRPC) and everything it leads to, connecting with this builder's
+    /// the target `xds:///name` (or just `name`), or `xds://authority/name`:
+    /// the Listener the bootstrap names for it (its listener name templates,
+    /// as gRPC; see [`Bootstrap::listener_name`](meshlib_xds::Bootstrap::listener_name))
+    /// and everything it leads to, `xdstp://` names from their authority's
+    /// control planes, connecting with this builder's
     /// connector (so a TLS or custom one works with xDS too). The builder's
     /// own configuration source is not used. Returns once the first complete
     /// configuration is applied; see [`XdsError::Unavailable`] for when it
@@ -107,24 +110,15 @@ impl<C: Connect> crate::Builder<C> {
     /// # }
     /// ```
     pub async fn xds(self, xds: &XdsClient, target: &str) -> Result<MeshClient<C>, XdsError<C>> {
-        let name = match target.strip_prefix("xds:///") {
-            Some(name) => name,
-            None if target.contains("://") || target.starts_with("xds:") => {
-                return Err(XdsError::Target(target.to_owned()));
-            }
-            None => target,
-        };
-        if name.is_empty() {
-            return Err(XdsError::Target(target.to_owned()));
-        }
+        let name = xds
+            .bootstrap()
+            .listener_name(target)
+            .map_err(|e| XdsError::Target(e.to_string()))?;
         let client = self.config(MeshConfig::default()).build()?;
         let (ready, mut readiness) = watch::channel(None);
-        client.executor().spawn(source::run(
-            xds.clone(),
-            name.to_owned(),
-            client.downgrade(),
-            ready,
-        ));
+        client
+            .executor()
+            .spawn(source::run(xds.clone(), name, client.downgrade(), ready));
         let outcome = readiness
             .wait_for(Option::is_some)
             .await

@@ -156,8 +156,9 @@ pub struct SnapshotServer {
     nonces: Arc<AtomicU64>,
     /// Whether a stream's response headers wait for its first response.
     headers_with_first_response: Arc<AtomicBool>,
-    /// ADS streams opened so far.
+    /// ADS streams opened so far, and open now.
     streams: Arc<AtomicU64>,
+    open: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for SnapshotServer {
@@ -181,6 +182,7 @@ impl SnapshotServer {
             nonces: Arc::default(),
             headers_with_first_response: Arc::default(),
             streams: Arc::default(),
+            open: Arc::default(),
         }
     }
 
@@ -199,12 +201,24 @@ impl SnapshotServer {
         self.streams.load(Ordering::Relaxed)
     }
 
+    /// How many ADS streams are open now: a stream closes when its client
+    /// ends it or goes away.
+    pub fn streams_open(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
+    }
+
     /// The call's response: at once, or with its first message.
     async fn respond<T: Send + 'static>(
         &self,
-        mut responses: ResponseStream<T>,
+        responses: ResponseStream<T>,
     ) -> Result<tonic::Response<ResponseStream<T>>, tonic::Status> {
         self.streams.fetch_add(1, Ordering::Relaxed);
+        // Counted open while tonic holds the response stream.
+        let open = OpenStream::new(&self.open);
+        let mut responses: ResponseStream<T> = Box::pin(responses.map(move |r| {
+            let _open = &open;
+            r
+        }));
         if !self.headers_with_first_response.load(Ordering::Relaxed) {
             return Ok(tonic::Response::new(responses));
         }
@@ -393,6 +407,22 @@ impl SnapshotServer {
             address,
             runtime: Some(runtime),
         })
+    }
+}
+
+/// One open stream in [`SnapshotServer::streams_open`], until dropped.
+struct OpenStream(Arc<AtomicU64>);
+
+impl OpenStream {
+    fn new(count: &Arc<AtomicU64>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        OpenStream(count.clone())
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -134,6 +134,10 @@ struct TypeState {
     /// re-send of an unchanged resource is recognised without decoding it.
     /// A hit is confirmed against the cached bytes; a stale one is ignored.
     names_by_bytes: HashMap<u64, String>,
+    /// Whether the cached versions came from the server in use: after a
+    /// switch between control planes (gRFC A71 fallback) they name another
+    /// server's state until this one answers for the type.
+    versions_from_server: bool,
 }
 
 #[derive(Default)]
@@ -221,6 +225,10 @@ pub enum WatchError {
     /// Wildcard subscriptions exist only for LDS and CDS.
     #[error("type URL {0} has no wildcard subscription (only Listener and Cluster do)")]
     NoWildcard(String),
+    /// An `xdstp://` name of an authority the bootstrap does not list
+    /// (gRFC A47).
+    #[error("resource {0:?}: its authority is not in the bootstrap's authorities")]
+    UnknownAuthority(String),
     /// The client has stopped.
     #[error("the xDS client has stopped")]
     Stopped,
@@ -249,6 +257,34 @@ impl AdsState {
         }
     }
 
+    /// The protocol variant and deletion rule of the server the next stream
+    /// goes to (each control plane of a fallback list has its own).
+    pub(crate) fn use_server(&mut self, delta: bool, ignore_resource_deletion: bool) {
+        self.delta = delta;
+        self.ignore_resource_deletion = ignore_resource_deletion;
+    }
+
+    /// The next stream goes to another control plane: the versions held name
+    /// the previous one's state, so none is offered to the new one (a server
+    /// that happened to use the same version string would send nothing).
+    pub(crate) fn forget_versions(&mut self) {
+        for state in self.types.values_mut() {
+            state.version_info.clear();
+            state.versions_from_server = false;
+        }
+    }
+
+    /// Whether some watched resource has no answer yet: a resource received
+    /// or known not to exist is cached (gRFC A71's condition for fallback).
+    pub(crate) fn has_uncached_watch(&self) -> bool {
+        self.types.values().any(|state| {
+            state
+                .entries
+                .values()
+                .any(|e| e.watchers > 0 && e.sender.borrow().status == Presence::Requested)
+        })
+    }
+
     fn type_state(&mut self, kind: ResourceType) -> Result<&mut TypeState, WatchError> {
         let state = self
             .types
@@ -262,6 +298,7 @@ impl AdsState {
                 sent_on_stream: false,
                 pending: Pending::default(),
                 names_by_bytes: HashMap::new(),
+                versions_from_server: true,
             });
         if state.kind.type_id != kind.type_id {
             return Err(WatchError::TypeConflict {
@@ -443,65 +480,76 @@ impl AdsState {
     /// A stream came up: the requests that (re)subscribe everything.
     pub(crate) fn on_connected(&mut self, now: Instant) -> Vec<Request> {
         self.connected = true;
-        self.node_sent = false;
-        // Everything is subscribed afresh below.
+        // Everything is subscribed afresh by these requests.
+        let requests = self.fresh_requests(self.delta);
+        self.node_sent = !requests.is_empty();
         for state in self.types.values_mut() {
             state.pending = Pending::default();
+            // A new stream starts with no nonce; the version tells the
+            // server what this client already has.
+            state.nonce.clear();
+            state.sent_on_stream = state.is_subscribed();
         }
-        let type_urls: Vec<&'static str> = self
-            .types
-            .iter()
-            .filter(|(_, s)| s.is_subscribed())
-            .map(|(url, _)| *url)
-            .collect();
-        let mut requests = Vec::new();
+        let type_urls: Vec<&'static str> = self.types.keys().copied().collect();
         for type_url in type_urls {
-            if self.delta {
-                let node = self.node_once();
-                let Some(state) = self.types.get(type_url) else {
-                    continue;
-                };
-                let mut subscribe = state.subscribed_names();
-                if state.is_wildcard() {
-                    subscribe.push("*".to_owned());
-                }
-                let initial_resource_versions = state
-                    .entries
-                    .iter()
-                    .filter(|(_, e)| e.has_resource())
-                    .map(|(name, e)| (name.clone(), e.sender.borrow().version.clone()))
-                    .collect();
-                requests.push(Request::Delta(DeltaDiscoveryRequest {
-                    node,
-                    type_url: type_url.to_owned(),
-                    resource_names_subscribe: subscribe,
-                    initial_resource_versions,
-                    ..Default::default()
-                }));
-            } else {
-                if let Some(state) = self.types.get_mut(type_url) {
-                    // A new stream starts with no nonce; the version tells the
-                    // server what this client already has.
-                    state.nonce.clear();
-                    state.sent_on_stream = false;
-                }
-                requests.extend(self.sotw_request(type_url));
-            }
             self.arm_timers(type_url, now);
         }
         requests
     }
 
+    /// The first requests of a new stream in the variant `delta`, the node
+    /// in the first: every subscription, and what is cached (versions only
+    /// when they came from the server in use). Nothing changes here, so a
+    /// probe of another control plane can send them while this stream runs.
+    pub(crate) fn fresh_requests(&self, delta: bool) -> Vec<Request> {
+        let mut node = Some(self.node.clone());
+        let mut requests = Vec::new();
+        for (type_url, state) in self.types.iter().filter(|(_, s)| s.is_subscribed()) {
+            let mut names = state.subscribed_names();
+            if state.is_wildcard() {
+                names.push("*".to_owned());
+            }
+            requests.push(if delta {
+                let initial_resource_versions = state
+                    .entries
+                    .iter()
+                    .filter(|(_, e)| state.versions_from_server && e.has_resource())
+                    .map(|(name, e)| (name.clone(), e.sender.borrow().version.clone()))
+                    .collect();
+                Request::Delta(DeltaDiscoveryRequest {
+                    node: node.take(),
+                    type_url: (*type_url).to_owned(),
+                    resource_names_subscribe: names,
+                    initial_resource_versions,
+                    ..Default::default()
+                })
+            } else {
+                Request::Sotw(DiscoveryRequest {
+                    node: node.take(),
+                    version_info: state.version_info.clone(),
+                    resource_names: names,
+                    type_url: (*type_url).to_owned(),
+                    ..Default::default()
+                })
+            });
+        }
+        requests
+    }
+
     /// The stream failed: timers stop (they restart with the next request on
-    /// a new stream), the cache stays, and watchers hear of the error.
-    pub(crate) fn on_disconnected(&mut self, error: &str) {
+    /// a new stream), the cache stays, and watchers hear of the error unless
+    /// it is `None` (a fallback server is tried first: gRFC A71 reports a
+    /// connectivity failure only once every server has failed).
+    pub(crate) fn on_disconnected(&mut self, error: Option<&str>) {
         self.connected = false;
         for state in self.types.values_mut() {
             for entry in state.entries.values_mut() {
                 entry.deadline = None;
-                entry
-                    .sender
-                    .send_modify(|s| s.error = Some(format!("xDS stream: {error}")));
+                if let Some(error) = error {
+                    entry
+                        .sender
+                        .send_modify(|s| s.error = Some(format!("xDS stream: {error}")));
+                }
             }
         }
     }
@@ -538,6 +586,7 @@ impl AdsState {
             return Vec::new();
         };
         state.nonce = response.nonce.clone();
+        state.versions_from_server = true;
         let mut errors = Vec::new();
         let mut seen = BTreeSet::new();
         // Taken by value: each resource's bytes move into the cache rather
@@ -605,6 +654,7 @@ impl AdsState {
             tracing::warn!(type_url = %response.type_url, "xDS response for a type never subscribed; ignored");
             return Vec::new();
         };
+        state.versions_from_server = true;
         let mut errors = Vec::new();
         let mut seen = BTreeSet::new();
         for resource in response.resources {

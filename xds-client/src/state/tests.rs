@@ -267,7 +267,7 @@ fn does_not_exist_fires_after_15s_on_a_connected_stream_only() {
     assert_eq!(a.borrow().status, Presence::Requested);
 
     // The stream drops: the timer stops, and restarts with the new stream.
-    state.on_disconnected("connection reset");
+    state.on_disconnected(Some("connection reset"));
     assert_eq!(state.next_deadline(), None);
     assert_eq!(
         a.borrow().error.as_deref(),
@@ -369,7 +369,7 @@ fn delta_resubscribes_with_initial_versions_and_acks_by_nonce() {
     });
     assert_eq!(b.borrow().status, Presence::DoesNotExist);
 
-    state.on_disconnected("gone");
+    state.on_disconnected(Some("gone"));
     let again = delta(state.on_connected(now));
     assert_eq!(again.resource_names_subscribe, ["a", "b"]);
     assert_eq!(
@@ -509,4 +509,50 @@ fn a_sotw_resend_of_unchanged_bytes_is_not_decoded_again_but_a_change_is() {
     let nack = sotw(state.on_sotw_response(response("3", "n3", vec![cluster("a"), cluster("a")])));
     let detail = nack.error_detail.map(|d| d.message).unwrap_or_default();
     assert!(detail.contains("appears twice"), "{detail}");
+}
+
+#[test]
+fn a_switch_of_control_plane_offers_no_version_of_the_previous_one() {
+    let now = Instant::now();
+    let mut state = AdsState::new(node(), false, false);
+    let _a = state.watch(cds(), "a").unwrap();
+    assert!(state.has_uncached_watch());
+    state.on_connected(now);
+    state.on_sotw_response(response("7", "n1", vec![cluster("a")]));
+    assert!(!state.has_uncached_watch(), "a received resource is cached");
+    assert_eq!(sotw(state.fresh_requests(false)).version_info, "7");
+
+    // To another control plane: its "7" would not be this one's.
+    state.on_disconnected(None);
+    state.forget_versions();
+    let first = sotw(state.on_connected(now));
+    assert_eq!(
+        (first.version_info.as_str(), first.resource_names.as_slice()),
+        ("", &["a".to_owned()][..])
+    );
+    assert!(
+        first.node.is_some(),
+        "the new stream's first request carries the node"
+    );
+
+    // Delta: no initial_resource_versions until the new server has answered.
+    state.use_server(true, false);
+    let first = delta(state.fresh_requests(true));
+    assert!(first.initial_resource_versions.is_empty());
+    assert_eq!(first.resource_names_subscribe, ["a"]);
+}
+
+#[test]
+fn a_quiet_disconnect_tells_watchers_nothing() {
+    let now = Instant::now();
+    let mut state = AdsState::new(node(), false, false);
+    let a = state.watch(cds(), "a").unwrap();
+    state.on_connected(now);
+    state.on_disconnected(None);
+    assert_eq!(a.borrow().error, None);
+    assert_eq!(state.next_deadline(), None, "timers stop with the stream");
+    // Known not to exist counts as cached (gRFC A71).
+    state.on_connected(now);
+    state.on_time(now + DOES_NOT_EXIST_TIMEOUT);
+    assert!(!state.has_uncached_watch());
 }

@@ -97,50 +97,106 @@ impl Inbound {
     }
 }
 
+/// How a stream ended.
+enum Ended {
+    /// Every handle is gone.
+    Stopped,
+    /// The stream failed, for this reason.
+    Failed(String),
+    /// A higher-priority control plane answered a probe while a fallback
+    /// served (gRFC A71): it takes over, with the stream the probe opened.
+    Recovered(usize, Box<Opened>),
+}
+
+/// A stream a probe opened, with the first response it carried.
+struct Opened {
+    outbound: Outbound,
+    inbound: Inbound,
+    first: Response,
+}
+
 /// Runs until every handle (client and watches) is gone.
+///
+/// `servers` are one authority's control planes in order of preference
+/// (gRFC A71). The first is used while it works. When it cannot be reached
+/// (a failed connection, or a stream that ends before its first response)
+/// and some watched resource has no answer yet, the next is tried at once,
+/// without telling watchers: they hear of a connectivity failure only once
+/// the last server has failed too. While a fallback serves, the servers
+/// above it are probed with backoff; the first to answer takes over, and
+/// the fallback's stream is closed. With every resource cached, the client
+/// stays with its first server and keeps the cache, as A71 prefers.
 pub(crate) async fn run(
-    server: XdsServer,
+    servers: Vec<XdsServer>,
     mut config: TransportConfig,
     mut state: AdsState,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
+    let mut active = 0;
+    let mut recovered: Option<Box<Opened>> = None;
     loop {
-        let channel = {
-            let connecting = connect(&server, &config);
-            tokio::pin!(connecting);
-            loop {
-                tokio::select! {
-                    result = &mut connecting => break result,
-                    command = commands.recv() => match command {
-                        Some(command) => handle_burst(&mut state, command, &mut commands),
-                        None => return,
-                    },
+        let server = &servers[active];
+        state.use_server(server.delta(), server.ignore_resource_deletion());
+        let higher = &servers[..active];
+        let mut received = false;
+        let start = match recovered.take() {
+            Some(opened) => Ok(Start::Opened(opened)),
+            None => {
+                let connecting = connect(server, &config);
+                tokio::pin!(connecting);
+                loop {
+                    tokio::select! {
+                        result = &mut connecting => break result.map(Start::Channel),
+                        command = commands.recv() => match command {
+                            Some(command) => handle_burst(&mut state, command, &mut commands),
+                            None => return,
+                        },
+                    }
                 }
             }
         };
-        let mut received = false;
-        let error = match channel {
-            Ok(channel) => {
-                match stream(
-                    &server,
-                    &config,
-                    channel,
-                    &mut state,
-                    &mut commands,
-                    &mut received,
-                )
-                .await
+        let error = match start {
+            Ok(start) => {
+                let session = Session {
+                    server,
+                    higher,
+                    config: &config,
+                };
+                match session
+                    .stream(start, &mut state, &mut commands, &mut received)
+                    .await
                 {
-                    Some(error) => error,
-                    None => return,
+                    Ended::Stopped => return,
+                    Ended::Failed(error) => error,
+                    Ended::Recovered(index, opened) => {
+                        tracing::info!(server = %servers[index].uri, fallback = %server.uri, "xDS control plane answers again; leaving the fallback");
+                        state.on_disconnected(None);
+                        state.forget_versions();
+                        config.backoff.reset();
+                        active = index;
+                        recovered = Some(opened);
+                        continue;
+                    }
                 }
             }
             Err(error) => format!("cannot connect to {}: {error}", server.uri),
         };
+        if !received && active + 1 < servers.len() && state.has_uncached_watch() {
+            tracing::warn!(server = %server.uri, fallback = %servers[active + 1].uri, %error, "xDS control plane unreachable with resources still unanswered; trying the next one");
+            state.on_disconnected(None);
+            state.forget_versions();
+            active += 1;
+            continue;
+        }
         tracing::warn!(server = %server.uri, %error, "xDS stream failed; cached resources stay in use");
-        state.on_disconnected(&error);
+        state.on_disconnected(Some(&error));
         if received {
             config.backoff.reset();
+        }
+        // The next attempt starts again from the most preferred server.
+        if active != 0 {
+            state.forget_versions();
+            active = 0;
         }
         let retry = sleep(config.backoff.next_delay());
         tokio::pin!(retry);
@@ -198,30 +254,24 @@ async fn connect(server: &XdsServer, config: &TransportConfig) -> Result<Channel
     })
 }
 
-/// One ADS stream, from the first request to its end. `None` when every
-/// handle is gone; otherwise why the stream ended.
-///
-/// Nothing here awaits the network alone: while the call opens (some control
-/// planes send the call's response headers only with their first response,
-/// gRPC Python's and many grpc-go ones among them) and while it runs, the
-/// same loop serves commands (a first watch after the connection is up goes
-/// out on the stream that is opening), the does-not-exist timers, and the
-/// bound on the first response.
-async fn stream(
+/// How a stream begins: on a new connection, or with a call a probe opened.
+enum Start {
+    Channel(Channel),
+    Opened(Box<Opened>),
+}
+
+/// Opens the ADS call on `channel`. The request stream is handed to the call
+/// before it opens, so requests sent into it go out whatever the control
+/// plane's headers do.
+fn open_call(
     server: &XdsServer,
     config: &TransportConfig,
     channel: Channel,
-    state: &mut AdsState,
-    commands: &mut mpsc::UnboundedReceiver<Command>,
-    received: &mut bool,
-) -> Option<String> {
+) -> (Outbound, BoxFuture<Result<Inbound, tonic::Status>>) {
     let mut client = AggregatedDiscoveryServiceClient::new(channel)
         .max_decoding_message_size(config.max_message_size)
         .max_encoding_message_size(config.max_message_size);
-    let delta = server.delta();
-    // The request stream is handed to the call before it opens, so requests
-    // sent into it go out whatever the control plane's headers do.
-    let (outbound, opening): (Outbound, BoxFuture<Result<Inbound, tonic::Status>>) = if delta {
+    if server.delta() {
         let (tx, rx) = mpsc::unbounded_channel();
         let requests = UnboundedReceiverStream::new(rx);
         let opening = Box::pin(async move {
@@ -237,66 +287,175 @@ async fn stream(
             Ok(Inbound::Sotw(response.into_inner()))
         });
         (Outbound::Sotw(tx), opening)
-    };
-    let mut opening = Some(opening);
-    let mut inbound: Option<Inbound> = None;
-    // When the first request of this stream went out, until a response comes.
-    let mut subscribed_at: Option<Instant> = None;
-    let send = |requests: Vec<Request>, subscribed_at: &mut Option<Instant>| {
-        if !requests.is_empty() && subscribed_at.is_none() {
-            *subscribed_at = Some(Instant::now());
+    }
+}
+
+/// Connects to `server`, subscribes with `requests` and waits for its first
+/// response, all within the connect and response timeouts.
+async fn open_and_await_first(
+    server: &XdsServer,
+    config: &TransportConfig,
+    requests: Vec<Request>,
+) -> Result<Opened, String> {
+    let channel = connect(server, config).await?;
+    let (outbound, opening) = open_call(server, config, channel);
+    requests.into_iter().for_each(|r| outbound.send(r));
+    let answered = async {
+        let mut inbound = opening
+            .await
+            .map_err(|s| format!("cannot open the stream: {s}"))?;
+        match inbound.next().await {
+            Ok(Some(first)) => Ok(Opened {
+                outbound,
+                inbound,
+                first,
+            }),
+            Ok(None) => Err("the control plane closed the stream".to_owned()),
+            Err(status) => Err(format!("stream error: {status}")),
         }
-        requests.into_iter().for_each(|r| outbound.send(r));
     };
-    send(state.on_connected(Instant::now()), &mut subscribed_at);
+    tokio::time::timeout(config.response_timeout, answered)
+        .await
+        .map_err(|_| format!("no response within {:?}", config.response_timeout))?
+}
+
+/// Probes `higher` (the servers preferred to the one in use, best first)
+/// with backoff until one answers; its index and opened stream.
+async fn probe(
+    higher: Vec<(XdsServer, Vec<Request>)>,
+    config: TransportConfig,
+) -> (usize, Box<Opened>) {
+    let mut backoff = config.backoff.clone();
+    backoff.reset();
     loop {
-        let deadline = state.next_deadline();
-        let unanswered = subscribed_at
-            .filter(|_| !*received)
-            .map(|at| at + config.response_timeout);
-        tokio::select! {
-            command = commands.recv() => match command {
-                Some(command) => {
-                    handle_burst(state, command, commands);
-                    send(state.flush(Instant::now()), &mut subscribed_at);
+        sleep(backoff.next_delay()).await;
+        for (index, (server, requests)) in higher.iter().enumerate() {
+            match open_and_await_first(server, &config, requests.clone()).await {
+                Ok(opened) => return (index, Box::new(opened)),
+                Err(error) => {
+                    tracing::debug!(server = %server.uri, %error, "xDS control plane still unreachable");
                 }
-                None => return None,
-            },
-            opened = until_some(&mut opening) => match opened {
-                Ok(stream) => {
-                    tracing::info!(server = %server.uri, delta, "xDS stream open");
-                    opening = None;
-                    inbound = Some(stream);
-                }
-                Err(status) => {
-                    let variant = if delta { "delta ADS" } else { "ADS" };
-                    return Some(format!("cannot open the {variant} stream: {status}"));
-                }
-            },
-            message = next_message(&mut inbound) => match message {
-                Ok(Some(response)) => {
-                    *received = true;
-                    let (type_url, count) = match &response {
-                        Response::Sotw(r) => (&r.type_url, r.resources.len()),
-                        Response::Delta(r) => (&r.type_url, r.resources.len()),
-                    };
-                    tracing::debug!(target: "meshlib_xds::response", %type_url, resources = count, "xDS response received");
-                    let requests = match response {
-                        Response::Sotw(r) => state.on_sotw_response(r),
-                        Response::Delta(r) => state.on_delta_response(r),
-                    };
-                    send(requests, &mut subscribed_at);
-                }
-                Ok(None) => return Some("the control plane closed the stream".to_owned()),
-                Err(status) => return Some(format!("stream error: {status}")),
-            },
-            _ = sleep_until_some(deadline) => state.on_time(Instant::now()),
-            _ = sleep_until_some(unanswered) => {
-                return Some(format!(
-                    "no response from the control plane within {:?} of subscribing",
-                    config.response_timeout
-                ));
             }
+        }
+    }
+}
+
+/// One stream's surroundings: its server, the servers preferred to it (to
+/// probe while it serves as a fallback), and the settings.
+struct Session<'a> {
+    server: &'a XdsServer,
+    higher: &'a [XdsServer],
+    config: &'a TransportConfig,
+}
+
+impl Session<'_> {
+    /// One ADS stream, from the first request to its end.
+    ///
+    /// Nothing here awaits the network alone: while the call opens (some
+    /// control planes send the call's response headers only with their first
+    /// response, gRPC Python's and many grpc-go ones among them) and while it
+    /// runs, the same loop serves commands (a first watch after the
+    /// connection is up goes out on the stream that is opening), the
+    /// does-not-exist timers, the bound on the first response, and the probe
+    /// of preferred servers while this one is a fallback.
+    async fn stream(
+        &self,
+        start: Start,
+        state: &mut AdsState,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+        received: &mut bool,
+    ) -> Ended {
+        let delta = self.server.delta();
+        let (outbound, mut opening, mut inbound, first) = match start {
+            Start::Channel(channel) => {
+                let (outbound, opening) = open_call(self.server, self.config, channel);
+                (outbound, Some(opening), None, None)
+            }
+            Start::Opened(opened) => {
+                let Opened {
+                    outbound,
+                    inbound,
+                    first,
+                } = *opened;
+                (outbound, None, Some(inbound), Some(first))
+            }
+        };
+        let mut probing: Option<BoxFuture<(usize, Box<Opened>)>> =
+            (!self.higher.is_empty()).then(|| {
+                let higher = self
+                    .higher
+                    .iter()
+                    .map(|s| (s.clone(), state.fresh_requests(s.delta())))
+                    .collect();
+                Box::pin(probe(higher, self.config.clone())) as BoxFuture<_>
+            });
+        // When the first request of this stream went out, until a response comes.
+        let mut subscribed_at: Option<Instant> = None;
+        let send = |requests: Vec<Request>, subscribed_at: &mut Option<Instant>| {
+            if !requests.is_empty() && subscribed_at.is_none() {
+                *subscribed_at = Some(Instant::now());
+            }
+            requests.into_iter().for_each(|r| outbound.send(r));
+        };
+        send(state.on_connected(Instant::now()), &mut subscribed_at);
+        if let Some(first) = first {
+            *received = true;
+            send(self.apply(state, first), &mut subscribed_at);
+        }
+        loop {
+            let deadline = state.next_deadline();
+            let unanswered = subscribed_at
+                .filter(|_| !*received)
+                .map(|at| at + self.config.response_timeout);
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => {
+                        handle_burst(state, command, commands);
+                        send(state.flush(Instant::now()), &mut subscribed_at);
+                    }
+                    None => return Ended::Stopped,
+                },
+                opened = until_some(&mut opening) => match opened {
+                    Ok(stream) => {
+                        tracing::info!(server = %self.server.uri, delta, "xDS stream open");
+                        opening = None;
+                        inbound = Some(stream);
+                    }
+                    Err(status) => {
+                        let variant = if delta { "delta ADS" } else { "ADS" };
+                        return Ended::Failed(format!("cannot open the {variant} stream: {status}"));
+                    }
+                },
+                message = next_message(&mut inbound) => match message {
+                    Ok(Some(response)) => {
+                        *received = true;
+                        send(self.apply(state, response), &mut subscribed_at);
+                    }
+                    Ok(None) => return Ended::Failed("the control plane closed the stream".to_owned()),
+                    Err(status) => return Ended::Failed(format!("stream error: {status}")),
+                },
+                (index, opened) = until_some(&mut probing) => return Ended::Recovered(index, opened),
+                _ = sleep_until_some(deadline) => state.on_time(Instant::now()),
+                _ = sleep_until_some(unanswered) => {
+                    return Ended::Failed(format!(
+                        "no response from the control plane within {:?} of subscribing",
+                        self.config.response_timeout
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Applies a response; the ACK or NACK to send.
+    fn apply(&self, state: &mut AdsState, response: Response) -> Vec<Request> {
+        let (type_url, count) = match &response {
+            Response::Sotw(r) => (&r.type_url, r.resources.len()),
+            Response::Delta(r) => (&r.type_url, r.resources.len()),
+        };
+        tracing::debug!(target: "meshlib_xds::response", server = %self.server.uri, %type_url, resources = count, "xDS response received");
+        match response {
+            Response::Sotw(r) => state.on_sotw_response(r),
+            Response::Delta(r) => state.on_delta_response(r),
         }
     }
 }
