@@ -709,3 +709,38 @@ async fn xdstp_names_are_served_by_their_authoritys_control_plane() {
         meshlib_xds::WatchError::UnknownAuthority(unknown)
     );
 }
+
+#[tokio::test]
+async fn the_snapshot_server_answers_a_first_request_carrying_an_earlier_streams_nonce() {
+    use meshlib_xds::pb::envoy::service::discovery::v3::DiscoveryRequest;
+    use meshlib_xds::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+
+    let server = SnapshotServer::new();
+    server.set_default(Snapshot::new("1").with(cluster("a", 1)));
+    let plane = server.start_standalone(0, None).unwrap();
+    let mut ads = AggregatedDiscoveryServiceClient::connect(format!("http://{}", plane.address()))
+        .await
+        .unwrap();
+    let first = DiscoveryRequest {
+        node: Some(Default::default()),
+        version_info: "1".to_owned(),
+        resource_names: vec!["a".to_owned()],
+        type_url: Cluster::TYPE_URL.to_owned(),
+        response_nonce: "from-an-earlier-stream".to_owned(),
+        ..Default::default()
+    };
+    let mut responses = ads
+        .stream_aggregated_resources(tokio_stream::StreamExt::chain(
+            tokio_stream::iter([first]),
+            tokio_stream::pending(),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = tokio::time::timeout(Duration::from_secs(5), responses.message())
+        .await
+        .expect("the first request of a stream is answered whatever nonce it carries")
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.resources.len(), 1);
+}

@@ -38,7 +38,11 @@ pub(super) fn stream(
                     }
                     let type_url = request.type_url.clone();
                     let sub = types.entry(type_url.clone()).or_default();
-                    if !request.response_nonce.is_empty() {
+                    // A nonce before this stream sent anything of the type is
+                    // an earlier stream's (clients may keep theirs across a
+                    // reconnect): the request subscribes afresh, as
+                    // go-control-plane takes it.
+                    if !request.response_nonce.is_empty() && !sub.nonce.is_empty() {
                         if request.response_nonce != sub.nonce {
                             // An answer to an older response: superseded.
                             continue;
