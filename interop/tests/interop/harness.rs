@@ -64,6 +64,9 @@ pub(crate) struct Flags {
     pub(crate) qps: u32,
     pub(crate) rpc: &'static str,
     pub(crate) metadata: &'static str,
+    /// The clients that run: every kind, but where a reference client does
+    /// not implement what the scenario shows.
+    pub(crate) clients: &'static [Kind],
 }
 
 impl Default for Flags {
@@ -72,6 +75,7 @@ impl Default for Flags {
             qps: 400,
             rpc: "UnaryCall",
             metadata: "",
+            clients: &Kind::ALL,
         }
     }
 }
@@ -375,6 +379,9 @@ pub(crate) struct Client {
 pub(crate) struct World {
     dir: PathBuf,
     pub(crate) plane: Plane,
+    /// A second plane of the same kind, listed second in the bootstrap
+    /// (gRFC A71), in scenarios that start one.
+    fallback: Option<Plane>,
     pub(crate) backends: Vec<Backend>,
     pub(crate) clients: Vec<Client>,
     version: u64,
@@ -410,6 +417,7 @@ impl World {
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let mut world = World {
             plane: Plane::new(plane, &dir),
+            fallback: None,
             dir,
             backends: Vec::new(),
             clients: Vec::new(),
@@ -455,10 +463,19 @@ impl World {
     /// for the node id, which tells their ACKs apart.
     fn bootstrap(&self, kind: Kind) -> Result<PathBuf, String> {
         let path = self.dir.join(format!("bootstrap-{}.json", kind.name()));
+        let server = |address: SocketAddr| {
+            format!(
+                r#"{{"server_uri": "{address}", "channel_creds": [{{"type": "insecure"}}], "server_features": ["xds_v3"]}}"#
+            )
+        };
+        let mut servers = vec![server(self.plane.address()?)];
+        if let Some(fallback) = &self.fallback {
+            servers.push(server(fallback.address()?));
+        }
         let json = format!(
-            r#"{{"xds_servers": [{{"server_uri": "{}", "channel_creds": [{{"type": "insecure"}}], "server_features": ["xds_v3"]}}],
+            r#"{{"xds_servers": [{}],
  "node": {{"id": "{}", "cluster": "interop", "locality": {{"region": "r", "zone": "z0"}}}}}}"#,
-            self.plane.address()?,
+            servers.join(", "),
             kind.node_id()
         );
         std::fs::write(&path, json).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -574,6 +591,23 @@ impl World {
         self.plane.serve(snapshot)
     }
 
+    /// Serves `primary` to the control plane, without starting it, and
+    /// starts a fallback plane of the same kind serving `fallback`.
+    pub(crate) async fn serve_with_fallback(
+        &mut self,
+        primary: impl FnOnce(u64, &[SocketAddr]) -> Snapshot,
+        fallback: impl FnOnce(u64, &[SocketAddr]) -> Snapshot,
+    ) -> Result<(), String> {
+        self.serve(primary)?;
+        let dir = self.dir.join("fallback");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut plane = Plane::new(self.plane.kind(), &dir);
+        plane.serve(fallback(self.version, &self.addresses()))?;
+        plane.start().await?;
+        self.fallback = Some(plane);
+        Ok(())
+    }
+
     /// Starts the control plane (again, after [`World::stop_plane`]) on its
     /// port, serving what it served.
     pub(crate) async fn start_plane(&mut self) -> Result<(), String> {
@@ -607,7 +641,7 @@ impl World {
 
     /// Starts a client of each kind with `flags`.
     pub(crate) async fn start_clients(&mut self, flags: &Flags) -> Result<(), String> {
-        for kind in Kind::ALL {
+        for &kind in flags.clients {
             let client = self.start_client(kind, flags).await?;
             self.clients.push(client);
         }
@@ -645,6 +679,9 @@ impl World {
         };
         command
             .env("GRPC_XDS_BOOTSTRAP", self.bootstrap(kind)?)
+            // gRFC A71 fallback: on by default in recent gRPC releases; said
+            // outright so an older default cannot hide it.
+            .env("GRPC_EXPERIMENTAL_XDS_FALLBACK", "true")
             .env_remove("GRPC_XDS_BOOTSTRAP_CONFIG")
             .args([
                 "--server",

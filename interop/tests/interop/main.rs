@@ -130,10 +130,14 @@ async fn steps(
                     tokio::time::sleep(delay).await;
                     world.start_plane().await?;
                 }
+                Start::PrimaryDown => world.start_clients(&scenario.flags).await?,
             }
         }
         let answered = match step.action {
             Action::Serve(_) => world.until_answered(ANSWER_LIMIT).await?,
+            // A primary that comes up for the first time (after a fallback
+            // served) is answered with what it serves.
+            Action::StartPlane if acks_before == 0 => world.until_answered(ANSWER_LIMIT).await?,
             Action::StartPlane => world.until_resubscribed(acks_before, ANSWER_LIMIT).await?,
             _ => Vec::new(),
         };
@@ -237,6 +241,15 @@ async fn apply(world: &mut World, action: &Action) -> Result<(), String> {
         Action::Configure(rpcs, metadata) => world.configure(rpcs, metadata).await?,
         Action::StopPlane => world.stop_plane().await,
         Action::StartPlane => world.start_plane().await?,
+        Action::Fallback { primary, fallback } => {
+            world.plane.reserve_port()?;
+            world
+                .serve_with_fallback(
+                    |version, addresses| primary(version, addresses),
+                    |version, addresses| fallback(version, addresses),
+                )
+                .await?
+        }
     }
     Ok(())
 }

@@ -94,6 +94,14 @@ impl Plane {
         }
     }
 
+    /// Its kind.
+    pub(crate) fn kind(&self) -> PlaneKind {
+        match self.state {
+            State::Snapshot { .. } => PlaneKind::Snapshot,
+            State::Python { .. } => PlaneKind::Python,
+        }
+    }
+
     /// Chooses the port before the plane starts, for clients that start
     /// first: a free one, bound and released at once.
     pub(crate) fn reserve_port(&mut self) -> Result<(), String> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use meshlib_interop::pb::client_configure_request::RpcType;
 use meshlib_xds::server::Snapshot;
 
-use crate::harness::{Expect, Flags};
+use crate::harness::{Expect, Flags, Kind};
 use crate::resources::{
     Header, Path, bounded, hash_by_header, header_route, path_route, prioritized, retried,
     ring_hash_cluster, snapshot, split, to,
@@ -31,6 +31,13 @@ pub(crate) enum Action {
     /// Start the control plane again on its port, with the resources it
     /// served, and wait until every client has subscribed to it again.
     StartPlane,
+    /// Serve the primary control plane this, kept down, and start a
+    /// fallback plane of the same kind serving the other (gRFC A71): the
+    /// clients' bootstrap lists the primary first and the fallback second.
+    Fallback {
+        primary: MakeSnapshot,
+        fallback: MakeSnapshot,
+    },
 }
 
 /// One change and what must follow from it.
@@ -110,6 +117,10 @@ pub(crate) enum Start {
     /// control plane comes up on it this much later. Until then the clients
     /// have nothing to connect to and must keep trying.
     ClientsFirst(Duration),
+    /// The clients, while only the fallback plane is up (the first step's
+    /// action is [`Action::Fallback`]); the primary's port is chosen in
+    /// advance and nothing listens on it.
+    PrimaryDown,
 }
 
 fn serve(make: impl Fn(u64, &[SocketAddr]) -> Snapshot + Send + Sync + 'static) -> Action {
@@ -122,7 +133,15 @@ fn routed(
     a: &'static [usize],
     b: &'static [usize],
 ) -> Action {
-    serve(move |v, addresses| {
+    Action::Serve(routed_snapshot(routes, a, b))
+}
+
+fn routed_snapshot(
+    routes: impl Fn() -> Vec<meshlib_xds::pb::envoy::config::route::v3::Route> + Send + Sync + 'static,
+    a: &'static [usize],
+    b: &'static [usize],
+) -> MakeSnapshot {
+    Box::new(move |v, addresses| {
         let mut clusters = vec![("cluster-a", a)];
         if !b.is_empty() {
             clusters.push(("cluster-b", b));
@@ -148,6 +167,7 @@ const BOTH: Flags = Flags {
     qps: 250,
     rpc: "EmptyCall,UnaryCall",
     metadata: "",
+    clients: &Kind::ALL,
 };
 
 /// Every scenario, in the order they run.
@@ -445,6 +465,36 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
                     "change after restart",
                     routed(|| to("cluster-b"), &[0, 1], &[2]),
                     Expect::Shares(vec![(2, 100.0)]),
+                ),
+            ],
+        },
+        Scenario {
+            name: "fallback",
+            about: "gRFC A71, as psm-interop's fallback-on-startup test: with the primary control plane down at start, the clients take the fallback's configuration; once the primary is up they move to its, and when it goes down again with everything cached they keep it. Without grpc-node: grpc-js-xds 1.14.1 reads only the first of the bootstrap's xds_servers",
+            backends: 2,
+            flags: Flags {
+                clients: &[Kind::Meshlib, Kind::Python],
+                ..Flags::default()
+            },
+            start: Start::PrimaryDown,
+            steps: vec![
+                Step::new(
+                    "primary down",
+                    Action::Fallback {
+                        primary: routed_snapshot(|| to("cluster-a"), &[0], &[]),
+                        fallback: routed_snapshot(|| to("cluster-a"), &[1], &[]),
+                    },
+                    Expect::Shares(vec![(1, 100.0)]),
+                ),
+                Step::new(
+                    "primary up",
+                    Action::StartPlane,
+                    Expect::Shares(vec![(0, 100.0)]),
+                ),
+                Step::new(
+                    "primary down again",
+                    Action::StopPlane,
+                    Expect::Shares(vec![(0, 100.0)]),
                 ),
             ],
         },
