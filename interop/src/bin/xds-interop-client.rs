@@ -46,7 +46,7 @@ use tonic::{Request, Response, Status};
 #[derive(Debug, Parser)]
 #[command(version, about = "gRPC xDS interop test client (meshlib)")]
 struct Args {
-    /// The target: `xds:///name`.
+    /// The target: `xds:///name` or `xds://authority/name`.
     #[arg(long = "server", default_value = "localhost:8080")]
     server: String,
     /// Port of the stats, configure and CSDS services (0: any free port).
@@ -342,12 +342,20 @@ async fn run(args: Args) -> Result<(), String> {
     if args.secure_mode {
         return Err("--secure_mode=true is not supported by meshlib's interop client".to_owned());
     }
-    let Some(name) = args.server.strip_prefix("xds:///") else {
-        return Err(format!(
-            "--server {:?}: meshlib's interop client needs an xds:///name target",
-            args.server
-        ));
-    };
+    // xds:///name, or xds://authority/name (gRFC A47): the channel's
+    // authority is the name either way.
+    let name = args
+        .server
+        .strip_prefix("xds://")
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(_, name)| name)
+        .filter(|name| !name.is_empty())
+        .ok_or_else(|| {
+            format!(
+                "--server {:?}: meshlib's interop client needs an xds:///name or xds://authority/name target",
+                args.server
+            )
+        })?;
     let default_timeout = Duration::from_secs(args.rpc_timeout_sec.max(1));
     let config = RpcConfig {
         methods: parse_methods(&args.rpc)?,

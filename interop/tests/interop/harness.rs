@@ -375,13 +375,22 @@ pub(crate) struct Client {
     failed: bool,
 }
 
+/// What a second control plane is to the clients.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SecondPlane {
+    /// Listed second in the bootstrap's `xds_servers` (gRFC A71).
+    Fallback,
+    /// The only server of this authority (gRFC A47); the clients' target
+    /// names it.
+    Authority(&'static str),
+}
+
 /// Everything a scenario runs against.
 pub(crate) struct World {
     dir: PathBuf,
     pub(crate) plane: Plane,
-    /// A second plane of the same kind, listed second in the bootstrap
-    /// (gRFC A71), in scenarios that start one.
-    fallback: Option<Plane>,
+    /// A second plane of the same kind, in scenarios that start one.
+    second: Option<(Plane, SecondPlane)>,
     pub(crate) backends: Vec<Backend>,
     pub(crate) clients: Vec<Client>,
     version: u64,
@@ -417,7 +426,7 @@ impl World {
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let mut world = World {
             plane: Plane::new(plane, &dir),
-            fallback: None,
+            second: None,
             dir,
             backends: Vec::new(),
             clients: Vec::new(),
@@ -469,11 +478,19 @@ impl World {
             )
         };
         let mut servers = vec![server(self.plane.address()?)];
-        if let Some(fallback) = &self.fallback {
-            servers.push(server(fallback.address()?));
+        let mut authorities = String::new();
+        match &self.second {
+            Some((plane, SecondPlane::Fallback)) => servers.push(server(plane.address()?)),
+            Some((plane, SecondPlane::Authority(name))) => {
+                authorities = format!(
+                    r#", "authorities": {{"{name}": {{"xds_servers": [{}]}}}}"#,
+                    server(plane.address()?)
+                );
+            }
+            None => {}
         }
         let json = format!(
-            r#"{{"xds_servers": [{}],
+            r#"{{"xds_servers": [{}]{authorities},
  "node": {{"id": "{}", "cluster": "interop", "locality": {{"region": "r", "zone": "z0"}}}}}}"#,
             servers.join(", "),
             kind.node_id()
@@ -591,21 +608,32 @@ impl World {
         self.plane.serve(snapshot)
     }
 
-    /// Serves `primary` to the control plane, without starting it, and
-    /// starts a fallback plane of the same kind serving `fallback`.
-    pub(crate) async fn serve_with_fallback(
+    /// Serves `first` to the control plane, without starting it, and
+    /// starts a second plane of the same kind, in the role `role`, serving
+    /// `second`.
+    pub(crate) async fn serve_with_second(
         &mut self,
-        primary: impl FnOnce(u64, &[SocketAddr]) -> Snapshot,
-        fallback: impl FnOnce(u64, &[SocketAddr]) -> Snapshot,
+        first: impl FnOnce(u64, &[SocketAddr]) -> Snapshot,
+        second: impl FnOnce(u64, &[SocketAddr]) -> Snapshot,
+        role: SecondPlane,
     ) -> Result<(), String> {
-        self.serve(primary)?;
-        let dir = self.dir.join("fallback");
+        self.serve(first)?;
+        let dir = self.dir.join("second");
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let mut plane = Plane::new(self.plane.kind(), &dir);
-        plane.serve(fallback(self.version, &self.addresses()))?;
+        plane.serve(second(self.version, &self.addresses()))?;
         plane.start().await?;
-        self.fallback = Some(plane);
+        self.second = Some((plane, role));
         Ok(())
+    }
+
+    /// The clients' target: `xds:///interop-service`, or with the second
+    /// plane's authority.
+    fn target(&self) -> String {
+        match &self.second {
+            Some((_, SecondPlane::Authority(name))) => format!("xds://{name}/{SERVICE}"),
+            _ => format!("xds:///{SERVICE}"),
+        }
     }
 
     /// Starts the control plane (again, after [`World::stop_plane`]) on its
@@ -685,7 +713,7 @@ impl World {
             .env_remove("GRPC_XDS_BOOTSTRAP_CONFIG")
             .args([
                 "--server",
-                &format!("xds:///{SERVICE}"),
+                &self.target(),
                 "--stats_port",
                 "0",
                 "--address",

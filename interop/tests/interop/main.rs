@@ -241,12 +241,17 @@ async fn apply(world: &mut World, action: &Action) -> Result<(), String> {
         Action::Configure(rpcs, metadata) => world.configure(rpcs, metadata).await?,
         Action::StopPlane => world.stop_plane().await,
         Action::StartPlane => world.start_plane().await?,
-        Action::Fallback { primary, fallback } => {
+        Action::Second {
+            first,
+            second,
+            role,
+        } => {
             world.plane.reserve_port()?;
             world
-                .serve_with_fallback(
-                    |version, addresses| primary(version, addresses),
-                    |version, addresses| fallback(version, addresses),
+                .serve_with_second(
+                    |version, addresses| first(version, addresses),
+                    |version, addresses| second(version, addresses),
+                    *role,
                 )
                 .await?
         }

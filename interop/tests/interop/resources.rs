@@ -21,6 +21,9 @@ use meshlib_xds::server::build::{
 /// The service name: the clients' target is `xds:///interop-service`.
 pub(crate) const SERVICE: &str = "interop-service";
 
+/// The route configuration the listener names.
+pub(crate) const ROUTES: &str = "interop-routes";
+
 /// A cluster and the backends (indices) behind it.
 pub(crate) type ClusterSpec<'a> = (&'a str, &'a [usize]);
 
@@ -33,9 +36,9 @@ pub(crate) fn snapshot(
     clusters: &[ClusterSpec<'_>],
 ) -> Snapshot {
     let mut snapshot = Snapshot::new(version.to_string())
-        .with(api_listener(SERVICE, "interop-routes"))
+        .with(api_listener(SERVICE, ROUTES))
         .with(route_configuration(
-            "interop-routes",
+            ROUTES,
             vec![virtual_host("interop", &[SERVICE], routes)],
         ));
     for &(name, members) in clusters {

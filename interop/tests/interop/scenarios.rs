@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use meshlib_interop::pb::client_configure_request::RpcType;
 use meshlib_xds::server::Snapshot;
+use meshlib_xds::server::build::api_listener;
 
-use crate::harness::{Expect, Flags, Kind};
+use crate::harness::{Expect, Flags, Kind, SecondPlane};
 use crate::resources::{
-    Header, Path, bounded, hash_by_header, header_route, path_route, prioritized, retried,
-    ring_hash_cluster, snapshot, split, to,
+    Header, Path, ROUTES, SERVICE, bounded, hash_by_header, header_route, path_route, prioritized,
+    retried, ring_hash_cluster, snapshot, split, to,
 };
 
 /// Makes the snapshot of a step from its version and the backends' addresses.
@@ -31,12 +32,14 @@ pub(crate) enum Action {
     /// Start the control plane again on its port, with the resources it
     /// served, and wait until every client has subscribed to it again.
     StartPlane,
-    /// Serve the primary control plane this, kept down, and start a
-    /// fallback plane of the same kind serving the other (gRFC A71): the
-    /// clients' bootstrap lists the primary first and the fallback second.
-    Fallback {
-        primary: MakeSnapshot,
-        fallback: MakeSnapshot,
+    /// Serve the control plane `first` and start a second plane of the
+    /// same kind serving `second`, in the role `role`: a fallback (gRFC A71:
+    /// the clients' bootstrap lists it second), or an authority's plane
+    /// (gRFC A47: the clients' target names the authority).
+    Second {
+        first: MakeSnapshot,
+        second: MakeSnapshot,
+        role: SecondPlane,
     },
 }
 
@@ -117,9 +120,9 @@ pub(crate) enum Start {
     /// control plane comes up on it this much later. Until then the clients
     /// have nothing to connect to and must keep trying.
     ClientsFirst(Duration),
-    /// The clients, while only the fallback plane is up (the first step's
-    /// action is [`Action::Fallback`]); the primary's port is chosen in
-    /// advance and nothing listens on it.
+    /// The clients, while only the second plane is up (the first step's
+    /// action is [`Action::Second`]); the first's port is chosen in advance
+    /// and nothing listens on it.
     PrimaryDown,
 }
 
@@ -151,6 +154,22 @@ fn routed_snapshot(
 }
 
 const ALL4: &[usize] = &[0, 1, 2, 3];
+
+/// The authority of the federation scenario.
+const AUTHORITY: &str = "mesh.example";
+
+/// `make`'s snapshot without its listener: a client that looked for the
+/// listener anywhere but its authority's plane would find none.
+fn without_listener(make: MakeSnapshot) -> MakeSnapshot {
+    Box::new(move |version, addresses| {
+        let full = make(version, addresses);
+        full.resources()
+            .filter(|(type_url, _, _)| !type_url.ends_with(".Listener"))
+            .fold(Snapshot::new(full.version()), |snapshot, (_, name, any)| {
+                snapshot.with_any(name, any.clone())
+            })
+    })
+}
 
 /// gRPC's status code for a call that ran out of time.
 const DEADLINE_EXCEEDED: i32 = 4;
@@ -480,9 +499,10 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
             steps: vec![
                 Step::new(
                     "primary down",
-                    Action::Fallback {
-                        primary: routed_snapshot(|| to("cluster-a"), &[0], &[]),
-                        fallback: routed_snapshot(|| to("cluster-a"), &[1], &[]),
+                    Action::Second {
+                        first: routed_snapshot(|| to("cluster-a"), &[0], &[]),
+                        second: routed_snapshot(|| to("cluster-a"), &[1], &[]),
+                        role: SecondPlane::Fallback,
                     },
                     Expect::Shares(vec![(1, 100.0)]),
                 ),
@@ -495,6 +515,34 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
                     "primary down again",
                     Action::StopPlane,
                     Expect::Shares(vec![(0, 100.0)]),
+                ),
+            ],
+        },
+        Scenario {
+            name: "federation",
+            about: "gRFC A47: the target xds://mesh.example/interop-service names an authority whose own control plane serves the xdstp:// listener; the route configuration and clusters it names, old-style, come from the top-level plane, and a change there applies",
+            backends: 2,
+            flags: Flags::default(),
+            start: Start::PlaneFirst,
+            steps: vec![
+                Step::new(
+                    "listener from the authority",
+                    Action::Second {
+                        first: without_listener(routed_snapshot(|| to("cluster-a"), &[0], &[])),
+                        second: Box::new(|version, _| {
+                            Snapshot::new(version.to_string()).with(api_listener(
+                                &format!("xdstp://{AUTHORITY}/envoy.config.listener.v3.Listener/{SERVICE}"),
+                                ROUTES,
+                            ))
+                        }),
+                        role: SecondPlane::Authority(AUTHORITY),
+                    },
+                    Expect::Shares(vec![(0, 100.0)]),
+                ),
+                Step::new(
+                    "route change on the top-level plane",
+                    routed(|| to("cluster-b"), &[0], &[1]),
+                    Expect::Shares(vec![(1, 100.0)]),
                 ),
             ],
         },
