@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::bootstrap::{Bootstrap, XdsServer};
-use crate::resource::{Resource, ResourceType};
+use crate::resource::{Resource, ResourceType, canonical_name};
 use crate::state::{AdsState, AllResources, DumpEntry, Presence, Snapshot, WatchError};
 use crate::transport::{self, Backoff, Command, TransportConfig};
 
@@ -198,7 +198,9 @@ impl XdsClient {
 
     /// Watches the resource `name` of type `T`, subscribing to it if no one
     /// else watches it; the subscription ends when the last watch is dropped.
+    /// An `xdstp://` name is watched in its [`canonical_name`] form.
     pub async fn watch<T: Resource>(&self, name: &str) -> Result<Watch<T>, WatchError> {
+        let name = &*canonical_name(name);
         let (_, commands) = self.shared.task_for(name)?;
         let (reply, answer) = oneshot::channel();
         let kind = ResourceType::of::<T>();
@@ -227,6 +229,10 @@ impl XdsClient {
         names: &[String],
     ) -> Result<Vec<Watch<T>>, WatchError> {
         // Names by task, each with its place in `names`.
+        let names: Vec<String> = names
+            .iter()
+            .map(|n| canonical_name(n).into_owned())
+            .collect();
         let mut groups: BTreeMap<usize, (mpsc::UnboundedSender<Command>, Vec<usize>)> =
             BTreeMap::new();
         for (place, name) in names.iter().enumerate() {

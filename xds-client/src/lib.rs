@@ -28,5 +28,5 @@ pub use client::{
     ClientError, DEFAULT_MAX_MESSAGE_SIZE, ResourceState, Watch, WatchAll, XdsClient,
     XdsClientBuilder,
 };
-pub use resource::{Resource, ResourceError};
+pub use resource::{Resource, ResourceError, canonical_name};
 pub use state::{DumpEntry, Presence, WatchError};

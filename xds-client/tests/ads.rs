@@ -703,6 +703,26 @@ async fn xdstp_names_are_served_by_their_authoritys_control_plane() {
             .collect()
     );
 
+    // Context parameters in any order name one resource (gRFC A47): the
+    // client subscribes with them sorted, and a resource that names itself
+    // with them unsorted is still the one asked for.
+    let canonical = format!("xdstp://x.example/{CDS}/p?env=prod&zone=z1");
+    let unsorted = cluster(&format!("xdstp://x.example/{CDS}/p?zone=z1&env=prod"), 6);
+    own.set_default(
+        Snapshot::new("2")
+            .with(cluster(&in_x, 3))
+            .with_any(&canonical, meshlib_xds::server::build::any(&unsorted)),
+    );
+    let mut p = client
+        .watch::<Cluster>(&format!("xdstp://x.example/{CDS}/p?zone=z1&env=prod"))
+        .await
+        .unwrap();
+    assert_eq!(p.name(), canonical);
+    until(&mut p, "the cluster with context parameters", |s| {
+        timeout_of(s) == Some(6)
+    })
+    .await;
+
     let unknown = format!("xdstp://z.example/{CDS}/e");
     assert_eq!(
         client.watch::<Cluster>(&unknown).await.unwrap_err(),

@@ -160,8 +160,36 @@ impl ResourceType {
     }
 
     pub(crate) fn decode(&self, bytes: &[u8]) -> Result<(String, Erased), ResourceError> {
-        (self.decode)(bytes)
+        (self.decode)(bytes).map(|(name, resource)| (canonical_name(&name).into_owned(), resource))
     }
+}
+
+/// A resource name as the cache keys it: an `xdstp://` name with its
+/// context parameters (the query) sorted by key, as gRFC A47 has client and
+/// server compare them; any other name as it is.
+///
+/// ```
+/// use meshlib_xds::canonical_name;
+///
+/// assert_eq!(
+///     canonical_name("xdstp://a.example/envoy.config.cluster.v3.Cluster/c?zone=z1&env=prod"),
+///     "xdstp://a.example/envoy.config.cluster.v3.Cluster/c?env=prod&zone=z1"
+/// );
+/// assert_eq!(canonical_name("old-style?b&a"), "old-style?b&a");
+/// ```
+pub fn canonical_name(name: &str) -> std::borrow::Cow<'_, str> {
+    let Some((path, query)) = name
+        .strip_prefix("xdstp://")
+        .and_then(|_| name.split_once('?'))
+    else {
+        return name.into();
+    };
+    let mut params: Vec<&str> = query.split('&').collect();
+    if params.is_sorted() {
+        return name.into();
+    }
+    params.sort_unstable();
+    format!("{path}?{}", params.join("&")).into()
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use crate::pb::envoy::service::discovery::v3::{
 };
 use crate::pb::google::protobuf::Any;
 use crate::pb::google::rpc::Status;
-use crate::resource::{Erased, ResourceError, ResourceType};
+use crate::resource::{Erased, ResourceError, ResourceType, canonical_name};
 
 /// How long a subscribed resource may go unanswered on a connected stream
 /// before it is taken not to exist (gRFC A27, A57).
@@ -666,7 +666,7 @@ impl AdsState {
                 continue;
             };
             let outcome = decode_any(&state.kind, &any).and_then(|(name, decoded)| {
-                if name == resource.name {
+                if name == canonical_name(&resource.name) {
                     Ok((name, decoded))
                 } else {
                     Err(ResourceError::named(
@@ -685,7 +685,7 @@ impl AdsState {
             );
         }
         for name in &response.removed_resources {
-            remove(state, name, ignore_deletion);
+            remove(state, &canonical_name(name), ignore_deletion);
         }
         state.publish_all();
         vec![Request::Delta(DeltaDiscoveryRequest {
