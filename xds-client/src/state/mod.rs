@@ -481,7 +481,7 @@ impl AdsState {
     pub(crate) fn on_connected(&mut self, now: Instant) -> Vec<Request> {
         self.connected = true;
         // Everything is subscribed afresh by these requests.
-        let requests = self.fresh_requests(self.delta);
+        let requests = self.fresh_requests(self.delta, true);
         self.node_sent = !requests.is_empty();
         for state in self.types.values_mut() {
             state.pending = Pending::default();
@@ -498,10 +498,11 @@ impl AdsState {
     }
 
     /// The first requests of a new stream in the variant `delta`, the node
-    /// in the first: every subscription, and what is cached (versions only
-    /// when they came from the server in use). Nothing changes here, so a
-    /// probe of another control plane can send them while this stream runs.
-    pub(crate) fn fresh_requests(&self, delta: bool) -> Vec<Request> {
+    /// in the first: every subscription, and, with `versions`, what is
+    /// cached (only versions that came from the server in use). Nothing
+    /// changes here, so a probe of another control plane can send them,
+    /// without versions, while this stream runs.
+    pub(crate) fn fresh_requests(&self, delta: bool, versions: bool) -> Vec<Request> {
         let mut node = Some(self.node.clone());
         let mut requests = Vec::new();
         for (type_url, state) in self.types.iter().filter(|(_, s)| s.is_subscribed()) {
@@ -513,7 +514,7 @@ impl AdsState {
                 let initial_resource_versions = state
                     .entries
                     .iter()
-                    .filter(|(_, e)| state.versions_from_server && e.has_resource())
+                    .filter(|(_, e)| versions && state.versions_from_server && e.has_resource())
                     .map(|(name, e)| (name.clone(), e.sender.borrow().version.clone()))
                     .collect();
                 Request::Delta(DeltaDiscoveryRequest {
@@ -526,7 +527,11 @@ impl AdsState {
             } else {
                 Request::Sotw(DiscoveryRequest {
                     node: node.take(),
-                    version_info: state.version_info.clone(),
+                    version_info: if versions {
+                        state.version_info.clone()
+                    } else {
+                        String::new()
+                    },
                     resource_names: names,
                     type_url: (*type_url).to_owned(),
                     ..Default::default()

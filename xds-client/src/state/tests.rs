@@ -520,7 +520,9 @@ fn a_switch_of_control_plane_offers_no_version_of_the_previous_one() {
     state.on_connected(now);
     state.on_sotw_response(response("7", "n1", vec![cluster("a")]));
     assert!(!state.has_uncached_watch(), "a received resource is cached");
-    assert_eq!(sotw(state.fresh_requests(false)).version_info, "7");
+    assert_eq!(sotw(state.fresh_requests(false, true)).version_info, "7");
+    // A probe of another control plane offers no version.
+    assert_eq!(sotw(state.fresh_requests(false, false)).version_info, "");
 
     // To another control plane: its "7" would not be this one's.
     state.on_disconnected(None);
@@ -537,7 +539,7 @@ fn a_switch_of_control_plane_offers_no_version_of_the_previous_one() {
 
     // Delta: no initial_resource_versions until the new server has answered.
     state.use_server(true, false);
-    let first = delta(state.fresh_requests(true));
+    let first = delta(state.fresh_requests(true, true));
     assert!(first.initial_resource_versions.is_empty());
     assert_eq!(first.resource_names_subscribe, ["a"]);
 }

@@ -385,7 +385,7 @@ impl Session<'_> {
                 let higher = self
                     .higher
                     .iter()
-                    .map(|s| (s.clone(), state.fresh_requests(s.delta())))
+                    .map(|s| (s.clone(), state.fresh_requests(s.delta(), false)))
                     .collect();
                 Box::pin(probe(higher, self.config.clone())) as BoxFuture<_>
             });
