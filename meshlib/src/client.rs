@@ -16,7 +16,9 @@ use crate::body::{self, BoxBody};
 use crate::config::{ConfigError, FileSource, MeshConfig};
 use crate::connect::{Connect, EndpointClient, HttpConnect};
 use crate::discovery::Sources;
-use crate::error::{BoxError, Error};
+use crate::error::{BoxError, Error, ErrorKind};
+use crate::future::ResponseFuture;
+use crate::ratelimit::{Decision, LocalRateLimiter, RateLimitStats};
 use crate::route::RouteTable;
 use crate::stack::{self, ClusterSet, Outbound};
 
@@ -92,6 +94,9 @@ struct Snapshot<C> {
     config: Arc<MeshConfig>,
     clusters: Arc<ClusterSet<C>>,
     service: Outbound<C>,
+    /// The configuration's local rate limit, kept from the previous
+    /// snapshot while its settings stay the same.
+    limiter: Option<Arc<LocalRateLimiter>>,
 }
 
 impl MeshClient {
@@ -200,6 +205,17 @@ impl<C: Connect> MeshClient<C> {
         snapshot.clusters.get(name).map(|s| s.retries_refused())
     }
 
+    /// What the configuration's local rate limit has decided since its
+    /// bucket was made; `None` without one.
+    pub fn rate_limit_stats(&self) -> Option<RateLimitStats> {
+        self.shared
+            .current
+            .load()
+            .limiter
+            .as_ref()
+            .map(|l| l.stats())
+    }
+
     /// `endpoints` are now those of the EDS cluster `cluster`: its balancer
     /// is updated in place, and a stack built for it later starts from them.
     #[cfg(feature = "xds")]
@@ -282,6 +298,15 @@ impl<E: EndpointClient> Snapshot<E> {
         sources: &Sources,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
+        let limiter = match &config.local_rate_limit {
+            None => None,
+            Some(settings) => match previous.and_then(|p| p.limiter.as_ref()) {
+                Some(kept) if kept.settings() == settings => Some(kept.clone()),
+                _ => Some(Arc::new(LocalRateLimiter::new(settings.clone()).map_err(
+                    |e| ConfigError::source(None, format!("local_rate_limit.{e}")),
+                )?)),
+            },
+        };
         let routes = Arc::new(RouteTable::new(&config)?);
         let clusters = Arc::new(ClusterSet::build(
             &config,
@@ -295,6 +320,7 @@ impl<E: EndpointClient> Snapshot<E> {
             service: stack::outbound(routes, clusters.clone(), executor.clone()),
             config: Arc::new(config),
             clusters,
+            limiter,
         })
     }
 }
@@ -316,7 +342,17 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         // One atomic load picks the configuration this request lives with.
-        let mut service = self.shared.current.load().service.clone();
+        let snapshot = self.shared.current.load();
+        if let Some(limiter) = &snapshot.limiter
+            && let Decision::Refused { reset } = limiter.check()
+        {
+            let bucket = limiter.settings().token_bucket.max_tokens;
+            return ResponseFuture::failed(Error::new(
+                ErrorKind::RateLimited,
+                format!("local rate limit: no token left of {bucket}; one is back in {reset:?}"),
+            ));
+        }
+        let mut service = snapshot.service.clone();
         service.call(request.map(body::boxed))
     }
 }

@@ -36,6 +36,9 @@ pub enum ErrorKind {
     /// path it cannot normalise (and an upstream, a path Envoy's rewrite
     /// broke); gRPC `INTERNAL`, what gRPC makes of a 400.
     InvalidPath,
+    /// The client's local rate limit had no token for the request, which was
+    /// not sent (Envoy `RL`). HTTP 429; gRPC `RESOURCE_EXHAUSTED`.
+    RateLimited,
 }
 
 impl ErrorKind {
@@ -44,6 +47,7 @@ impl ErrorKind {
         match self {
             ErrorKind::NoRoute => http::StatusCode::NOT_FOUND,
             ErrorKind::InvalidPath => http::StatusCode::BAD_REQUEST,
+            ErrorKind::RateLimited => http::StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Timeout => http::StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::UnknownCluster
             | ErrorKind::NoEndpoints
@@ -56,13 +60,15 @@ impl ErrorKind {
     /// The gRPC status code (as its number) gRPC's xDS clients fail an RPC with.
     ///
     /// `UNAVAILABLE` (14) for everything but a timeout, which is
-    /// `DEADLINE_EXCEEDED` (4), and an invalid path, `INTERNAL` (13, what gRPC
-    /// makes of HTTP 400); gRPC also fails an RPC that matches no route with
-    /// `UNAVAILABLE`, where Envoy answers HTTP 404.
+    /// `DEADLINE_EXCEEDED` (4), an invalid path, `INTERNAL` (13, what gRPC
+    /// makes of HTTP 400), and a local rate limit, `RESOURCE_EXHAUSTED` (8);
+    /// gRPC also fails an RPC that matches no route with `UNAVAILABLE`,
+    /// where Envoy answers HTTP 404.
     pub fn grpc_code(self) -> i32 {
         match self {
             ErrorKind::Timeout => 4,
             ErrorKind::InvalidPath => 13,
+            ErrorKind::RateLimited => 8,
             _ => 14,
         }
     }
@@ -77,6 +83,7 @@ impl ErrorKind {
             ErrorKind::Upstream => "upstream error",
             ErrorKind::Discovery => "discovery failed",
             ErrorKind::InvalidPath => "invalid path",
+            ErrorKind::RateLimited => "rate limited",
         }
     }
 }

@@ -85,6 +85,7 @@ pub mod future;
 mod grpc;
 mod matcher;
 pub mod mirror;
+pub mod ratelimit;
 pub mod retry;
 pub mod route;
 pub mod stack;

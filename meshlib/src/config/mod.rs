@@ -40,7 +40,7 @@
 mod cloud_map;
 mod depth;
 mod discovery;
-mod duration;
+pub(crate) mod duration;
 mod error;
 mod expansion;
 mod file;
@@ -92,6 +92,13 @@ pub struct MeshConfig {
     /// HttpConnectionManager `merge_slashes`. Default `false`, as in Envoy.
     #[serde(default, skip_serializing_if = "is_false")]
     pub merge_slashes: bool,
+    /// A local rate limit on every request the client sends (Envoy's
+    /// `envoy.filters.http.local_ratelimit` in the client's listener): a
+    /// refused request fails with [`ErrorKind::RateLimited`](crate::ErrorKind::RateLimited)
+    /// without being sent. Its bucket lives on across configuration updates
+    /// while these settings stay the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_rate_limit: Option<crate::ratelimit::LocalRateLimit>,
     /// The regexes its last validation compiled, for its route table.
     #[serde(skip)]
     pub(crate) regexes: safe_regex::Regexes,
@@ -105,6 +112,7 @@ impl MeshConfig {
             clusters,
             normalize_path: false,
             merge_slashes: false,
+            local_rate_limit: None,
             regexes: Default::default(),
         }
     }

@@ -90,6 +90,9 @@ pub(super) fn check(config: &MeshConfig, rules: Rules) -> Result<(), Vec<Problem
     };
     check_clusters(config, &mut problems);
     check_virtual_hosts(config, &mut problems);
+    if let Some(Err(e)) = config.local_rate_limit.as_ref().map(|l| l.validate()) {
+        problems.push("local_rate_limit", e.field, e.message);
+    }
     let regexes = std::mem::take(&mut problems.regexes);
     config.regexes.finish(regexes);
     if problems.found.is_empty() {

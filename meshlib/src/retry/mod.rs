@@ -111,7 +111,8 @@ pub(crate) use policy::{Policy, Rules};
 
 use backoff::{Backoff, random_below};
 use body::Replay;
-use policy::{Failure, Pushback, is_grpc_call, pushback};
+pub(crate) use policy::is_grpc_call;
+use policy::{Failure, Pushback, pushback};
 
 /// How many attempts a request under a retry policy took: in its
 /// response's extensions.
