@@ -663,23 +663,32 @@ impl AdsState {
         let mut errors = Vec::new();
         let mut seen = BTreeSet::new();
         for resource in response.resources {
+            // The wrapper names the resource: a refusal names it even when
+            // what is inside cannot be read, so that its watchers hear why
+            // (as they do of any other refusal).
             let Some(any) = resource.resource else {
-                errors.push(ResourceError::named(
-                    &resource.name,
+                let error = ResourceError::named(
+                    canonical_name(&resource.name),
                     "the Resource wrapper has no resource",
-                ));
+                );
+                refuse(state, error, &mut seen, &mut errors);
                 continue;
             };
-            let outcome = decode_any(&state.kind, &any).and_then(|(name, decoded)| {
-                if name == canonical_name(&resource.name) {
-                    Ok((name, decoded))
-                } else {
-                    Err(ResourceError::named(
-                        &resource.name,
-                        format!("the resource inside is named {name:?}"),
-                    ))
-                }
-            });
+            let outcome = decode_any(&state.kind, &any)
+                .map_err(|error| match error.name {
+                    Some(_) => error,
+                    None => ResourceError::named(canonical_name(&resource.name), error.reason),
+                })
+                .and_then(|(name, decoded)| {
+                    if name == canonical_name(&resource.name) {
+                        Ok((name, decoded))
+                    } else {
+                        Err(ResourceError::named(
+                            &resource.name,
+                            format!("the resource inside is named {name:?}"),
+                        ))
+                    }
+                });
             apply(
                 state,
                 outcome,
@@ -795,20 +804,27 @@ fn apply(
                 error: None,
             });
         }
-        Err(error) => {
-            if let Some(name) = &error.name {
-                seen.insert(name.clone());
-                if let Some(entry) = state.entries.get_mut(name) {
-                    // The last good copy stays in force (A46); watchers hear why
-                    // the new one was refused.
-                    entry.deadline = None;
-                    let reason = error.reason.clone();
-                    entry.sender.send_modify(|s| s.error = Some(reason));
-                }
-            }
-            errors.push(error);
+        Err(error) => refuse(state, error, seen, errors),
+    }
+}
+
+/// One refused resource of a response: its watchers hear why, the last good
+/// copy stays in force (A46), and the NACK will name it.
+fn refuse(
+    state: &mut TypeState,
+    error: ResourceError,
+    seen: &mut BTreeSet<String>,
+    errors: &mut Vec<ResourceError>,
+) {
+    if let Some(name) = &error.name {
+        seen.insert(name.clone());
+        if let Some(entry) = state.entries.get_mut(name) {
+            entry.deadline = None;
+            let reason = error.reason.clone();
+            entry.sender.send_modify(|s| s.error = Some(reason));
         }
     }
+    errors.push(error);
 }
 
 /// The control plane removed `name` (explicitly in delta, by omission in

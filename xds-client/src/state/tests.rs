@@ -407,6 +407,75 @@ fn delta_resubscribes_with_initial_versions_and_acks_by_nonce() {
 }
 
 #[test]
+fn a_delta_resource_that_cannot_be_read_is_refused_by_its_wrappers_name() {
+    let now = Instant::now();
+    let mut state = AdsState::new(node(), true, false);
+    let a = state.watch(cds(), "a").unwrap();
+    let b = state.watch(cds(), "b").unwrap();
+    let c = state.watch(cds(), "c").unwrap();
+    let _ = state.on_connected(now);
+    let wrapped = |name: &str, resource: Option<Any>| DeltaResource {
+        name: name.into(),
+        version: "v1".into(),
+        resource,
+        ..Default::default()
+    };
+    let ack = delta(
+        state.on_delta_response(DeltaDiscoveryResponse {
+            type_url: Cluster::TYPE_URL.into(),
+            nonce: "d1".into(),
+            resources: ["a", "b", "c"]
+                .map(|name| wrapped(name, Some(cluster(name))))
+                .into(),
+            ..Default::default()
+        }),
+    );
+    assert!(ack.error_detail.is_none());
+
+    let garbled = Any {
+        type_url: Cluster::TYPE_URL.into(),
+        value: vec![0x0a, 0xff, 0xff],
+    };
+    let mislabelled = Any {
+        type_url: ClusterLoadAssignment::TYPE_URL.into(),
+        value: cluster("b").value,
+    };
+    let nack = delta(state.on_delta_response(DeltaDiscoveryResponse {
+        type_url: Cluster::TYPE_URL.into(),
+        nonce: "d2".into(),
+        resources: vec![
+            wrapped("a", Some(garbled)),
+            wrapped("b", Some(mislabelled)),
+            wrapped("c", None),
+        ],
+        ..Default::default()
+    }));
+    let message = nack.error_detail.unwrap().message;
+    assert!(
+        message.contains("resource \"a\": cannot decode envoy.config.cluster.v3.Cluster"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "resource \"b\": type URL {:?} in a response for {:?}",
+            ClusterLoadAssignment::TYPE_URL,
+            Cluster::TYPE_URL
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains("resource \"c\": the Resource wrapper has no resource"),
+        "{message}"
+    );
+    // Each keeps its last good copy, and its watchers hear why.
+    for watch in [&a, &b, &c] {
+        let snapshot = watch.borrow();
+        assert!(snapshot.resource.is_some(), "{snapshot:?}");
+        assert!(snapshot.error.is_some(), "{snapshot:?}");
+    }
+}
+
+#[test]
 fn sotw_resources_may_come_wrapped() {
     let now = Instant::now();
     let mut state = AdsState::new(node(), false, false);
