@@ -27,7 +27,7 @@ use meshlib_xds::pb::envoy::service::discovery::v3::aggregated_discovery_service
     AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
 };
 use meshlib_xds::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Resource,
 };
 use meshlib_xds::pb::google::protobuf::Any;
 use meshlib_xds::server::build::eds_cluster;
@@ -485,7 +485,7 @@ async fn delta_a_refusing_plane_with_no_cache_is_reported_then_recovered_from() 
 
 // --- 3. answering garbage ----------------------------------------------------
 
-/// A state-of-the-world control plane the test scripts: it answers each
+/// A control plane the test scripts, in either variant: it answers each
 /// subscription from its snapshot, pushes a new snapshot to every type
 /// subscribed, sends whatever response the test injects on the open stream,
 /// and keeps every request it receives.
@@ -501,6 +501,10 @@ struct ScriptedState {
     stream: Option<mpsc::UnboundedSender<Result<DiscoveryResponse, tonic::Status>>>,
     /// type URL → the names the open stream subscribes to.
     subscribed: std::collections::BTreeMap<String, Vec<String>>,
+    delta_requests: Vec<DeltaDiscoveryRequest>,
+    delta_stream: Option<mpsc::UnboundedSender<Result<DeltaDiscoveryResponse, tonic::Status>>>,
+    /// type URL → the names the open delta stream subscribes to.
+    delta_subscribed: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
     nonces: u64,
 }
 
@@ -529,6 +533,37 @@ impl ScriptedState {
             let _ = stream.send(Ok(response));
         }
     }
+
+    /// Delta: every resource subscribed, sent again whole.
+    fn respond_delta(&mut self, type_url: &str) {
+        let names = self
+            .delta_subscribed
+            .get(type_url)
+            .cloned()
+            .unwrap_or_default();
+        let version = self.snapshot.version().to_owned();
+        let resources = self
+            .snapshot
+            .resources()
+            .filter(|(url, name, _)| *url == type_url && names.contains(*name))
+            .map(|(_, name, any)| wrapped(name, &version, Some(any.clone())))
+            .collect();
+        self.nonces += 1;
+        let response = DeltaDiscoveryResponse {
+            system_version_info: version,
+            resources,
+            type_url: type_url.to_owned(),
+            nonce: self.nonces.to_string(),
+            ..Default::default()
+        };
+        self.send_delta(response);
+    }
+
+    fn send_delta(&self, response: DeltaDiscoveryResponse) {
+        if let Some(stream) = &self.delta_stream {
+            let _ = stream.send(Ok(response));
+        }
+    }
 }
 
 impl Scripted {
@@ -543,6 +578,36 @@ impl Scripted {
         let types: Vec<String> = state.subscribed.keys().cloned().collect();
         for type_url in types {
             state.respond(&type_url);
+        }
+        let types: Vec<String> = state.delta_subscribed.keys().cloned().collect();
+        for type_url in types {
+            state.respond_delta(&type_url);
+        }
+    }
+
+    /// Sends `response` as it is on the open delta stream.
+    fn inject_delta(&self, response: DeltaDiscoveryResponse) {
+        self.lock().send_delta(response);
+    }
+
+    fn delta_requests(&self) -> Vec<DeltaDiscoveryRequest> {
+        self.lock().delta_requests.clone()
+    }
+
+    fn on_delta_request(&self, request: DeltaDiscoveryRequest) {
+        let mut state = self.lock();
+        state.delta_requests.push(request.clone());
+        let names = state
+            .delta_subscribed
+            .entry(request.type_url.clone())
+            .or_default();
+        let before = names.clone();
+        names.extend(request.resource_names_subscribe.iter().cloned());
+        for name in &request.resource_names_unsubscribe {
+            names.remove(name);
+        }
+        if *names != before {
+            state.respond_delta(&request.type_url);
         }
     }
 
@@ -596,9 +661,23 @@ impl AggregatedDiscoveryService for Scripted {
 
     async fn delta_aggregated_resources(
         &self,
-        _: tonic::Request<tonic::Streaming<DeltaDiscoveryRequest>>,
+        request: tonic::Request<tonic::Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<tonic::Response<Self::DeltaAggregatedResourcesStream>, tonic::Status> {
-        Err(tonic::Status::unimplemented("state of the world only"))
+        let (tx, rx) = mpsc::unbounded_channel();
+        {
+            let mut state = self.lock();
+            state.delta_stream = Some(tx);
+            state.delta_subscribed.clear();
+        }
+        let (plane, mut requests) = (self.clone(), request.into_inner());
+        tokio::spawn(async move {
+            while let Ok(Some(request)) = requests.message().await {
+                plane.on_delta_request(request);
+            }
+        });
+        Ok(tonic::Response::new(Box::pin(
+            UnboundedReceiverStream::new(rx),
+        )))
     }
 }
 
@@ -637,7 +716,7 @@ fn nack_message(request: &DiscoveryRequest) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbage_from_the_control_plane_is_nacked_or_ignored_and_the_last_good_config_serves() {
+async fn sotw_garbage_from_the_control_plane_is_nacked_or_ignored_and_the_last_good_config_serves() {
     let (v1, v2) = (Backend::start("v1").await, Backend::start("v2").await);
     let plane = Scripted::default();
     plane.set(reviews_snapshot("1", &v1, &v2, 100, 0));
@@ -775,6 +854,199 @@ async fn garbage_from_the_control_plane_is_nacked_or_ignored_and_the_last_good_c
     assert!(xds.dump().await.is_ok(), "the xDS client still runs");
     figures(
         "garbage",
+        report,
+        &[("new config after the good response", applied)],
+    );
+    assert_eq!(report.failed, 0, "{report:?}");
+}
+
+/// A delta resource: `resource` under `name`, at `version`.
+fn wrapped(name: &str, version: &str, resource: Option<Any>) -> Resource {
+    Resource {
+        name: name.to_owned(),
+        version: version.to_owned(),
+        resource,
+        ..Default::default()
+    }
+}
+
+fn delta_response(type_url: &str, nonce: &str, resources: Vec<Resource>) -> DeltaDiscoveryResponse {
+    DeltaDiscoveryResponse {
+        system_version_info: "garbage".to_owned(),
+        resources,
+        type_url: type_url.to_owned(),
+        nonce: nonce.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// The client's answer to the delta response with `nonce`, among the
+/// requests after the first `from`.
+async fn delta_answer(plane: &Scripted, from: usize, nonce: &str) -> DeltaDiscoveryRequest {
+    let find = |plane: &Scripted| {
+        plane.delta_requests()[from..]
+            .iter()
+            .find(|r| r.response_nonce == nonce)
+            .cloned()
+    };
+    until(&format!("the client answers nonce {nonce}"), async || {
+        find(plane).is_some()
+    })
+    .await;
+    find(plane).unwrap()
+}
+
+fn delta_nack_message(request: &DeltaDiscoveryRequest) -> String {
+    request
+        .error_detail
+        .as_ref()
+        .map(|s| s.message.clone())
+        .unwrap_or_else(|| panic!("expected a NACK: {request:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delta_garbage_from_the_control_plane_is_nacked_by_name_or_ignored_and_the_last_good_config_serves()
+ {
+    let (v1, v2) = (Backend::start("v1").await, Backend::start("v2").await);
+    let plane = Scripted::default();
+    let snapshot = reviews_snapshot("1", &v1, &v2, 100, 0);
+    plane.set(snapshot.clone());
+    let own = OwnPlane::start(0, plane.clone());
+    let xds = xds_client(own.address, true);
+    let mesh = MeshClient::from_xds(&xds, "xds:///reviews").await.unwrap();
+    let traffic = Traffic::start(&mesh, "http://reviews/");
+    traffic.flows("traffic flows", 50).await;
+    let version = mesh.version();
+    let listener_any = snapshot
+        .resources()
+        .find(|(url, _, _)| *url == Listener::type_url())
+        .map(|(_, _, any)| any.clone())
+        .unwrap();
+    let from = plane.delta_requests().len();
+
+    // Types never subscribed: ignored.
+    let secret = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+    let unknown = "type.googleapis.com/meshlib.test.NoSuchType";
+    for (type_url, nonce) in [(secret, "unsubscribed"), (unknown, "unknown")] {
+        plane.inject_delta(delta_response(
+            type_url,
+            nonce,
+            vec![wrapped(
+                "x",
+                "9",
+                Some(Any {
+                    type_url: type_url.to_owned(),
+                    value: b"nothing".to_vec(),
+                }),
+            )],
+        ));
+    }
+    // The listener again, under the stream's first nonce: ACKed as given.
+    plane.inject_delta(delta_response(
+        &Listener::type_url(),
+        "1",
+        vec![wrapped("reviews", "1", Some(listener_any))],
+    ));
+    let ack = delta_answer(&plane, from, "1").await;
+    assert!(ack.error_detail.is_none(), "{ack:?}");
+    let since = plane.delta_requests()[from..].to_vec();
+    assert!(
+        since
+            .iter()
+            .all(|r| r.response_nonce != "unsubscribed" && r.response_nonce != "unknown"),
+        "{since:?}"
+    );
+
+    // Refused, each by the name its wrapper gives: a cluster labelled a
+    // Listener, an assignment that does not decode, an empty wrapper.
+    plane.inject_delta(delta_response(
+        &Cluster::type_url(),
+        "wrong-type",
+        vec![wrapped(
+            "reviews-v1",
+            "9",
+            Some(Any {
+                type_url: Listener::type_url(),
+                value: eds_cluster("reviews-v1").encode_to_vec(),
+            }),
+        )],
+    ));
+    let message = delta_nack_message(&delta_answer(&plane, from, "wrong-type").await);
+    assert!(
+        message.contains(&format!(
+            "resource \"reviews-v1\": type URL {:?} in a response for {:?}",
+            Listener::type_url(),
+            Cluster::type_url()
+        )),
+        "{message}"
+    );
+    plane.inject_delta(delta_response(
+        &ClusterLoadAssignment::type_url(),
+        "garbled",
+        vec![wrapped(
+            "reviews-v1",
+            "9",
+            Some(Any {
+                type_url: ClusterLoadAssignment::type_url(),
+                value: vec![0x0a, 0xff, 0xff, 0xff],
+            }),
+        )],
+    ));
+    let message = delta_nack_message(&delta_answer(&plane, from, "garbled").await);
+    assert!(
+        message.contains(
+            "resource \"reviews-v1\": cannot decode envoy.config.endpoint.v3.ClusterLoadAssignment"
+        ),
+        "{message}"
+    );
+    plane.inject_delta(delta_response(
+        &Cluster::type_url(),
+        "empty",
+        vec![wrapped("reviews-v2", "9", None)],
+    ));
+    let message = delta_nack_message(&delta_answer(&plane, from, "empty").await);
+    assert!(
+        message.contains("resource \"reviews-v2\": the Resource wrapper has no resource"),
+        "{message}"
+    );
+    // The watchers of each heard why; each keeps its last good copy.
+    let dump = xds.dump().await.unwrap();
+    for (type_url, name) in [
+        (Cluster::type_url(), "reviews-v1"),
+        (ClusterLoadAssignment::type_url(), "reviews-v1"),
+        (Cluster::type_url(), "reviews-v2"),
+    ] {
+        let entry = dump
+            .iter()
+            .find(|e| e.type_url == type_url && e.name == name)
+            .unwrap();
+        assert!(entry.error.is_some() && entry.raw.is_some(), "{entry:?}");
+    }
+
+    traffic.flows("traffic flows after the garbage", 200).await;
+    assert_eq!(mesh.version(), version, "nothing was applied");
+    assert!(
+        mesh.endpoints("reviews-v1").is_some_and(|e| !e.is_empty()),
+        "reviews-v1 keeps its endpoints"
+    );
+
+    let pushed = Instant::now();
+    plane.set(reviews_snapshot("2", &v1, &v2, 0, 100));
+    until("version 2 applies", async || mesh.version() > version).await;
+    let applied = pushed.elapsed();
+    let after = v2.requests();
+    until("traffic moves to v2", async || v2.requests() > after + 50).await;
+    let report = traffic.stop().await;
+    let later = plane.delta_requests()[from..].to_vec();
+    let nacks: Vec<_> = later
+        .iter()
+        .filter(|r| r.error_detail.is_some())
+        .map(|r| r.response_nonce.as_str())
+        .collect();
+    assert_eq!(nacks, ["wrong-type", "garbled", "empty"], "{later:?}");
+    assert!(xds.dump().await.is_ok(), "the xDS client still runs");
+    figures(
+        "delta garbage",
         report,
         &[("new config after the good response", applied)],
     );
