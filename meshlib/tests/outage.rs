@@ -105,9 +105,10 @@ async fn a_control_plane_killed_and_restarted_fails_no_request(delta: bool) {
     assert_eq!(entry.presence, Presence::Exists, "{entry:?}");
     assert!(entry.raw.is_some(), "the cache outlives the stream");
 
-    // The next version comes from the restarted plane only.
+    // The plane comes back with the configuration it had (its process state,
+    // nonces and ACK log included, is new).
     let restarted = SnapshotServer::new();
-    restarted.set("test-node", reviews_snapshot("2", &v1, &v2, 0, 100));
+    restarted.set("test-node", reviews_snapshot("1", &v1, &v2, 100, 0));
     let version = mesh.version();
     let _plane = restarted.start_standalone(address.port(), None).unwrap();
     let up = Instant::now();
@@ -115,11 +116,24 @@ async fn a_control_plane_killed_and_restarted_fails_no_request(delta: bool) {
         restarted.streams_opened() >= 1
     })
     .await;
-    until("the restarted plane's configuration applies", async || {
-        mesh.version() > version
+    until("the client subscribes everything again", async || {
+        !restarted
+            .subscribed("test-node", &ClusterLoadAssignment::type_url())
+            .is_empty()
     })
     .await;
-    let applied = up.elapsed();
+    let resubscribed = up.elapsed();
+    assert_eq!(
+        mesh.version(),
+        version,
+        "the same configuration, not rebuilt"
+    );
+
+    // A change pushed after the restart applies.
+    let pushed = Instant::now();
+    restarted.set("test-node", reviews_snapshot("2", &v1, &v2, 0, 100));
+    until("the change applies", async || mesh.version() > version).await;
+    let applied = pushed.elapsed();
     let after = v2.requests();
     until("traffic moves to v2", async || v2.requests() > after + 50).await;
     let down = killed.elapsed();
@@ -134,11 +148,15 @@ async fn a_control_plane_killed_and_restarted_fails_no_request(delta: bool) {
         &[
             ("outage noticed", noticed),
             ("reconnect after restart", reconnect),
-            ("new config after restart", applied),
+            ("resubscribed after restart", resubscribed),
+            ("new config after the push", applied),
             ("whole outage", down),
         ],
     );
     assert_eq!(report.failed, 0, "{report:?}");
+    // The stream works again: the watchers no longer hear of the outage.
+    let entry = listener(&xds).await;
+    assert_eq!(entry.error, None, "{entry:?}");
     // The longest delay is 100 ms (±20 %): a reconnect well within a second
     // is the backoff working, not a lucky poll.
     assert!(reconnect < Duration::from_secs(1), "{reconnect:?}");
@@ -716,7 +734,8 @@ fn nack_message(request: &DiscoveryRequest) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sotw_garbage_from_the_control_plane_is_nacked_or_ignored_and_the_last_good_config_serves() {
+async fn sotw_garbage_from_the_control_plane_is_nacked_or_ignored_and_the_last_good_config_serves()
+{
     let (v1, v2) = (Backend::start("v1").await, Backend::start("v2").await);
     let plane = Scripted::default();
     plane.set(reviews_snapshot("1", &v1, &v2, 100, 0));

@@ -476,6 +476,51 @@ fn a_delta_resource_that_cannot_be_read_is_refused_by_its_wrappers_name() {
 }
 
 #[test]
+fn the_first_response_after_an_outage_ends_it_for_every_watcher_but_a_refusal_stays() {
+    let now = Instant::now();
+    let mut state = AdsState::new(node(), true, false);
+    let a = state.watch(cds(), "a").unwrap();
+    let b = state.watch(cds(), "b").unwrap();
+    let _ = state.on_connected(now);
+    let wrapped = |name: &str, version: &str, inner: &str| DeltaResource {
+        name: name.into(),
+        version: version.into(),
+        resource: Some(cluster(inner)),
+        ..Default::default()
+    };
+    let respond = |state: &mut AdsState, nonce: &str, resources: Vec<DeltaResource>| {
+        delta(state.on_delta_response(DeltaDiscoveryResponse {
+            type_url: Cluster::TYPE_URL.into(),
+            nonce: nonce.into(),
+            resources,
+            ..Default::default()
+        }))
+    };
+    respond(
+        &mut state,
+        "d1",
+        vec![wrapped("a", "1", "a"), wrapped("b", "1", "b")],
+    );
+    let nack = respond(&mut state, "d2", vec![wrapped("b", "2", "not-b")]);
+    assert!(nack.error_detail.is_some());
+    let refusal = "the resource inside is named \"not-b\"".to_owned();
+    assert_eq!(b.borrow().error.as_ref(), Some(&refusal));
+
+    state.on_disconnected(Some("gone"));
+    let outage = Some("xDS stream: gone".to_owned());
+    assert_eq!((&a.borrow().error, &b.borrow().error), (&outage, &outage));
+    // Connected is not yet working: the call may still fail to open.
+    let _ = state.on_connected(now);
+    assert_eq!(a.borrow().error, outage);
+    // The server resends neither (it has their versions); its first
+    // response, of anything, shows it reachable.
+    respond(&mut state, "d3", Vec::new());
+    assert_eq!(a.borrow().error, None);
+    assert_eq!(b.borrow().error, Some(refusal), "b's refusal still stands");
+    assert!(a.borrow().resource.is_some() && b.borrow().resource.is_some());
+}
+
+#[test]
 fn sotw_resources_may_come_wrapped() {
     let now = Instant::now();
     let mut state = AdsState::new(node(), false, false);
