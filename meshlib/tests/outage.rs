@@ -193,7 +193,9 @@ async fn a_stalled_control_plane_is_found_by_keepalive_and_rejoined_when_it_resu
     let traffic = Traffic::start(&mesh, "http://reviews/");
     traffic.flows("traffic flows", 50).await;
     // A window, not a synchronisation: five ping intervals of a quiet stream,
-    // every ping answered, pass without a reconnect.
+    // every ping answered, pass without a reconnect. (Without the flag above
+    // the plane answers the third ping with GOAWAY `too_many_pings`, and
+    // the client reconnects within this window.)
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         plane.logged(" stream=2 "),

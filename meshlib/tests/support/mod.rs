@@ -178,35 +178,6 @@ pub async fn tally(
     counts
 }
 
-/// Requests to `uri` flowing through `mesh` from four workers until the
-/// returned flag is set; the count of failures, read after the workers end.
-pub fn steady_traffic(
-    mesh: &MeshClient,
-    uri: &'static str,
-) -> (
-    Arc<std::sync::atomic::AtomicBool>,
-    Arc<AtomicUsize>,
-    Vec<tokio::task::JoinHandle<()>>,
-) {
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let failed = Arc::new(AtomicUsize::new(0));
-    let workers = (0..4)
-        .map(|_| {
-            let (mesh, stop, failed) = (mesh.clone(), stop.clone(), failed.clone());
-            tokio::spawn(async move {
-                while !stop.load(Ordering::SeqCst) {
-                    if let Err(error) = send(&mesh, uri, &[]).await {
-                        eprintln!("failed: {error}");
-                        failed.fetch_add(1, Ordering::SeqCst);
-                    }
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-            })
-        })
-        .collect();
-    (stop, failed, workers)
-}
-
 /// Waits, at most 10 s, until `done` holds.
 pub async fn until(what: &str, done: impl Fn() -> bool) {
     let wait = async {
