@@ -173,6 +173,44 @@ async fn delta_a_control_plane_killed_and_restarted_fails_no_request() {
     a_control_plane_killed_and_restarted_fails_no_request(true).await;
 }
 
+/// The same restart, with nothing new after it: a delta plane then sends
+/// nothing at all (the client offered the versions it has), so no response
+/// can tell the state the outage is over; only the stream opening could, and
+/// that happens in the transport task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the transport (task.rs) does not tell the state when a stream opens: after a delta \
+            plane restarts with nothing new, watchers hear of the outage until the next change"]
+async fn delta_a_restarted_plane_with_nothing_new_ends_the_outage_for_watchers() {
+    let (v1, v2) = (Backend::start("v1").await, Backend::start("v2").await);
+    let server = SnapshotServer::new();
+    server.set("test-node", reviews_snapshot("1", &v1, &v2, 100, 0));
+    let mut plane = server.start_standalone(0, None).unwrap();
+    let address = plane.address();
+    let xds = xds_client(address, true);
+    let mesh = MeshClient::from_xds(&xds, "xds:///reviews").await.unwrap();
+    let traffic = Traffic::start(&mesh, "http://reviews/");
+    traffic.flows("traffic flows", 50).await;
+    plane.kill();
+    until("the client sees the stream gone", async || {
+        listener(&xds).await.error.is_some()
+    })
+    .await;
+    let restarted = SnapshotServer::new();
+    restarted.set("test-node", reviews_snapshot("1", &v1, &v2, 100, 0));
+    let _plane = restarted.start_standalone(address.port(), None).unwrap();
+    until("the client subscribes everything again", async || {
+        !restarted
+            .subscribed("test-node", &ClusterLoadAssignment::type_url())
+            .is_empty()
+    })
+    .await;
+    until("the watchers no longer hear of the outage", async || {
+        listener(&xds).await.error.is_none()
+    })
+    .await;
+    assert_eq!(traffic.stop().await.failed, 0);
+}
+
 // --- 2. stalled, connection open -------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
