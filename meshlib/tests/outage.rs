@@ -912,7 +912,7 @@ async fn sotw_garbage_from_the_control_plane_is_nacked_or_ignored_and_the_last_g
     );
     assert!(xds.dump().await.is_ok(), "the xDS client still runs");
     figures(
-        "garbage",
+        "sotw garbage",
         report,
         &[("new config after the good response", applied)],
     );
