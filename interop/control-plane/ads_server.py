@@ -354,6 +354,12 @@ def main():
     parser.add_argument("--resources", required=True, help="the JSON resources file")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--min-ping-interval-ms",
+        type=int,
+        help="accept client keepalive pings this often, without limit on strikes "
+        "(default: gRPC's policy, one every 5 min, GOAWAY after 2 too soon)",
+    )
     args = parser.parse_args()
 
     store = Store(args.resources)
@@ -364,7 +370,16 @@ def main():
     signal.signal(signal.SIGHUP, lambda *_: reload_now.set())
 
     # Each open stream holds a worker thread for as long as it lasts.
-    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=64))
+    options = []
+    if args.min_ping_interval_ms is not None:
+        options = [
+            ("grpc.http2.min_ping_interval_without_data_ms", args.min_ping_interval_ms),
+            ("grpc.http2.max_ping_strikes", 0),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ]
+    server = grpc.server(
+        concurrent.futures.ThreadPoolExecutor(max_workers=64), options=options
+    )
     ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
         AggregatedDiscoveryService(store), server
     )

@@ -600,7 +600,7 @@ async fn traffic_follows_a_re_registration_with_no_failed_request_and_outlives_c
     })
     .await;
 
-    let (stop, failed, workers) = support::steady_traffic(&mesh, "http://reviews/");
+    let traffic = support::Traffic::start(&mesh, "http://reviews/");
     support::until("v1 takes traffic", || v1.requests() > 50).await;
     let version = mesh.version();
 
@@ -637,11 +637,7 @@ async fn traffic_follows_a_re_registration_with_no_failed_request_and_outlives_c
         v2.requests() > served + 200
     })
     .await;
-    stop.store(true, Ordering::SeqCst);
-    for worker in workers {
-        worker.await.unwrap();
-    }
-    assert_eq!(failed.load(Ordering::SeqCst), 0);
+    assert_eq!(traffic.stop().await.failed, 0);
 }
 
 #[tokio::test]

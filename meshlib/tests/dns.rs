@@ -539,7 +539,7 @@ async fn traffic_follows_a_changed_record_with_no_failed_request_and_outlives_th
     // Traffic starts with the client: requests before the first answer wait
     // for it (the cluster warms), so none fails.
     let mesh = dns_mesh(&server, "reviews.test", port);
-    let (stop, failed, workers) = support::steady_traffic(&mesh, "http://reviews/");
+    let traffic = support::Traffic::start(&mesh, "http://reviews/");
     support::until("v1 takes traffic", || v1.requests() > 50).await;
 
     let version = mesh.version();
@@ -557,11 +557,7 @@ async fn traffic_follows_a_changed_record_with_no_failed_request_and_outlives_th
     server.kill();
     let served = v2.requests();
     support::until("v2 serves on without DNS", || v2.requests() > served + 200).await;
-    stop.store(true, Ordering::SeqCst);
-    for worker in workers {
-        worker.await.unwrap();
-    }
-    assert_eq!(failed.load(Ordering::SeqCst), 0);
+    assert_eq!(traffic.stop().await.failed, 0);
 }
 
 #[tokio::test]

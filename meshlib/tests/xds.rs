@@ -5,7 +5,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use meshlib::MeshClient;
@@ -20,51 +20,13 @@ use meshlib_xds::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use meshlib_xds::server::build::{
     ads, aggregate_cluster, any, api_listener, cluster_load_assignment, eds_cluster, lb_endpoint,
-    logical_dns_cluster, prefix_route, route_configuration, virtual_host, with_exact_header,
+    logical_dns_cluster, prefix_route, route_configuration, virtual_host,
 };
 use meshlib_xds::server::{Snapshot, SnapshotServer};
-use meshlib_xds::{Bootstrap, DELTA_ADS, XdsClient, XdsServer};
+use meshlib_xds::{Bootstrap, XdsClient, XdsServer};
 use prost::Name;
-use support::{Backend, send, tally};
-
-/// `reviews`: `x-canary: true` → v2, everything else split v1/v2 by weight.
-fn snapshot(version: &str, v1: &Backend, v2: &Backend, v1_weight: u32, v2_weight: u32) -> Snapshot {
-    let routes = vec![
-        with_exact_header(
-            prefix_route("canary", "/", &[("reviews-v2", 1)]),
-            "x-canary",
-            "true",
-        ),
-        prefix_route(
-            "split",
-            "/",
-            &[("reviews-v1", v1_weight), ("reviews-v2", v2_weight)],
-        ),
-    ];
-    Snapshot::new(version)
-        .with(api_listener("reviews", "reviews-routes"))
-        .with(route_configuration(
-            "reviews-routes",
-            vec![virtual_host("reviews", &["reviews"], routes)],
-        ))
-        .with(eds_cluster("reviews-v1"))
-        .with(eds_cluster("reviews-v2"))
-        .with(cluster_load_assignment("reviews-v1", &[v1.address]))
-        .with(cluster_load_assignment("reviews-v2", &[v2.address]))
-}
-
-fn xds_client(address: SocketAddr, delta: bool) -> XdsClient {
-    let mut server = XdsServer::insecure(&address.to_string()).unwrap();
-    if delta {
-        server = server.with_feature(DELTA_ADS);
-    }
-    let mut bootstrap = Bootstrap::new(&address.to_string(), "test-node").unwrap();
-    bootstrap.servers = vec![server];
-    XdsClient::builder(bootstrap)
-        .backoff(Duration::from_millis(20), Duration::from_millis(100))
-        .build()
-        .unwrap()
-}
+use support::xds::{reviews_snapshot as snapshot, xds_client};
+use support::{Backend, Traffic, send, tally};
 
 /// Waits, at most 10 s, until `done` holds.
 async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
@@ -166,90 +128,6 @@ async fn delta_an_unsupported_cluster_is_nacked_and_traffic_keeps_the_old_config
     an_unsupported_cluster_is_nacked_and_traffic_keeps_the_old_config(true).await;
 }
 
-async fn a_control_plane_restart_under_load_fails_no_request(delta: bool) {
-    let (v1, v2) = (Backend::start("v1").await, Backend::start("v2").await);
-    let server = SnapshotServer::new();
-    server.set("test-node", snapshot("1", &v1, &v2, 100, 0));
-    let mut plane = server.start_standalone(0, None).unwrap();
-    let port = plane.address().port();
-    let xds = xds_client(plane.address(), delta);
-    let mesh = MeshClient::from_xds(&xds, "xds:///reviews").await.unwrap();
-
-    let load = Load::start(&mesh, "http://reviews/");
-    load.until_more("traffic flows", 50).await;
-    plane.kill();
-    load.until_more("traffic flows without a control plane", 200)
-        .await;
-
-    let restarted = SnapshotServer::new();
-    restarted.set("test-node", snapshot("2", &v1, &v2, 0, 100));
-    let _plane = restarted.start_standalone(port, None).unwrap();
-    let version = mesh.version();
-    until("the restarted control plane's config applies", async || {
-        mesh.version() > version
-    })
-    .await;
-    let after = v2.requests();
-    until("traffic moves to v2", async || v2.requests() > after + 50).await;
-    assert_eq!(load.stop().await, 0, "failed requests");
-}
-
-/// Requests sent without pause by four tasks, counted until stopped.
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicUsize>,
-    failed: Arc<AtomicUsize>,
-    workers: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(mesh: &MeshClient, uri: &'static str) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let workers = (0..4)
-            .map(|_| {
-                let (mesh, stop, ok, failed) =
-                    (mesh.clone(), stop.clone(), ok.clone(), failed.clone());
-                tokio::spawn(async move {
-                    for _ in 0..20_000 {
-                        if stop.load(Ordering::SeqCst) {
-                            break;
-                        }
-                        match send(&mesh, uri, &[]).await {
-                            Ok(_) => ok.fetch_add(1, Ordering::SeqCst),
-                            Err(_) => failed.fetch_add(1, Ordering::SeqCst),
-                        };
-                    }
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            ok,
-            failed,
-            workers,
-        }
-    }
-
-    /// Waits until `count` more requests have succeeded.
-    async fn until_more(&self, what: &str, count: usize) {
-        let before = self.ok.load(Ordering::SeqCst);
-        until(what, async || {
-            self.ok.load(Ordering::SeqCst) > before + count
-        })
-        .await;
-    }
-
-    /// Stops the load; the number of failed requests.
-    async fn stop(self) -> usize {
-        self.stop.store(true, Ordering::SeqCst);
-        for worker in self.workers {
-            worker.await.unwrap();
-        }
-        self.failed.load(Ordering::SeqCst)
-    }
-}
-
 /// A client of `primary` and then `fallback` (gRFC A71).
 fn xds_client_with_fallback(primary: u16, fallback: SocketAddr) -> XdsClient {
     let mut bootstrap = Bootstrap::new(&format!("127.0.0.1:{primary}"), "test-node").unwrap();
@@ -276,8 +154,8 @@ async fn a_fallback_control_plane_serves_until_the_primary_answers_under_load() 
     let fallback_plane = fallback.start_standalone(0, None).unwrap();
     let xds = xds_client_with_fallback(primary_port, fallback_plane.address());
     let mesh = MeshClient::from_xds(&xds, "xds:///reviews").await.unwrap();
-    let load = Load::start(&mesh, "http://reviews/");
-    load.until_more("traffic flows on the fallback's config", 50)
+    let load = Traffic::start(&mesh, "http://reviews/");
+    load.flows("traffic flows on the fallback's config", 50)
         .await;
     assert_eq!(v1.requests(), 0, "the fallback sends everything to v2");
 
@@ -293,14 +171,14 @@ async fn a_fallback_control_plane_serves_until_the_primary_answers_under_load() 
     })
     .await;
     let on_v2 = v2.requests();
-    load.until_more("traffic flows on the primary's config", 200)
+    load.flows("traffic flows on the primary's config", 200)
         .await;
     assert_eq!(
         v2.requests(),
         on_v2,
         "nothing reaches v2 once the primary's config is in force"
     );
-    assert_eq!(load.stop().await, 0, "failed requests");
+    assert_eq!(load.stop().await.failed, 0, "failed requests");
     assert!(primary.nacks().is_empty() && fallback.nacks().is_empty());
 }
 
@@ -349,16 +227,6 @@ async fn an_authority_target_resolves_its_listener_from_the_authoritys_control_p
         }
         other => panic!("expected a target error, got {other:?}"),
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sotw_a_control_plane_restart_under_load_fails_no_request() {
-    a_control_plane_restart_under_load_fails_no_request(false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delta_a_control_plane_restart_under_load_fails_no_request() {
-    a_control_plane_restart_under_load_fails_no_request(true).await;
 }
 
 #[tokio::test]

@@ -1,6 +1,9 @@
 //! Loopback backends for the integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(feature = "xds")]
+pub mod xds;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -175,35 +178,6 @@ pub async fn tally(
     counts
 }
 
-/// Requests to `uri` flowing through `mesh` from four workers until the
-/// returned flag is set; the count of failures, read after the workers end.
-pub fn steady_traffic(
-    mesh: &MeshClient,
-    uri: &'static str,
-) -> (
-    Arc<std::sync::atomic::AtomicBool>,
-    Arc<AtomicUsize>,
-    Vec<tokio::task::JoinHandle<()>>,
-) {
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let failed = Arc::new(AtomicUsize::new(0));
-    let workers = (0..4)
-        .map(|_| {
-            let (mesh, stop, failed) = (mesh.clone(), stop.clone(), failed.clone());
-            tokio::spawn(async move {
-                while !stop.load(Ordering::SeqCst) {
-                    if let Err(error) = send(&mesh, uri, &[]).await {
-                        eprintln!("failed: {error}");
-                        failed.fetch_add(1, Ordering::SeqCst);
-                    }
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-            })
-        })
-        .collect();
-    (stop, failed, workers)
-}
-
 /// Waits, at most 10 s, until `done` holds.
 pub async fn until(what: &str, done: impl Fn() -> bool) {
     let wait = async {
@@ -214,4 +188,98 @@ pub async fn until(what: &str, done: impl Fn() -> bool) {
     tokio::time::timeout(Duration::from_secs(10), wait)
         .await
         .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
+}
+
+/// Requests flowing through a mesh at a steady rate, from four workers, each
+/// sending one request every few milliseconds, until [`Traffic::stop`].
+pub struct Traffic {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    /// The first few failures, for the assertion message.
+    errors: Arc<std::sync::Mutex<Vec<String>>>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// What [`Traffic`] did, once stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrafficReport {
+    pub sent: usize,
+    pub failed: usize,
+}
+
+impl Traffic {
+    /// Starts sending `GET uri` through `mesh`.
+    pub fn start(mesh: &MeshClient, uri: &'static str) -> Traffic {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let workers = (0..4)
+            .map(|_| {
+                let (mesh, stop, ok, failed, errors) = (
+                    mesh.clone(),
+                    stop.clone(),
+                    ok.clone(),
+                    failed.clone(),
+                    errors.clone(),
+                );
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::SeqCst) {
+                        match send(&mesh, uri, &[]).await {
+                            Ok(_) => ok.fetch_add(1, Ordering::SeqCst),
+                            Err(error) => {
+                                let mut errors = errors.lock().unwrap();
+                                if errors.len() < 5 {
+                                    errors.push(error.to_string());
+                                }
+                                failed.fetch_add(1, Ordering::SeqCst)
+                            }
+                        };
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                })
+            })
+            .collect();
+        Traffic {
+            stop,
+            ok,
+            failed,
+            errors,
+            workers,
+        }
+    }
+
+    /// Requests answered so far.
+    pub fn ok(&self) -> usize {
+        self.ok.load(Ordering::SeqCst)
+    }
+
+    /// Requests failed so far.
+    pub fn failed(&self) -> usize {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    /// Waits (at most 10 s) until `n` more requests have been answered.
+    pub async fn flows(&self, what: &str, n: usize) {
+        let from = self.ok();
+        until(what, || self.ok() >= from + n).await;
+    }
+
+    /// Stops the workers and waits for them; asserts none panicked.
+    pub async fn stop(mut self) -> TrafficReport {
+        self.stop.store(true, Ordering::SeqCst);
+        for worker in std::mem::take(&mut self.workers) {
+            worker.await.expect("a traffic worker panicked");
+        }
+        let (ok, failed) = (self.ok(), self.failed());
+        let errors = self.errors.lock().unwrap().clone();
+        if failed > 0 {
+            eprintln!("first failures: {errors:?}");
+        }
+        TrafficReport {
+            sent: ok + failed,
+            failed,
+        }
+    }
 }

@@ -88,6 +88,9 @@ struct Entry {
     raw: Option<Any>,
     /// When the resource is taken not to exist, if still unanswered.
     deadline: Option<Instant>,
+    /// Why its latest version was refused: what its watchers hear again
+    /// once a stream works after an outage has told them of the stream.
+    refused: Option<String>,
 }
 
 impl Entry {
@@ -103,6 +106,7 @@ impl Entry {
             watchers: 0,
             raw: None,
             deadline: None,
+            refused: None,
         }
     }
 
@@ -243,6 +247,9 @@ pub(crate) struct AdsState {
     /// Whether a stream is up, and whether it has carried the node yet.
     connected: bool,
     node_sent: bool,
+    /// Whether the stream up has carried a response yet: the first one
+    /// shows the control plane reachable again.
+    answered_on_stream: bool,
 }
 
 impl AdsState {
@@ -254,6 +261,7 @@ impl AdsState {
             types: BTreeMap::new(),
             connected: false,
             node_sent: false,
+            answered_on_stream: false,
         }
     }
 
@@ -480,6 +488,7 @@ impl AdsState {
     /// A stream came up: the requests that (re)subscribe everything.
     pub(crate) fn on_connected(&mut self, now: Instant) -> Vec<Request> {
         self.connected = true;
+        self.answered_on_stream = false;
         // Everything is subscribed afresh by these requests.
         let requests = self.fresh_requests(self.delta, true);
         self.node_sent = !requests.is_empty();
@@ -559,6 +568,29 @@ impl AdsState {
         }
     }
 
+    /// A response came: on the first of a stream, the stream's failure that
+    /// watchers were told of is over, and each hears its own state again
+    /// (no error, or why its latest version was refused). Without this, a
+    /// resource the new stream does not resend (delta, same version; a
+    /// SotW type with no change) would report the outage for ever.
+    fn on_answer(&mut self) {
+        if std::mem::replace(&mut self.answered_on_stream, true) {
+            return;
+        }
+        for state in self.types.values_mut() {
+            for entry in state.entries.values_mut() {
+                let refused = &entry.refused;
+                entry.sender.send_if_modified(|s| {
+                    let stale = s.error != *refused;
+                    if stale {
+                        s.error.clone_from(refused);
+                    }
+                    stale
+                });
+            }
+        }
+    }
+
     /// The earliest running does-not-exist deadline.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.types
@@ -585,6 +617,7 @@ impl AdsState {
 
     /// A state-of-the-world response: apply it, and return the ACK or NACK.
     pub(crate) fn on_sotw_response(&mut self, response: DiscoveryResponse) -> Vec<Request> {
+        self.on_answer();
         let ignore_deletion = self.ignore_resource_deletion;
         let Some(state) = self.types.get_mut(response.type_url.as_str()) else {
             tracing::warn!(type_url = %response.type_url, "xDS response for a type never subscribed; ignored");
@@ -653,6 +686,7 @@ impl AdsState {
 
     /// A delta response: apply it, and return the ACK or NACK.
     pub(crate) fn on_delta_response(&mut self, response: DeltaDiscoveryResponse) -> Vec<Request> {
+        self.on_answer();
         let ignore_deletion = self.ignore_resource_deletion;
         let node = self.node_once();
         let Some(state) = self.types.get_mut(response.type_url.as_str()) else {
@@ -663,23 +697,32 @@ impl AdsState {
         let mut errors = Vec::new();
         let mut seen = BTreeSet::new();
         for resource in response.resources {
+            // The wrapper names the resource: a refusal names it even when
+            // what is inside cannot be read, so that its watchers hear why
+            // (as they do of any other refusal).
             let Some(any) = resource.resource else {
-                errors.push(ResourceError::named(
-                    &resource.name,
+                let error = ResourceError::named(
+                    canonical_name(&resource.name),
                     "the Resource wrapper has no resource",
-                ));
+                );
+                refuse(state, error, &mut seen, &mut errors);
                 continue;
             };
-            let outcome = decode_any(&state.kind, &any).and_then(|(name, decoded)| {
-                if name == canonical_name(&resource.name) {
-                    Ok((name, decoded))
-                } else {
-                    Err(ResourceError::named(
-                        &resource.name,
-                        format!("the resource inside is named {name:?}"),
-                    ))
-                }
-            });
+            let outcome = decode_any(&state.kind, &any)
+                .map_err(|error| match error.name {
+                    Some(_) => error,
+                    None => ResourceError::named(canonical_name(&resource.name), error.reason),
+                })
+                .and_then(|(name, decoded)| {
+                    if name == canonical_name(&resource.name) {
+                        Ok((name, decoded))
+                    } else {
+                        Err(ResourceError::named(
+                            &resource.name,
+                            format!("the resource inside is named {name:?}"),
+                        ))
+                    }
+                });
             apply(
                 state,
                 outcome,
@@ -788,6 +831,7 @@ fn apply(
                 state.names_by_bytes.remove(&bytes_hash(&old));
             }
             state.names_by_bytes.insert(hash, name.clone());
+            entry.refused = None;
             entry.sender.send_replace(Snapshot {
                 resource: Some(resource),
                 version: version.to_owned(),
@@ -795,20 +839,28 @@ fn apply(
                 error: None,
             });
         }
-        Err(error) => {
-            if let Some(name) = &error.name {
-                seen.insert(name.clone());
-                if let Some(entry) = state.entries.get_mut(name) {
-                    // The last good copy stays in force (A46); watchers hear why
-                    // the new one was refused.
-                    entry.deadline = None;
-                    let reason = error.reason.clone();
-                    entry.sender.send_modify(|s| s.error = Some(reason));
-                }
-            }
-            errors.push(error);
+        Err(error) => refuse(state, error, seen, errors),
+    }
+}
+
+/// One refused resource of a response: its watchers hear why, the last good
+/// copy stays in force (A46), and the NACK will name it.
+fn refuse(
+    state: &mut TypeState,
+    error: ResourceError,
+    seen: &mut BTreeSet<String>,
+    errors: &mut Vec<ResourceError>,
+) {
+    if let Some(name) = &error.name {
+        seen.insert(name.clone());
+        if let Some(entry) = state.entries.get_mut(name) {
+            entry.deadline = None;
+            entry.refused = Some(error.reason.clone());
+            let reason = error.reason.clone();
+            entry.sender.send_modify(|s| s.error = Some(reason));
         }
     }
+    errors.push(error);
 }
 
 /// The control plane removed `name` (explicitly in delta, by omission in
@@ -822,6 +874,7 @@ fn remove(state: &mut TypeState, name: &str, ignore_deletion: bool) {
         return;
     }
     entry.deadline = None;
+    entry.refused = None;
     if let Some(old) = entry.raw.take() {
         state.names_by_bytes.remove(&bytes_hash(&old));
     }

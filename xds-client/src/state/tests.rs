@@ -407,6 +407,120 @@ fn delta_resubscribes_with_initial_versions_and_acks_by_nonce() {
 }
 
 #[test]
+fn a_delta_resource_that_cannot_be_read_is_refused_by_its_wrappers_name() {
+    let now = Instant::now();
+    let mut state = AdsState::new(node(), true, false);
+    let a = state.watch(cds(), "a").unwrap();
+    let b = state.watch(cds(), "b").unwrap();
+    let c = state.watch(cds(), "c").unwrap();
+    let _ = state.on_connected(now);
+    let wrapped = |name: &str, resource: Option<Any>| DeltaResource {
+        name: name.into(),
+        version: "v1".into(),
+        resource,
+        ..Default::default()
+    };
+    let ack = delta(
+        state.on_delta_response(DeltaDiscoveryResponse {
+            type_url: Cluster::TYPE_URL.into(),
+            nonce: "d1".into(),
+            resources: ["a", "b", "c"]
+                .map(|name| wrapped(name, Some(cluster(name))))
+                .into(),
+            ..Default::default()
+        }),
+    );
+    assert!(ack.error_detail.is_none());
+
+    let garbled = Any {
+        type_url: Cluster::TYPE_URL.into(),
+        value: vec![0x0a, 0xff, 0xff],
+    };
+    let mislabelled = Any {
+        type_url: ClusterLoadAssignment::TYPE_URL.into(),
+        value: cluster("b").value,
+    };
+    let nack = delta(state.on_delta_response(DeltaDiscoveryResponse {
+        type_url: Cluster::TYPE_URL.into(),
+        nonce: "d2".into(),
+        resources: vec![
+            wrapped("a", Some(garbled)),
+            wrapped("b", Some(mislabelled)),
+            wrapped("c", None),
+        ],
+        ..Default::default()
+    }));
+    let message = nack.error_detail.unwrap().message;
+    assert!(
+        message.contains("resource \"a\": cannot decode envoy.config.cluster.v3.Cluster"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "resource \"b\": type URL {:?} in a response for {:?}",
+            ClusterLoadAssignment::TYPE_URL,
+            Cluster::TYPE_URL
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains("resource \"c\": the Resource wrapper has no resource"),
+        "{message}"
+    );
+    // Each keeps its last good copy, and its watchers hear why.
+    for watch in [&a, &b, &c] {
+        let snapshot = watch.borrow();
+        assert!(snapshot.resource.is_some(), "{snapshot:?}");
+        assert!(snapshot.error.is_some(), "{snapshot:?}");
+    }
+}
+
+#[test]
+fn the_first_response_after_an_outage_ends_it_for_every_watcher_but_a_refusal_stays() {
+    let now = Instant::now();
+    let mut state = AdsState::new(node(), true, false);
+    let a = state.watch(cds(), "a").unwrap();
+    let b = state.watch(cds(), "b").unwrap();
+    let _ = state.on_connected(now);
+    let wrapped = |name: &str, version: &str, inner: &str| DeltaResource {
+        name: name.into(),
+        version: version.into(),
+        resource: Some(cluster(inner)),
+        ..Default::default()
+    };
+    let respond = |state: &mut AdsState, nonce: &str, resources: Vec<DeltaResource>| {
+        delta(state.on_delta_response(DeltaDiscoveryResponse {
+            type_url: Cluster::TYPE_URL.into(),
+            nonce: nonce.into(),
+            resources,
+            ..Default::default()
+        }))
+    };
+    respond(
+        &mut state,
+        "d1",
+        vec![wrapped("a", "1", "a"), wrapped("b", "1", "b")],
+    );
+    let nack = respond(&mut state, "d2", vec![wrapped("b", "2", "not-b")]);
+    assert!(nack.error_detail.is_some());
+    let refusal = "the resource inside is named \"not-b\"".to_owned();
+    assert_eq!(b.borrow().error.as_ref(), Some(&refusal));
+
+    state.on_disconnected(Some("gone"));
+    let outage = Some("xDS stream: gone".to_owned());
+    assert_eq!((&a.borrow().error, &b.borrow().error), (&outage, &outage));
+    // Connected is not yet working: the call may still fail to open.
+    let _ = state.on_connected(now);
+    assert_eq!(a.borrow().error, outage);
+    // The server resends neither (it has their versions); its first
+    // response, of anything, shows it reachable.
+    respond(&mut state, "d3", Vec::new());
+    assert_eq!(a.borrow().error, None);
+    assert_eq!(b.borrow().error, Some(refusal), "b's refusal still stands");
+    assert!(a.borrow().resource.is_some() && b.borrow().resource.is_some());
+}
+
+#[test]
 fn sotw_resources_may_come_wrapped() {
     let now = Instant::now();
     let mut state = AdsState::new(node(), false, false);
