@@ -175,11 +175,8 @@ async fn delta_a_control_plane_killed_and_restarted_fails_no_request() {
 
 /// The same restart, with nothing new after it: a delta plane then sends
 /// nothing at all (the client offered the versions it has), so no response
-/// can tell the state the outage is over; only the stream opening could, and
-/// that happens in the transport task.
+/// tells the state the outage is over; the stream opening does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the transport (task.rs) does not tell the state when a stream opens: after a delta \
-            plane restarts with nothing new, watchers hear of the outage until the next change"]
 async fn delta_a_restarted_plane_with_nothing_new_ends_the_outage_for_watchers() {
     let (v1, v2) = (Backend::start("v1").await, Backend::start("v2").await);
     let server = SnapshotServer::new();

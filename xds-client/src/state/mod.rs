@@ -568,12 +568,13 @@ impl AdsState {
         }
     }
 
-    /// A response came: on the first of a stream, the stream's failure that
-    /// watchers were told of is over, and each hears its own state again
-    /// (no error, or why its latest version was refused). Without this, a
-    /// resource the new stream does not resend (delta, same version; a
-    /// SotW type with no change) would report the outage for ever.
-    fn on_answer(&mut self) {
+    /// The control plane answered: the stream opened (its response
+    /// headers came), or a response came. The first time on a stream, the
+    /// failure watchers were told of is over, and each hears its own state
+    /// again (no error, or why its latest version was refused). Without
+    /// this, a resource the new stream does not resend (delta, same
+    /// version; a SotW type with no change) would report the outage for ever.
+    pub(crate) fn on_answer(&mut self) {
         if std::mem::replace(&mut self.answered_on_stream, true) {
             return;
         }

@@ -420,6 +420,7 @@ impl Session<'_> {
                         tracing::info!(server = %self.server.uri, delta, "xDS stream open");
                         opening = None;
                         inbound = Some(stream);
+                        state.on_answer();
                     }
                     Err(status) => {
                         let variant = if delta { "delta ADS" } else { "ADS" };
