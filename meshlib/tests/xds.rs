@@ -662,3 +662,62 @@ fn named_endpoint(
         ..Default::default()
     }
 }
+
+#[tokio::test]
+async fn the_listeners_local_rate_limit_filter_limits_the_client_and_follows_the_plane() {
+    use meshlib_xds::pb::envoy::config::core::v3::RuntimeFractionalPercent;
+    use meshlib_xds::pb::envoy::extensions::filters::http::local_ratelimit::v3::LocalRateLimit;
+    use meshlib_xds::pb::envoy::r#type::v3::{FractionalPercent, TokenBucket};
+
+    let all = || RuntimeFractionalPercent {
+        default_value: Some(FractionalPercent {
+            numerator: 100,
+            denominator: 0,
+        }),
+        runtime_key: String::new(),
+    };
+    let limit = LocalRateLimit {
+        stat_prefix: "reviews".to_owned(),
+        token_bucket: Some(TokenBucket {
+            max_tokens: 2,
+            tokens_per_fill: None,
+            fill_interval: Some(meshlib_xds::pb::google::protobuf::Duration {
+                seconds: 60,
+                nanos: 0,
+            }),
+        }),
+        filter_enabled: Some(all()),
+        filter_enforced: Some(all()),
+        ..Default::default()
+    };
+    let limited = meshlib_xds::server::build::with_http_filter(
+        api_listener("reviews", "reviews-routes"),
+        "envoy.filters.http.local_ratelimit",
+        any(&limit),
+    );
+    let (v1, v2) = (Backend::start("v1").await, Backend::start("v2").await);
+    let server = SnapshotServer::new();
+    server.set("test-node", snapshot("1", &v1, &v2, 100, 0).with(limited));
+    let plane = server.start_standalone(0, None).unwrap();
+    let xds = xds_client(plane.address(), false);
+    let mesh = MeshClient::from_xds(&xds, "xds:///reviews").await.unwrap();
+
+    assert!(send(&mesh, "http://reviews/", &[]).await.is_ok());
+    assert!(send(&mesh, "http://reviews/", &[]).await.is_ok());
+    let error = send(&mesh, "http://reviews/", &[]).await.unwrap_err();
+    assert_eq!(error.kind(), meshlib::ErrorKind::RateLimited, "{error}");
+    assert_eq!(v1.requests(), 2, "the refused request was not sent");
+    let stats = mesh.rate_limit_stats().unwrap();
+    assert_eq!((stats.ok(), stats.enforced()), (2, 1));
+
+    // The plane drops the filter: the limit goes with it.
+    let version = mesh.version();
+    server.set("test-node", snapshot("2", &v1, &v2, 100, 0));
+    until("the listener without the filter applies", async || {
+        mesh.version() > version
+    })
+    .await;
+    assert!(mesh.rate_limit_stats().is_none());
+    assert!(send(&mesh, "http://reviews/", &[]).await.is_ok());
+    assert!(server.nacks().is_empty(), "{:?}", server.nacks());
+}

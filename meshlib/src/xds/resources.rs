@@ -29,6 +29,8 @@ pub(crate) struct XdsListener {
     /// Its HttpConnectionManager's `normalize_path` and `merge_slashes`.
     pub(crate) normalize_path: bool,
     pub(crate) merge_slashes: bool,
+    /// Its `envoy.filters.http.local_ratelimit` filter's limit.
+    pub(crate) local_rate_limit: Option<crate::ratelimit::LocalRateLimit>,
 }
 
 impl Resource for XdsListener {
@@ -43,6 +45,7 @@ impl Resource for XdsListener {
                 routes: converted.routes,
                 normalize_path: converted.normalize_path,
                 merge_slashes: converted.merge_slashes,
+                local_rate_limit: converted.local_rate_limit,
             })
         })
     }

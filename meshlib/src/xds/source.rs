@@ -539,6 +539,7 @@ impl Tree {
         if let Some(listener) = self.listener.resource() {
             config.normalize_path = listener.normalize_path;
             config.merge_slashes = listener.merge_slashes;
+            config.local_rate_limit = listener.local_rate_limit.clone();
         }
         Ok(config)
     }

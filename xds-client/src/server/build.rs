@@ -83,6 +83,31 @@ pub fn api_listener(name: &str, route_config: &str) -> Listener {
     }
 }
 
+/// `listener` (an API listener, as [`api_listener`] makes) with an HTTP
+/// filter named `name` of config `typed_config` ahead of its router.
+pub fn with_http_filter(mut listener: Listener, name: &str, typed_config: Any) -> Listener {
+    let Some(api) = listener
+        .api_listener
+        .as_mut()
+        .and_then(|a| a.api_listener.as_mut())
+    else {
+        return listener;
+    };
+    let Ok(mut manager) = HttpConnectionManager::decode(api.value.as_slice()) else {
+        return listener;
+    };
+    manager.http_filters.insert(
+        0,
+        HttpFilter {
+            name: name.to_owned(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(typed_config)),
+            ..Default::default()
+        },
+    );
+    *api = any(&manager);
+    listener
+}
+
 /// A RouteConfiguration of these virtual hosts.
 pub fn route_configuration(name: &str, virtual_hosts: Vec<VirtualHost>) -> RouteConfiguration {
     RouteConfiguration {

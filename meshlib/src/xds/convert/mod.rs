@@ -6,6 +6,7 @@
 //! and refused, naming the field, when it could.
 
 mod clusters;
+mod filters;
 mod routes;
 
 use std::time::Duration;
@@ -30,7 +31,6 @@ pub(crate) enum ListenerRoutes {
 }
 
 const HCM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
-const ROUTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
 
 fn duration(d: &protobuf::Duration) -> Option<Duration> {
     let seconds = u64::try_from(d.seconds).ok()?;
@@ -64,6 +64,8 @@ pub(crate) struct ConvertedListener {
     /// `normalize_path` (unset is `false`, Envoy's default without a runtime).
     pub(crate) normalize_path: bool,
     pub(crate) merge_slashes: bool,
+    /// Its `envoy.filters.http.local_ratelimit` filter's limit, if any.
+    pub(crate) local_rate_limit: Option<crate::ratelimit::LocalRateLimit>,
 }
 
 /// A client-side (API) listener: its HttpConnectionManager's routes and
@@ -86,12 +88,13 @@ pub(crate) fn listener(
     }
     let manager = hcm::HttpConnectionManager::decode(api.value.as_slice())
         .map_err(|e| format!("api_listener: cannot decode HttpConnectionManager: {e}"))?;
-    http_filters(&manager.http_filters)?;
+    let local_rate_limit = filters::http_filters(&manager.http_filters)?;
     let routes = listener_routes(manager.route_specifier)?;
     Ok(ConvertedListener {
         routes,
         normalize_path: manager.normalize_path.is_some_and(|b| b.value),
         merge_slashes: manager.merge_slashes,
+        local_rate_limit,
     })
 }
 
@@ -122,40 +125,6 @@ fn listener_routes(
         }
         None => Err("HttpConnectionManager has neither rds nor route_config".to_owned()),
     }
-}
-
-/// gRPC's rule: at least one filter, the router last; a filter meshlib does
-/// not run is refused unless marked optional.
-fn http_filters(filters: &[hcm::HttpFilter]) -> Result<(), String> {
-    let Some((last, others)) = filters.split_last() else {
-        return Err("http_filters: expected at least one HTTP filter (the router)".to_owned());
-    };
-    let type_of = |f: &hcm::HttpFilter| match &f.config_type {
-        Some(hcm::http_filter::ConfigType::TypedConfig(any)) => any.type_url.clone(),
-        _ => String::new(),
-    };
-    if type_of(last) != ROUTER_TYPE {
-        return Err(format!(
-            "http_filters: the last filter must be the router, found {:?}",
-            last.name
-        ));
-    }
-    for filter in others {
-        let kind = type_of(filter);
-        if kind == ROUTER_TYPE {
-            return Err(format!(
-                "http_filters: router {:?} is not last",
-                filter.name
-            ));
-        }
-        if !filter.is_optional {
-            return Err(format!(
-                "http_filters: filter {:?} ({kind}) is not supported",
-                filter.name
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

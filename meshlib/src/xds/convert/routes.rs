@@ -34,6 +34,7 @@ pub(crate) fn route_configuration(
                 &vhost.request_headers_to_remove,
             )
             .map_err(context)?;
+            super::filters::per_filter_config(&vhost.typed_per_filter_config).map_err(context)?;
             let mut routes = vhost
                 .routes
                 .iter()
@@ -133,6 +134,7 @@ fn convert_route(r: &route::Route) -> Result<config::Route, String> {
     let Some(m) = &r.r#match else {
         return Err("match: missing".to_owned());
     };
+    super::filters::per_filter_config(&r.typed_per_filter_config)?;
     use route::route_match::PathSpecifier as P;
     let path = match &m.path_specifier {
         Some(P::Prefix(p)) => PathMatch::Prefix(p.clone()),
@@ -533,6 +535,8 @@ fn weighted_clusters(weighted: &route::WeightedCluster) -> Result<Destination, S
             if !c.cluster_header.is_empty() {
                 return Err("weighted_clusters: cluster_header: not supported".to_owned());
             }
+            super::filters::per_filter_config(&c.typed_per_filter_config)
+                .map_err(|e| format!("weighted_clusters: {e}"))?;
             if !c.request_headers_to_add.is_empty()
                 || !c.request_headers_to_remove.is_empty()
                 || c.host_rewrite_specifier.is_some()

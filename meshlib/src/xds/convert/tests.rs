@@ -854,3 +854,105 @@ fn circuit_breakers_give_the_default_prioritys_retry_limits() {
     let error = with(vec![windowed]).unwrap_err();
     assert!(error.contains("budget_interval: not supported"), "{error}");
 }
+
+mod local_rate_limit {
+    use meshlib_xds::pb::envoy::config::core::v3 as core;
+    use meshlib_xds::pb::envoy::extensions::filters::http::local_ratelimit::v3::LocalRateLimit;
+    use meshlib_xds::pb::envoy::r#type::v3 as types;
+    use meshlib_xds::pb::google::protobuf::{Duration, UInt32Value};
+    use meshlib_xds::server::build;
+
+    use super::super::listener;
+
+    const NAME: &str = "envoy.filters.http.local_ratelimit";
+
+    fn filter() -> LocalRateLimit {
+        LocalRateLimit {
+            stat_prefix: "client".to_owned(),
+            token_bucket: Some(types::TokenBucket {
+                max_tokens: 20,
+                tokens_per_fill: Some(UInt32Value { value: 5 }),
+                fill_interval: Some(Duration {
+                    seconds: 1,
+                    nanos: 0,
+                }),
+            }),
+            filter_enabled: Some(fraction(100, 0)),
+            filter_enforced: Some(fraction(2_500, 1)),
+            ..Default::default()
+        }
+    }
+
+    fn fraction(numerator: u32, denominator: i32) -> core::RuntimeFractionalPercent {
+        core::RuntimeFractionalPercent {
+            default_value: Some(types::FractionalPercent {
+                numerator,
+                denominator,
+            }),
+            runtime_key: "ignored".to_owned(),
+        }
+    }
+
+    fn converted(f: LocalRateLimit) -> Result<Option<crate::ratelimit::LocalRateLimit>, String> {
+        let l = build::with_http_filter(build::api_listener("l", "rc"), NAME, build::any(&f));
+        listener(&l).map(|c| c.local_rate_limit)
+    }
+
+    #[test]
+    fn the_listeners_filter_is_the_clients_limit() {
+        let limit = converted(filter()).unwrap().unwrap();
+        assert_eq!(
+            (
+                limit.token_bucket.max_tokens,
+                limit.token_bucket.tokens_per_fill
+            ),
+            (20, 5)
+        );
+        assert_eq!(
+            limit.token_bucket.fill_interval,
+            std::time::Duration::from_secs(1)
+        );
+        // 2,500 per ten thousand.
+        assert_eq!((limit.filter_enabled, limit.filter_enforced), (100.0, 25.0));
+        assert_eq!(limit.refusal_status(), http::StatusCode::TOO_MANY_REQUESTS);
+
+        let mut unset = filter();
+        unset.filter_enabled = None;
+        assert_eq!(
+            converted(unset).unwrap().unwrap().filter_enabled,
+            0.0,
+            "Envoy's default"
+        );
+        let mut no_bucket = filter();
+        no_bucket.token_bucket = None;
+        assert_eq!(converted(no_bucket).unwrap(), None);
+    }
+
+    #[test]
+    fn what_the_client_does_not_run_is_refused_by_name() {
+        let mut descriptors = filter();
+        descriptors.descriptors.push(Default::default());
+        let mut per_connection = filter();
+        per_connection.local_rate_limit_per_downstream_connection = true;
+        let mut too_fast = filter();
+        too_fast.token_bucket.as_mut().unwrap().fill_interval = Some(Duration {
+            seconds: 0,
+            nanos: 1_000_000,
+        });
+        for (bad, field) in [
+            (descriptors, "descriptors"),
+            (per_connection, "local_rate_limit_per_downstream_connection"),
+            (too_fast, "token_bucket.fill_interval"),
+        ] {
+            let error = converted(bad).unwrap_err();
+            assert!(error.contains(NAME) && error.contains(field), "{error}");
+        }
+
+        let mut route = build::prefix_route("r", "/", &[("c", 1)]);
+        route
+            .typed_per_filter_config
+            .insert(NAME.to_owned(), build::any(&filter()));
+        let error = super::one_route(route).unwrap_err();
+        assert!(error.contains("typed_per_filter_config"), "{error}");
+    }
+}
