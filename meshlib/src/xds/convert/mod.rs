@@ -160,3 +160,6 @@ fn http_filters(filters: &[hcm::HttpFilter]) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fuzz;
