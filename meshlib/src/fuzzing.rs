@@ -3,7 +3,7 @@
 //!
 //! Each target runs proptest's default 256 cases under `cargo test`; set
 //! `PROPTEST_CASES` for a longer run (`PROPTEST_CASES=20000 cargo test -p
-//! meshlib fuzz`).
+//! meshlib --lib fuzz`).
 
 use std::time::{Duration, Instant};
 

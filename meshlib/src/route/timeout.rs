@@ -155,7 +155,7 @@ mod tests {
     // time bound.
     proptest! {
         #[test]
-        fn grpc_timeout_parser_takes_any_bytes(
+        fn fuzzed_grpc_timeouts_parse_as_the_wire_format_says(
             value in prop_oneof![
                 proptest::collection::vec(any::<u8>(), 0..16),
                 // Mostly well formed: digits, sometimes too many, and a unit.
