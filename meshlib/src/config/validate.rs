@@ -459,6 +459,15 @@ pub(crate) fn host_rewrite(host: &str) -> Result<http::uri::Authority, String> {
     Ok(authority)
 }
 
+/// A `prefix_rewrite` the route table can put in a request's path; one rule
+/// for the checks and the table.
+pub(crate) fn prefix_rewrite(with: &str) -> Result<(), String> {
+    if http::uri::PathAndQuery::try_from(with).is_err() || with.contains(['?', '#']) {
+        return Err(format!("{with:?} is not a valid path"));
+    }
+    Ok(())
+}
+
 fn check_domain(domain: &str) -> Result<(), String> {
     let ok = match domain.matches('*').count() {
         0 => !domain.is_empty(),
@@ -596,6 +605,12 @@ fn check_route_action(
             "prefix_rewrite",
             "set only one of `prefix_rewrite` and `regex_rewrite`",
         );
+    }
+    // An empty one is proto3's unset string in Envoy: no rewrite.
+    if let Some(with) = action.prefix_rewrite.as_deref().filter(|w| !w.is_empty())
+        && let Err(message) = prefix_rewrite(with)
+    {
+        problems.push(resource, "prefix_rewrite", message);
     }
     if let Some(rewrite) = &action.regex_rewrite
         && let Err(e) = problems.regexes.search(&rewrite.pattern)
@@ -1103,6 +1118,37 @@ virtual_hosts:
             .replace(":bar", "x-b");
         let config = MeshConfig::from_yaml(&readable).unwrap();
         crate::route::RouteTable::new(&config).unwrap();
+    }
+
+    #[test]
+    fn a_prefix_rewrite_that_is_not_a_path_is_refused_not_left_to_fail_the_route_table() {
+        // Found by the config fuzz target: these checks passed it, and
+        // RouteTable::new then refused the configuration.
+        let yaml = |with: &str| {
+            format!(
+                "{CLUSTERS}
+virtual_hosts:
+  - name: a
+    domains: [a]
+    routes:
+      - name: r
+        match: {{ prefix: /v1 }}
+        route: {{ cluster: v1, prefix_rewrite: \"{with}\" }}
+"
+            )
+        };
+        for with in ["v2", "/v2?x", "/v2#x", "/v 2"] {
+            assert_eq!(
+                problems(&yaml(with)),
+                [format!(
+                    "virtual_host \"a\": route \"r\": prefix_rewrite: {with:?} is not a valid path"
+                )]
+            );
+        }
+        for with in ["/v2", ""] {
+            let config = MeshConfig::from_yaml(&yaml(with)).unwrap();
+            crate::route::RouteTable::new(&config).unwrap();
+        }
     }
 
     #[test]
