@@ -27,6 +27,9 @@ fn bounded<T>(case: impl FnOnce() -> T) -> T {
 }
 
 /// A refusal says why, and each rule it breaks names its resource or field.
+/// (A document that does not parse gets the parser's message, which does
+/// not always give a position: YAML's scanner errors (a lone `` ` ``) and
+/// errors at the top level have none.)
 fn explains(error: &ConfigError) -> Result<(), TestCaseError> {
     prop_assert!(!error.to_string().is_empty(), "{error:?}");
     for problem in error.problems() {
