@@ -81,6 +81,8 @@ pub mod connect;
 pub mod discovery;
 mod error;
 pub mod future;
+#[cfg(test)]
+mod fuzzing;
 #[cfg(feature = "grpc")]
 mod grpc;
 mod matcher;

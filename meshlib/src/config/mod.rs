@@ -65,7 +65,7 @@ pub use retry::{GrpcRetryRules, RetryBackOff, RetryCondition, RetryOn, RetryPoli
 pub use safe_regex::REGEX_SIZE_LIMIT;
 pub(crate) use safe_regex::{Regexes, full_match, search};
 pub use validate::MAX_PROBLEMS;
-pub(crate) use validate::host_rewrite;
+pub(crate) use validate::{host_rewrite, prefix_rewrite};
 
 /// A whole mesh configuration: what to route where, and the clusters routed to.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

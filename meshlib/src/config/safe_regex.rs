@@ -24,7 +24,7 @@ pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// A regex matching the whole value, as Envoy's `safe_regex` matches; the
 /// error says why, to follow a field's name.
 pub(crate) fn full_match(pattern: &str) -> Result<regex::Regex, String> {
-    build(&anchored(pattern))
+    build(&anchored(pattern)?)
 }
 
 /// A regex that finds its matches anywhere in the value (`regex_rewrite`).
@@ -32,8 +32,14 @@ pub(crate) fn search(pattern: &str) -> Result<regex::Regex, String> {
     build(pattern)
 }
 
-fn anchored(pattern: &str) -> String {
-    format!("^(?:{pattern})$")
+/// `pattern` between anchors, once it parses alone: else the anchors could
+/// complete it, and `a)|(b` would become `^(?:a)|(b)$`, matching every
+/// value that starts with `a` (RE2, Envoy's, refuses the pattern).
+fn anchored(pattern: &str) -> Result<String, String> {
+    regex_syntax::ast::parse::Parser::new()
+        .parse(pattern)
+        .map_err(|e| format!("does not compile: {e}"))?;
+    Ok(format!("^(?:{pattern})$"))
 }
 
 /// Compiled regexes, by the source they were compiled from: the regexes of
@@ -50,7 +56,7 @@ type Compiled = HashMap<Box<str>, regex::Regex>;
 impl Regexes {
     /// [`full_match`], from the last validation when it compiled `pattern`.
     pub(crate) fn full_match(&self, pattern: &str) -> Result<regex::Regex, String> {
-        self.get(anchored(pattern))
+        self.get(anchored(pattern)?)
     }
 
     /// [`search`], from the last validation when it compiled `pattern`.
@@ -116,7 +122,7 @@ pub(super) struct Compiling {
 impl Compiling {
     /// Checks `pattern` as [`full_match`] compiles it; the error says why.
     pub(super) fn full_match(&mut self, pattern: &str) -> Result<(), String> {
-        self.check(anchored(pattern))
+        self.check(anchored(pattern)?)
     }
 
     /// Checks `pattern` as [`search`] compiles it; the error says why.
@@ -178,5 +184,26 @@ pub(super) mod tests {
         let regex = full_match("a|b").unwrap();
         assert!(regex.is_match("a") && !regex.is_match("ab"));
         assert!(search("a|b").unwrap().is_match("xbx"));
+    }
+
+    #[test]
+    fn a_pattern_that_is_not_a_regex_alone_is_refused_not_left_unanchored() {
+        // Found by the matcher fuzz target: wrapped in the anchors, `a)|(b`
+        // was `^(?:a)|(b)$`, and matched `ax`.
+        for pattern in ["a)|(b", ")(", "a)|(?:b"] {
+            let error = full_match(pattern).unwrap_err();
+            assert!(error.starts_with("does not compile"), "{pattern}: {error}");
+        }
+        let yaml = r#"
+virtual_hosts:
+  - name: vh
+    domains: ["*"]
+    routes:
+      - match: { safe_regex: { regex: "/a)|(/b" } }
+        route: { cluster: c }
+clusters: [{ name: c, endpoints: [{ address: "127.0.0.1:1" }] }]
+"#;
+        let error = crate::config::MeshConfig::from_yaml(yaml).unwrap_err();
+        assert!(error.to_string().contains("does not compile"), "{error}");
     }
 }

@@ -462,6 +462,15 @@ pub(crate) fn host_rewrite(host: &str) -> Result<http::uri::Authority, String> {
     Ok(authority)
 }
 
+/// A `prefix_rewrite` the route table can put in a request's path; one rule
+/// for the checks and the table.
+pub(crate) fn prefix_rewrite(with: &str) -> Result<(), String> {
+    if http::uri::PathAndQuery::try_from(with).is_err() || with.contains(['?', '#']) {
+        return Err(format!("{with:?} is not a valid path"));
+    }
+    Ok(())
+}
+
 fn check_domain(domain: &str) -> Result<(), String> {
     let ok = match domain.matches('*').count() {
         0 => !domain.is_empty(),
@@ -562,6 +571,18 @@ fn check_path_start(path: &PathMatch, resource: &str, problems: &mut Problems) {
     }
 }
 
+/// Whether a rule can read the header `name`: a header, or a pseudo-header
+/// the matchers take from the request line (the status line, for a
+/// response's). Any other `:name` would pass here and fail the route table.
+fn readable_header(name: &str, response: bool) -> bool {
+    let pseudo: &[&str] = if response {
+        &[":status"]
+    } else {
+        &[":authority", ":method", ":path", ":scheme"]
+    };
+    pseudo.contains(&name) || http::HeaderName::from_bytes(name.as_bytes()).is_ok()
+}
+
 /// Envoy refuses to add or remove pseudo-headers and `host` by these lists.
 fn check_writable_header(name: &str) -> Result<(), String> {
     if name.starts_with(':') || name.eq_ignore_ascii_case("host") {
@@ -588,6 +609,12 @@ fn check_route_action(
             "set only one of `prefix_rewrite` and `regex_rewrite`",
         );
     }
+    // An empty one is proto3's unset string in Envoy: no rewrite.
+    if let Some(with) = action.prefix_rewrite.as_deref().filter(|w| !w.is_empty())
+        && let Err(message) = prefix_rewrite(with)
+    {
+        problems.push(resource, "prefix_rewrite", message);
+    }
     if let Some(rewrite) = &action.regex_rewrite
         && let Err(e) = problems.regexes.search(&rewrite.pattern)
     {
@@ -609,8 +636,7 @@ fn check_route_action(
     }
     for (i, policy) in action.hash_policy.iter().enumerate() {
         if let super::HashOn::Header(name) = &policy.on
-            && http::HeaderName::from_bytes(name.as_bytes()).is_err()
-            && !name.starts_with(':')
+            && !readable_header(name, false)
         {
             problems.push(
                 resource,
@@ -706,7 +732,7 @@ fn check_retry_policy(policy: &RetryPolicy, resource: &str, problems: &mut Probl
                 header,
                 resource,
                 &format!("retry_policy: {field}: {:?}", header.name),
-                field == "retriable_headers" && header.name == ":status",
+                field == "retriable_headers",
                 problems,
             );
         }
@@ -718,22 +744,19 @@ fn check_header(header: &HeaderMatcher, resource: &str, problems: &mut Problems)
     check_header_as(header, resource, &field, false, problems);
 }
 
-/// Checks a header rule reported under `field`; `status_ok` lets it name
-/// `:status` (a response's).
+/// Checks a header rule reported under `field`; `response` for a rule on a
+/// response's headers.
 fn check_header_as(
     header: &HeaderMatcher,
     resource: &str,
     field: &str,
-    status_ok: bool,
+    response: bool,
     problems: &mut Problems,
 ) {
     let field = field.to_owned();
     if header.name.is_empty() {
         problems.push(resource, &field, "a header matcher has no name");
-    } else if http::HeaderName::from_bytes(header.name.as_bytes()).is_err()
-        && !header.name.starts_with(':')
-        && !status_ok
-    {
+    } else if !readable_header(&header.name, response) {
         problems.push(resource, &field, "is not a valid header name");
     }
     match &header.rule {
@@ -1060,6 +1083,75 @@ virtual_hosts:
             problems(&hashing_cluster("maglev", 100)),
             Vec::<String>::new()
         );
+    }
+
+    #[test]
+    fn a_pseudo_header_no_rule_reads_is_refused_not_left_to_fail_the_route_table() {
+        // Found by the route-table fuzz target: any `:name` passed these
+        // checks, and RouteTable::new then refused the configuration.
+        let yaml = format!(
+            "{CLUSTERS}
+virtual_hosts:
+  - name: a
+    domains: [a]
+    routes:
+      - name: r
+        match: {{ prefix: /, headers: [{{ name: \":\", present: true }}, {{ name: \":path\", prefix: / }}] }}
+        route:
+          cluster: v1
+          hash_policy: [{{ header: {{ header_name: \":foo\" }} }}, {{ header: {{ header_name: \":authority\" }} }}]
+          retry_policy:
+            retriable_headers: [{{ name: \":authority\", present: true }}, {{ name: \":status\", exact: \"503\" }}]
+            retriable_request_headers: [{{ name: \":bar\", present: true }}, {{ name: \":method\", exact: GET }}]
+"
+        );
+        assert_eq!(
+            problems(&yaml),
+            [
+                "virtual_host \"a\": route \"r\": match: headers: \":\": is not a valid header name",
+                "virtual_host \"a\": route \"r\": hash_policy[0]: header: \":foo\" is not a valid header name",
+                "virtual_host \"a\": route \"r\": retry_policy: retriable_headers: \":authority\": is not a valid header name",
+                "virtual_host \"a\": route \"r\": retry_policy: retriable_request_headers: \":bar\": is not a valid header name",
+            ]
+        );
+        let readable = yaml
+            .replace(r#"":""#, r#"":scheme""#)
+            .replace(":foo", ":path")
+            .replace(r#"":authority", present"#, r#""x-a", present"#)
+            .replace(":bar", "x-b");
+        let config = MeshConfig::from_yaml(&readable).unwrap();
+        crate::route::RouteTable::new(&config).unwrap();
+    }
+
+    #[test]
+    fn a_prefix_rewrite_that_is_not_a_path_is_refused_not_left_to_fail_the_route_table() {
+        // Found by the config fuzz target: these checks passed it, and
+        // RouteTable::new then refused the configuration.
+        let yaml = |with: &str| {
+            format!(
+                "{CLUSTERS}
+virtual_hosts:
+  - name: a
+    domains: [a]
+    routes:
+      - name: r
+        match: {{ prefix: /v1 }}
+        route: {{ cluster: v1, prefix_rewrite: \"{with}\" }}
+"
+            )
+        };
+        for with in ["v2", "/v2?x", "/v2#x", "/v 2"] {
+            assert_eq!(
+                problems(&yaml(with)),
+                [format!(
+                    "virtual_host \"a\": route \"r\": prefix_rewrite: {with:?} is not a valid path"
+                )]
+            );
+        }
+        for with in ["/v2", ""] {
+            let config = MeshConfig::from_yaml(&yaml(with)).unwrap();
+            crate::route::RouteTable::new(&config).unwrap();
+        }
     }
 
     #[test]

@@ -22,3 +22,6 @@ pub(crate) use header::{
 };
 pub(crate) use path::PathRule;
 pub(crate) use query::{QueryCheck, first_raw_value};
+
+#[cfg(test)]
+mod fuzz;

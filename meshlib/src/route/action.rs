@@ -115,9 +115,7 @@ impl RequestActions {
         let path = match (&action.prefix_rewrite, &action.regex_rewrite) {
             // An empty `prefix_rewrite` is proto3's unset string in Envoy: no rewrite.
             (Some(with), _) if !with.is_empty() => {
-                if PathAndQuery::try_from(with.as_str()).is_err() || with.contains(['?', '#']) {
-                    return Err(("prefix_rewrite", format!("{with:?} is not a valid path")));
-                }
+                config::prefix_rewrite(with).map_err(|message| ("prefix_rewrite", message))?;
                 let with = with.as_str().into();
                 Some(match &route.matcher.path {
                     PathMatch::Prefix(prefix) | PathMatch::PathSeparatedPrefix(prefix) => {

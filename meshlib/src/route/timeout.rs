@@ -68,8 +68,7 @@ pub fn request_timeout(
 /// The timeout a `grpc-timeout` header's `value` carries, in gRPC's wire
 /// format (`PROTOCOL-HTTP2.md`): at most eight ASCII digits and a unit, `H`
 /// hours, `M` minutes, `S` seconds, `m` milliseconds, `u` microseconds or `n`
-/// nanoseconds: `100m`, `5S`, `1H`. `None` when it is not well formed, or `None` when it is not well formed (the
-/// header is then ignored, as Envoy's `Grpc::Common::getGrpcTimeout` does).
+/// nanoseconds: `100m`, `5S`, `1H`. `None` when it is not well formed (the header is then ignored, as Envoy's `Grpc::Common::getGrpcTimeout` does).
 pub(crate) fn parse_grpc_timeout(value: &[u8]) -> Option<Duration> {
     let (unit, digits) = value.split_last()?;
     if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
@@ -91,6 +90,8 @@ pub(crate) fn parse_grpc_timeout(value: &[u8]) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -124,6 +125,54 @@ mod tests {
             "5SS",
         ] {
             assert_eq!(parse_grpc_timeout(text.as_bytes()), None, "{text:?}");
+        }
+    }
+
+    /// The timeout a well-formed value means, computed apart from the parser.
+    fn expected(digits: &[u8], unit: u8) -> Option<Duration> {
+        let nanos_per_unit: u128 = match unit {
+            b'H' => 3_600_000_000_000,
+            b'M' => 60_000_000_000,
+            b'S' => 1_000_000_000,
+            b'm' => 1_000_000,
+            b'u' => 1_000,
+            b'n' => 1,
+            _ => return None,
+        };
+        if !(1..=8).contains(&digits.len()) || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n: u128 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+        let nanos = n * nanos_per_unit;
+        Some(Duration::new(
+            u64::try_from(nanos / 1_000_000_000).ok()?,
+            u32::try_from(nanos % 1_000_000_000).ok()?,
+        ))
+    }
+
+    // Fuzz target (issue 10): 256 cases under `cargo test`, `PROPTEST_CASES=N`
+    // for N. Parsing is one pass over at most nine bytes, so no case needs a
+    // time bound.
+    proptest! {
+        #[test]
+        fn fuzzed_grpc_timeouts_parse_as_the_wire_format_says(
+            value in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..16),
+                // Mostly well formed: digits, sometimes too many, and a unit.
+                ("[0-9]{0,10}", proptest::sample::select(b"HMSmunhs0 ".to_vec()))
+                    .prop_map(|(digits, unit)| [digits.as_bytes(), &[unit]].concat()),
+            ],
+        ) {
+            let parsed = parse_grpc_timeout(&value);
+            let want = value.split_last().and_then(|(unit, digits)| expected(digits, *unit));
+            prop_assert_eq!(parsed, want);
+            if let Ok(header) = http::HeaderValue::from_bytes(&value) {
+                let mut headers = HeaderMap::new();
+                headers.insert("grpc-timeout", header);
+                let limits = MaxStreamDuration::new(None, Some(Duration::from_secs(5)));
+                let timeout = request_timeout(None, Some(&limits), &headers);
+                prop_assert_eq!(timeout, want.map(|t| t.min(Duration::from_secs(5))));
+            }
         }
     }
 }

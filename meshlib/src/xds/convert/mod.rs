@@ -129,3 +129,6 @@ fn listener_routes(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fuzz;
