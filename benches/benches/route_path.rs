@@ -1,7 +1,8 @@
 //! The in-process cost of meshlib's request path: route match, weighted
 //! cluster pick, balancer pick and dispatch, over an in-memory endpoint, next
-//! to the same endpoint called directly; and the same with a retry policy
-//! that never triggers.
+//! to the same endpoint called directly; the same with a retry policy that
+//! never triggers, and with a local rate limit that never refuses; and the
+//! limiter alone, checked from one thread and from two at once.
 
 use std::hint::black_box;
 
@@ -12,6 +13,7 @@ use http_body_util::Empty;
 use meshlib::MeshClient;
 use meshlib::config::{MeshConfig, RetryCondition, RetryOn, RetryPolicy};
 use meshlib::connect::EndpointClient;
+use meshlib::ratelimit::{LocalRateLimit, LocalRateLimiter, TokenBucket};
 use meshlib_benches::{InMemory, InMemoryEndpoint};
 use tower::ServiceExt;
 
@@ -50,6 +52,23 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
 
+    // A limit no benchmark run exhausts: every request checked and allowed.
+    let unlimited = || {
+        LocalRateLimit::enforced(TokenBucket::new(
+            u32::MAX,
+            u32::MAX,
+            std::time::Duration::from_millis(50),
+        ))
+    };
+    let mut limited = MeshConfig::from_yaml(DEMO).unwrap();
+    limited.local_rate_limit = Some(unlimited());
+    let limited = MeshClient::builder()
+        .connect(InMemory)
+        .config(limited)
+        .executor(runtime.handle().clone())
+        .build()
+        .unwrap();
+
     let mut group = c.benchmark_group("request_path");
     group.bench_function("bare_endpoint", |b| {
         b.to_async(&runtime).iter(|| async {
@@ -68,6 +87,38 @@ fn bench(c: &mut Criterion) {
     group.bench_function("mesh_weighted_split_retry_policy", |b| {
         b.to_async(&runtime)
             .iter(|| async { black_box(retrying.clone().oneshot(request(false)).await.unwrap()) })
+    });
+    group.bench_function("mesh_weighted_split_local_rate_limit", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { black_box(limited.clone().oneshot(request(false)).await.unwrap()) })
+    });
+    group.finish();
+
+    // The bucket alone: one compare-and-swap per check; two threads contend
+    // for the same atomic.
+    let limiter = std::sync::Arc::new(
+        runtime.block_on(async { LocalRateLimiter::new(unlimited()).unwrap() }),
+    );
+    let mut group = c.benchmark_group("local_rate_limit");
+    group.bench_function("check_one_thread", |b| {
+        b.iter(|| black_box(limiter.check()))
+    });
+    group.bench_function("check_two_threads", |b| {
+        b.iter_custom(|iterations| {
+            let started = std::time::Instant::now();
+            std::thread::scope(|scope| {
+                for _ in 0..2 {
+                    let limiter = &limiter;
+                    scope.spawn(move || {
+                        for _ in 0..iterations {
+                            black_box(limiter.check());
+                        }
+                    });
+                }
+            });
+            // Per check, as both threads see it: the wall time of n checks on each.
+            started.elapsed()
+        })
     });
     group.finish();
 }
