@@ -403,6 +403,24 @@ fn assert_backs_off(attempts: &[Instant], floor: Duration, last: Duration) -> Ve
     gaps
 }
 
+/// A snapshot plane serving `snapshot` on `port` (where a refusing one was),
+/// once `mesh` has applied what it serves; and how long that took.
+async fn good_plane_at(
+    port: u16,
+    snapshot: meshlib_xds::server::Snapshot,
+    mesh: &MeshClient,
+) -> (meshlib_xds::server::StandaloneServer, Duration) {
+    let server = SnapshotServer::new();
+    server.set("test-node", snapshot);
+    let version = mesh.version();
+    let plane = server.start_standalone(port, None).unwrap();
+    let took = until("the good plane's configuration applies", async || {
+        mesh.version() > version
+    })
+    .await;
+    (plane, took)
+}
+
 async fn a_refusing_plane_leaves_the_cache_serving_and_is_retried_with_backoff(delta: bool) {
     let (v1, v2) = (Backend::start("v1").await, Backend::start("v2").await);
     let server = SnapshotServer::new();
@@ -440,14 +458,8 @@ async fn a_refusing_plane_leaves_the_cache_serving_and_is_retried_with_backoff(d
 
     // The good plane returns, with a change.
     drop(plane);
-    let restarted = SnapshotServer::new();
-    restarted.set("test-node", reviews_snapshot("2", &v1, &v2, 0, 100));
-    let version = mesh.version();
-    let _good = restarted.start_standalone(port, None).unwrap();
-    let applied = until("the good plane's configuration applies", async || {
-        mesh.version() > version
-    })
-    .await;
+    let (_good, applied) =
+        good_plane_at(port, reviews_snapshot("2", &v1, &v2, 0, 100), &mesh).await;
     let after = v2.requests();
     until("traffic moves to v2", async || v2.requests() > after + 50).await;
     let report = traffic.stop().await;
@@ -503,14 +515,8 @@ async fn a_refusing_plane_with_no_cache_is_reported_then_recovered_from(delta: b
 
     // Once a plane serves, the same client is configured.
     drop(plane);
-    let server = SnapshotServer::new();
-    server.set("test-node", reviews_snapshot("1", &v1, &v2, 100, 0));
-    let version = mesh.version();
-    let _good = server.start_standalone(port, None).unwrap();
-    let configured = until("the client is configured", async || {
-        mesh.version() > version
-    })
-    .await;
+    let (_good, configured) =
+        good_plane_at(port, reviews_snapshot("1", &v1, &v2, 100, 0), &mesh).await;
     let traffic = Traffic::start(&mesh, "http://reviews/");
     traffic.flows("traffic flows", 100).await;
     let report = traffic.stop().await;

@@ -1,6 +1,8 @@
 //! The xDS client against the snapshot control plane over loopback gRPC,
 //! in both protocol variants.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -9,6 +11,7 @@ use meshlib_xds::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use meshlib_xds::pb::google::protobuf::Any;
 use meshlib_xds::server::{ServerTls, Snapshot, SnapshotServer};
 use meshlib_xds::{Bootstrap, DELTA_ADS, Presence, Resource, ResourceState, XdsClient, XdsServer};
+use support::eventually;
 
 fn client(address: SocketAddr, delta: bool) -> XdsClient {
     let mut bootstrap = Bootstrap::new(&address.to_string(), "test-node").unwrap();
@@ -548,18 +551,6 @@ fn client_of(ports: &[u16], delta: bool) -> XdsClient {
         .connect_timeout(Duration::from_secs(2))
         .build()
         .unwrap()
-}
-
-/// Waits, at most 10 s, for `done`.
-async fn eventually(what: &str, done: impl Fn() -> bool) {
-    let wait = async {
-        while !done() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), wait)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
 }
 
 async fn falls_back_while_the_primary_is_down_then_returns_to_it(delta: bool) {

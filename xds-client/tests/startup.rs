@@ -3,6 +3,8 @@
 //! and grpc-go handlers that wait for the first request), and a plane that
 //! accepts the stream and never answers.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +19,7 @@ use meshlib_xds::pb::envoy::service::discovery::v3::{
 };
 use meshlib_xds::server::{Snapshot, SnapshotServer};
 use meshlib_xds::{Bootstrap, DELTA_ADS, Presence, XdsClient, XdsClientBuilder, XdsServer};
+use support::eventually;
 
 fn builder(address: SocketAddr, delta: bool) -> XdsClientBuilder {
     let mut bootstrap = Bootstrap::new(&address.to_string(), "test-node").unwrap();
@@ -26,18 +29,6 @@ fn builder(address: SocketAddr, delta: bool) -> XdsClientBuilder {
             .with_feature(DELTA_ADS);
     }
     XdsClient::builder(bootstrap).backoff(Duration::from_millis(20), Duration::from_millis(100))
-}
-
-/// Waits, at most 10 s, until `done` holds.
-async fn eventually(what: &str, done: impl Fn() -> bool) {
-    let wait = async {
-        while !done() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), wait)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
 }
 
 async fn a_first_watch_after_the_stream_opens_is_sent_on_it(delta: bool) {
