@@ -1,6 +1,7 @@
 //! Shared pieces of meshlib's benchmarks: an in-memory endpoint, for measuring
 //! the mesh's own cost per request, and a loopback backend, for measuring it
-//! against the bare hyper-util client on real sockets.
+//! against the bare hyper-util client on real sockets; and [`churn`], endpoint
+//! churn under load, which the churn test and the soak binary are made of.
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
@@ -14,6 +15,8 @@ use meshlib::BoxBody;
 use meshlib::config::Cluster;
 use meshlib::connect::{Connect, EndpointClient};
 use tokio::net::TcpListener;
+
+pub mod churn;
 
 /// Endpoints that answer `200` at once, in memory: what is left of a request's
 /// cost is meshlib's.

@@ -256,6 +256,13 @@ impl SnapshotServer {
         self.lock().acks.clone()
     }
 
+    /// Every ACK and NACK received since the last call, oldest first,
+    /// leaving the log empty: what a long-running user (a soak test) reads
+    /// so the log does not grow with every update for as long as it runs.
+    pub fn take_acks(&self) -> Vec<Ack> {
+        std::mem::take(&mut self.lock().acks)
+    }
+
     /// The NACKs received so far.
     pub fn nacks(&self) -> Vec<Ack> {
         self.acks().into_iter().filter(Ack::is_nack).collect()
