@@ -342,6 +342,25 @@ pub struct Scenario {
 }
 
 impl Scenario {
+    /// The soak's: three clusters of 8 backends behind a route whose weights
+    /// change with every update, one every 100 ms, for `minutes`; 200
+    /// requests/s, retried on `reset,connect-failure`.
+    pub fn soak(minutes: u64, seed: u64) -> Self {
+        Scenario {
+            clusters: 3,
+            backends_per_cluster: 8,
+            updates: minutes * 600,
+            update_interval: Duration::from_millis(100),
+            route_churn: true,
+            requests_per_second: 200,
+            workers: 4,
+            max_delay_ms: 20,
+            retry: true,
+            max_retries: Some(64),
+            seed,
+        }
+    }
+
     /// Issue 10's churn: 20 backends in one cluster, 1,000 EDS updates at
     /// 100/s, 400 requests/s over 4 workers.
     pub fn endpoint_churn(retry: bool) -> Self {
@@ -1100,7 +1119,7 @@ impl Harness {
     /// lands after; `every_second` is called once a second with the report
     /// so far.
     pub async fn run(
-        mut self,
+        &mut self,
         scenario: &Scenario,
         mut every_second: impl FnMut(&Report),
     ) -> Result<Report, BoxError> {
@@ -1229,10 +1248,8 @@ pub async fn run(
     scenario: &Scenario,
     every_second: impl FnMut(&Report),
 ) -> Result<Report, BoxError> {
-    Harness::start(scenario)
-        .await?
-        .run(scenario, every_second)
-        .await
+    let mut harness = Harness::start(scenario).await?;
+    harness.run(scenario, every_second).await
 }
 
 #[cfg(test)]
