@@ -258,9 +258,16 @@ struct ClusterState {
     name: String,
     backends: Vec<Arc<Backend>>,
     slots: Vec<Slot>,
-    /// Its weight in the route; `None` while it is out of the route (and of
-    /// the snapshot).
+    /// Its weight in the route; `None` while it is out of the route.
     weight: Option<u32>,
+    /// Whether the snapshot has the cluster and its assignment. A cluster
+    /// leaves the route first and the snapshot only once the client no
+    /// longer routes to it: the snapshot server sends CDS before RDS, so a
+    /// snapshot dropping both at once would leave the old route naming a
+    /// cluster that does not exist, and its requests would fail, as they
+    /// would in Envoy or gRPC (the xDS protocol's "make before break": a
+    /// control plane removes only clusters nothing references).
+    served: bool,
 }
 
 impl ClusterState {
@@ -570,6 +577,7 @@ impl Churn {
                 backends,
                 slots,
                 weight: Some(1),
+                served: true,
             });
         }
         let churn = Churn {
@@ -627,7 +635,7 @@ impl Churn {
                 "churn-routes",
                 vec![virtual_host(SERVICE, &[SERVICE], vec![all])],
             ));
-        for cluster in self.clusters.iter().filter(|c| c.weight.is_some()) {
+        for cluster in self.clusters.iter().filter(|c| c.served) {
             let mut eds = eds_cluster(&cluster.name);
             if let Some(max) = self.max_retries {
                 eds.circuit_breakers = Some(CircuitBreakers {
@@ -655,12 +663,13 @@ impl Churn {
     }
 
     /// One random change, pushed; with route churn, new weights too.
-    pub async fn step(&mut self) -> std::io::Result<()> {
+    /// `mesh` says which clusters the client no longer routes to.
+    pub async fn step(&mut self, mesh: &MeshClient) -> std::io::Result<()> {
         let routed: Vec<usize> = (0..self.clusters.len())
             .filter(|c| self.clusters[*c].weight.is_some())
             .collect();
         if self.route_churn {
-            self.churn_routes(&routed);
+            self.churn_routes(&routed, mesh);
         }
         let Some(c) = self.rng.pick(&routed) else {
             return self.push();
@@ -724,16 +733,20 @@ impl Churn {
         }
     }
 
-    /// New route weights; now and then a cluster leaves the route (and the
-    /// snapshot) or comes back.
-    fn churn_routes(&mut self, routed: &[usize]) {
+    /// New route weights; now and then a cluster leaves the route or comes
+    /// back. One that left leaves the snapshot once `mesh` has dropped it.
+    fn churn_routes(&mut self, routed: &[usize], mesh: &MeshClient) {
+        for cluster in &mut self.clusters {
+            if cluster.weight.is_none() && cluster.served && mesh.endpoints(&cluster.name).is_none()
+            {
+                cluster.served = false;
+            }
+        }
         if self.rng.below(20) == 0 {
             let c = self.rng.below(self.clusters.len() as u64) as usize;
-            let leaving = self.clusters[c].weight.is_some();
-            // A cluster with a removal still on its way keeps its place, so
-            // the removal is seen applied (or its cluster gone) as usual.
-            if !leaving {
+            if self.clusters[c].weight.is_none() {
                 self.clusters[c].weight = Some(1);
+                self.clusters[c].served = true;
             } else if routed.len() > 1 {
                 self.clusters[c].weight = None;
             }
@@ -1132,7 +1145,7 @@ impl Harness {
         .max(1) as u64;
         for update in 1..=scenario.updates {
             tick.tick().await;
-            self.churn.step().await?;
+            self.churn.step(&self.mesh).await?;
             if update % per_second == 0 {
                 let acks = self.server.take_acks();
                 self.fold_acks(acks);
