@@ -46,7 +46,8 @@ use meshlib_xds::server::build::{
     route_configuration, virtual_host,
 };
 use meshlib_xds::server::{Snapshot, SnapshotServer, StandaloneServer};
-use meshlib_xds::{Bootstrap, XdsClient};
+use meshlib_xds::{Bootstrap, DELTA_ADS, XdsClient, XdsServer};
+use prost::Message;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
@@ -346,6 +347,9 @@ pub struct Scenario {
     pub max_retries: Option<u32>,
     /// The seed of every random choice.
     pub seed: u64,
+    /// Whether the client speaks delta (incremental) xDS rather than
+    /// state of the world.
+    pub delta: bool,
 }
 
 impl Scenario {
@@ -365,6 +369,7 @@ impl Scenario {
             retry: true,
             max_retries: Some(64),
             seed,
+            delta: false,
         }
     }
 
@@ -386,6 +391,7 @@ impl Scenario {
             // is refused and fails.
             max_retries: retry.then_some(64),
             seed: 10,
+            delta: false,
         }
     }
 }
@@ -446,8 +452,12 @@ pub struct Report {
     pub first_nack: Option<String>,
     /// The version of the last update pushed.
     pub last_version: String,
-    /// Whether the client ACKed `last_version` for EDS.
-    pub last_version_acked: bool,
+    /// Whether the client ACKed `last_version` for EDS; `None` over delta,
+    /// whose ACKs carry no version.
+    pub last_version_acked: Option<bool>,
+    /// Whether the client's xDS cache holds, byte for byte, the assignments
+    /// last pushed.
+    pub last_update_held: bool,
     /// From pushing the last update to the client's endpoint sets matching it.
     pub last_update_applied_in: Option<Duration>,
     /// The slowest removal from push to the client's set, and the median.
@@ -494,7 +504,7 @@ impl std::fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "updates: {} pushed in {:.1?} ({} endpoint removals), {} EDS ACKs, {} NACKs, last version {} ACKed: {}",
+            "updates: {} pushed in {:.1?} ({} endpoint removals), {} EDS ACKs, {} NACKs, last version {} ACKed: {}, held: {}",
             self.updates,
             self.elapsed,
             self.removals,
@@ -502,6 +512,8 @@ impl std::fmt::Display for Report {
             self.nacks,
             self.last_version,
             self.last_version_acked
+                .map_or("n/a (delta)".to_owned(), |a| a.to_string()),
+            self.last_update_held
         )?;
         writeln!(
             f,
@@ -988,8 +1000,12 @@ fn attribute(failure: &Failure, removals: &[Removal]) -> Cause {
 }
 
 /// An xDS client for the snapshot server at `address`, quick to reconnect.
-pub fn xds_client(address: SocketAddr) -> Result<XdsClient, BoxError> {
-    let bootstrap = Bootstrap::new(&address.to_string(), NODE)?;
+pub fn xds_client(address: SocketAddr, delta: bool) -> Result<XdsClient, BoxError> {
+    let mut bootstrap = Bootstrap::new(&address.to_string(), NODE)?;
+    if delta {
+        let server = XdsServer::insecure(&address.to_string())?.with_feature(DELTA_ADS);
+        bootstrap.servers = vec![server];
+    }
     Ok(XdsClient::builder(bootstrap)
         .backoff(Duration::from_millis(20), Duration::from_millis(100))
         .build()?)
@@ -1050,7 +1066,7 @@ impl Harness {
         let server = SnapshotServer::new();
         let churn = Churn::start(server.clone(), scenario).await?;
         let plane = server.start_standalone(0, None)?;
-        let xds = xds_client(plane.address())?;
+        let xds = xds_client(plane.address(), scenario.delta)?;
         let mesh = MeshClient::from_xds(&xds, &format!("xds:///{SERVICE}")).await?;
         until("the first configuration applies", || churn.applied(&mesh)).await?;
         let follower = follow(mesh.clone(), churn.cluster_names(), churn.removals.clone());
@@ -1182,13 +1198,18 @@ impl Harness {
         let last = self.churn.version();
         let start = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(1));
-        while self.last_eds_ack != last && start.elapsed() < BOUND {
-            tick.tick().await;
+        loop {
             let acks = self.server.take_acks();
             self.fold_acks(acks);
+            let acked = scenario.delta || self.last_eds_ack == last;
+            if acked && self.holds_last().await || start.elapsed() > BOUND {
+                break;
+            }
+            tick.tick().await;
         }
-        self.report.last_version_acked = self.last_eds_ack == last;
-        if !self.report.last_version_acked {
+        self.report.last_version_acked = (!scenario.delta).then(|| self.last_eds_ack == last);
+        self.report.last_update_held = self.holds_last().await;
+        if self.report.last_version_acked == Some(false) || !self.report.last_update_held {
             self.report.diagnosis = Some(format!(
                 "EDS last ACKed version {:?}; {}",
                 self.last_eds_ack,
@@ -1204,6 +1225,23 @@ impl Harness {
             .filter_map(|name| self.mesh.retries_refused(name))
             .sum();
         Ok(std::mem::take(&mut self.report))
+    }
+
+    /// Whether the client's xDS cache holds the assignments of the current
+    /// state, as encoded.
+    async fn holds_last(&self) -> bool {
+        let Ok(dump) = self._xds.dump().await else {
+            return false;
+        };
+        let eds = eds_type_url();
+        self.churn.clusters.iter().filter(|c| c.served).all(|c| {
+            let pushed = c.assignment().encode_to_vec();
+            dump.iter().any(|e| {
+                e.type_url == eds
+                    && e.name == c.name
+                    && e.raw.as_ref().is_some_and(|raw| raw.value == pushed)
+            })
+        })
     }
 
     /// What the client holds, against what was pushed: for a failure's message.

@@ -16,7 +16,7 @@
 //! on the last configuration, or if, from that baseline to the end,
 //! - descriptors grew by more than 64: each connection is two descriptors
 //!   here (client and backend side) and a steady state holds a few dozen, so
-//!   a leak of one connection per removal (2 a second) crosses it within a
+//!   a leak of one connection per removal (3 a second) crosses it within a
 //!   minute, while pools idling down do not;
 //! - RSS grew by more than 4 MiB plus 10%: the allocator keeps freed pages
 //!   and fragments a little after warm-up (5-minute runs grew 0.1 MiB from
@@ -136,7 +136,7 @@ async fn main() {
     if report.failed_total() > 0 {
         problems.push(format!("{} requests failed", report.failed_total()));
     }
-    if !report.last_version_acked || report.nacks > 0 {
+    if report.last_version_acked == Some(false) || !report.last_update_held || report.nacks > 0 {
         problems.push("the last configuration was not ACKed, or one was NACKed".to_owned());
     }
     if report.final_misrouted > 0 || report.final_reached_unhealthy > 0 {
