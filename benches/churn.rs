@@ -446,7 +446,7 @@ pub struct Report {
     /// Retries the clusters' circuit breakers refused (the clusters in
     /// force at the end, since their stacks were built).
     pub retries_refused: u64,
-    /// NACKs, and the first one's reason.
+    /// NACKs the client sent.
     pub nacks: u64,
     /// The first NACK's reason.
     pub first_nack: Option<String>,
@@ -460,7 +460,7 @@ pub struct Report {
     pub last_update_held: bool,
     /// From pushing the last update to the client's endpoint sets matching it.
     pub last_update_applied_in: Option<Duration>,
-    /// The slowest removal from push to the client's set, and the median.
+    /// The slowest removal, from its push to the client's endpoint set.
     pub removal_apply_max: Duration,
     /// The median of the same.
     pub removal_apply_median: Duration,

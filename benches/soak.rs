@@ -19,8 +19,8 @@
 //!   a leak of one connection per removal (3 a second) crosses it within a
 //!   minute, while pools idling down do not;
 //! - RSS grew by more than 4 MiB plus 10%: the allocator keeps freed pages
-//!   and fragments a little after warm-up (5-minute runs grew 0.1 MiB from
-//!   minute 1 to the end, a fortieth of the margin), while a leak of 300
+//!   and fragments a little after warm-up (5-minute runs grew 0.1-0.4 MiB from
+//!   minute 1 to the end, a tenth of the margin or less), while a leak of 300
 //!   bytes per update (18,000 updates in 30 minutes) or 16 bytes per
 //!   request (360,000) crosses it; a 5-minute run catches 2 KB per update
 //!   or 100 bytes per request.
