@@ -165,11 +165,26 @@ impl Backend {
     }
 }
 
+/// Listens on `address`. A stopped backend's port is in the ephemeral
+/// range, so an outgoing connection of another test may hold it for a
+/// moment: binding is retried for up to 5 s before the error is returned.
 fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = TcpSocket::new_v4()?;
-    socket.set_reuseaddr(true)?;
-    socket.bind(address)?;
-    socket.listen(1024)
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let socket = TcpSocket::new_v4()?;
+        socket.set_reuseaddr(true)?;
+        match socket.bind(address) {
+            Ok(()) => return socket.listen(1024),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && address.port() != 0
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 async fn answer(
